@@ -1,0 +1,51 @@
+"""One benchmark case: a single point of a suite's grid. Frozen, hashable, with a stable id."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Case(BaseModel):
+    """Everything that decides what a case measures. Two cases with equal fields are the same case
+    (``case_id``), whichever run or machine they come from: ``compare`` and ``--resume`` match on it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: str  # "numpy" | "torch" | "tf"
+    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
+    cell: str  # "gru" | "lstm"
+    variant: str  # GRU: "reset_after" | "reset_before"; LSTM: "standard"
+    task: str  # a name from tasks.TASKS
+    seq_len: int  # T (for copy memory: the blank gap; see tasks.py)
+    hidden: int  # H
+    num_layers: int = 1
+    batch_size: int = 64
+    dtype: str = "float32"
+    init: str = "pytorch"  # spec.INITS
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    clip: float | None = 1.0
+    steps: int = 0  # training-step budget for accuracy; 0 = timing only
+    eval_every: int = 50  # loss-curve resolution (steps)
+    eval_batches: int = 4  # held-out batches for the final metric
+    seed: int = 0
+    warmup: int = 3  # untimed training steps before timing
+    repetitions: int = 20  # timed training steps (and forward passes)
+    timeout_s: float = 600.0
+    options: dict[str, Any] = Field(default_factory=dict)  # backend knobs, e.g. {"autocast": "bfloat16"}
+
+    @property
+    def case_id(self) -> str:
+        """Stable 12-hex id of the configuration (timeout excluded: it limits, it does not change the result)."""
+        d = self.model_dump(exclude={"timeout_s"})
+        blob = json.dumps(d, sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        v = "" if self.cell == "lstm" else f"[{self.variant}]"
+        return (f"{self.backend}/{self.device} {self.cell}{v} {self.task} T={self.seq_len} H={self.hidden}"
+                f" L={self.num_layers} B={self.batch_size} {self.dtype} seed={self.seed}")
