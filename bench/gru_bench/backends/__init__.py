@@ -1,8 +1,16 @@
-"""Backend registry. Modules are imported on first use, so ``--backend numpy`` never imports torch or TensorFlow."""
+"""Backend registry. Modules are imported on first use, so ``--backend numpy`` never imports torch or TensorFlow.
+
+Third-party backends plug in without editing gru-bench: set ``GRU_BENCH_BACKENDS="name=module:Class,..."`` (the
+module must be importable, e.g. on ``PYTHONPATH``) and ``name`` is benchmarked like a built-in backend, in every
+worker process of the run. The class must follow the protocol of ``base.py`` and pass ``gru_bench.testing``.
+"""
 from __future__ import annotations
 
 import importlib
+import os
+import re
 
+from ..errors import InputError
 from .base import Backend, MemoryProbe, TrainConfig, prepare
 
 # name -> (module, class, pip extra that provides the framework)
@@ -11,23 +19,53 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
     "torch": ("gru_bench.backends.torch_backend", "TorchBackend", "torch"),
     "tf": ("gru_bench.backends.tf_backend", "TFBackend", "tensorflow-cpu"),
 }
-BACKEND_NAMES = tuple(_REGISTRY)
+BACKEND_NAMES = tuple(_REGISTRY)  # the built-in backends; ``backend_names()`` adds the plugins
+PLUGIN_ENV = "GRU_BENCH_BACKENDS"
+_PLUGIN_ENTRY = re.compile(r"^([A-Za-z_][\w-]*)=([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
 
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot be imported here (its framework is missing); the message says how to install it."""
 
 
+def plugins() -> dict[str, tuple[str, str, str | None]]:
+    """The backends added through ``GRU_BENCH_BACKENDS`` (read at each call, so workers inherit it)."""
+    raw = os.environ.get(PLUGIN_ENV, "").strip()
+    found: dict[str, tuple[str, str, str | None]] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        m = _PLUGIN_ENTRY.match(entry)
+        if m is None:
+            raise InputError(f"{PLUGIN_ENV} entry {entry!r}: expected name=module:Class")
+        name, module, cls = m.groups()
+        if name in _REGISTRY:
+            raise InputError(f"{PLUGIN_ENV} entry {entry!r}: name {name!r} is a built-in backend; pick another name")
+        found[name] = (module, cls, None)
+    return found
+
+
+def _registry() -> dict[str, tuple[str, str, str | None]]:
+    return {**_REGISTRY, **plugins()}
+
+
+def backend_names() -> tuple[str, ...]:
+    """Built-in backends, then the plugins of ``GRU_BENCH_BACKENDS``."""
+    return tuple(_registry())
+
+
 def get_backend(name: str) -> Backend:
-    if name not in _REGISTRY:
-        raise ValueError(f"backend={name!r}: expected one of {', '.join(BACKEND_NAMES)}")
-    module, cls, extra = _REGISTRY[name]
+    registry = _registry()
+    if name not in registry:
+        raise ValueError(f"backend={name!r}: expected one of {', '.join(registry)}")
+    module, cls, extra = registry[name]
     try:
         mod = importlib.import_module(module)
-    except ImportError as e:  # the framework itself is missing
+    except ImportError as e:  # the framework itself (or the plugin module) is missing
         hint = f" (pip install 'gru-bench[{extra}]')" if extra else ""
         raise BackendUnavailable(f"backend {name!r} cannot be imported: {e}{hint}") from e
-    return getattr(mod, cls)()
+    try:
+        return getattr(mod, cls)()
+    except AttributeError as e:
+        raise BackendUnavailable(f"backend {name!r}: module {module!r} has no class {cls!r}") from e
 
 
 def unavailable_reason(name: str, device: str) -> str | None:
@@ -38,5 +76,5 @@ def unavailable_reason(name: str, device: str) -> str | None:
         return str(e)
 
 
-__all__ = ["Backend", "BackendUnavailable", "BACKEND_NAMES", "MemoryProbe", "TrainConfig", "get_backend",
-           "prepare", "unavailable_reason"]
+__all__ = ["Backend", "BackendUnavailable", "BACKEND_NAMES", "MemoryProbe", "PLUGIN_ENV", "TrainConfig",
+           "backend_names", "get_backend", "plugins", "prepare", "unavailable_reason"]
