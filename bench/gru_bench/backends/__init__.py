@@ -62,10 +62,10 @@ def get_backend(name: str) -> Backend:
     except ImportError as e:  # the framework itself (or the plugin module) is missing
         hint = f" (pip install 'gru-bench[{extra}]')" if extra else ""
         raise BackendUnavailable(f"backend {name!r} cannot be imported: {e}{hint}") from e
-    try:
-        return getattr(mod, cls)()
-    except AttributeError as e:
-        raise BackendUnavailable(f"backend {name!r}: module {module!r} has no class {cls!r}") from e
+    klass = getattr(mod, cls, None)
+    if klass is None:
+        raise BackendUnavailable(f"backend {name!r}: module {module!r} has no class {cls!r}")
+    return klass()
 
 
 def unavailable_reason(name: str, device: str) -> str | None:
