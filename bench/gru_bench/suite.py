@@ -1,0 +1,312 @@
+"""Suites: ``suites/NAME.toml`` -> a validated ``Suite`` -> the list of ``Case``s it stands for.
+
+A suite file is flat TOML. Every grid key takes a scalar or a list; lists expand to a grid (the Cartesian product),
+one ``Case`` per point and per seed. ``variant`` applies to GRU only: an LSTM point always gets ``"standard"``.
+``options`` is a table of backend knobs passed unchanged to every case. Example::
+
+    name = "tiny"
+    description = "one GRU and one LSTM on the adding problem"
+    backend = ["numpy", "torch"]
+    cell = ["gru", "lstm"]
+    variant = ["reset_after", "reset_before"]
+    task = "adding"
+    seq_len = 50
+    hidden = [32, 64]
+    seeds = [0, 1]
+
+Keys, their defaults and what they mean are the fields of ``Suite`` below (``backend``, ``cell``, ``task``,
+``seq_len`` and ``hidden`` are required). Command-line overrides use the same keys; a string value there may be a
+comma-separated list (``"numpy,torch"``). ``clip = false`` (or ``"none"``) turns gradient clipping off.
+
+``threads`` (the intra-op thread count of BLAS and the framework) is carried to the worker in
+``Case.options["threads"]``, so it is part of the case and recorded with it.
+
+A bad file never gives a traceback: ``load_suite`` raises ``InputError`` with one line naming the file, the key,
+the value and what was expected.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Callable
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
+                      field_validator, model_validator)
+
+from .backends.base import OPTIMIZERS
+from .case import Case
+from .errors import InputError
+from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS
+
+REPO_SUITES = Path(__file__).resolve().parents[2] / "suites"
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+_NONE_WORDS = ("none", "off", "false")
+
+
+# -------------------------------------------------------------------------------------------- element checks
+def _as_list(value: Any) -> Any:
+    """A scalar becomes a one-element list; a comma-separated string (command line) becomes a list of strings."""
+    if isinstance(value, str) and "," in value:
+        return [s.strip() for s in value.split(",") if s.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not {str(value).lower()}")
+    return value
+
+
+def _choice(choices: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        allowed = choices() if callable(choices) else choices
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def _device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise ValueError("expected cpu, cuda or cuda:N")
+    return value
+
+
+def _clip(value: Any) -> Any:
+    if value is False or value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+        return None
+    return _not_bool(value)
+
+
+def backend_names() -> tuple[str, ...]:
+    """Backends a suite may name: the built-in ones and the plugins of ``GRU_BENCH_BACKENDS``."""
+    from .backends import backend_names as names
+
+    return names()
+
+
+def task_names() -> tuple[str, ...]:
+    from .tasks import TASKS
+
+    return tuple(TASKS)
+
+
+Str = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v)]
+PosInt = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
+NonNegInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=0)]
+PosFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
+Clip = Annotated[PosFloat | None, BeforeValidator(_clip)]
+
+
+def Grid(item: Any) -> Any:  # noqa: N802 - a type factory
+    """A grid key: a scalar or a list of ``item``, stored as a non-empty list."""
+    return Annotated[list[item], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+class Suite(BaseModel):
+    """A validated suite: the file's keys, each grid key held as a list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    # what runs
+    backend: Grid(Annotated[Str, AfterValidator(_choice(backend_names))])
+    device: Grid(Annotated[Str, AfterValidator(_device)]) = ["cpu"]
+    cell: Grid(Annotated[Str, AfterValidator(_choice(CELLS))])
+    variant: Grid(Annotated[Str, AfterValidator(_choice(GRU_VARIANTS))]) = ["reset_after"]  # GRU only
+    task: Grid(Annotated[Str, AfterValidator(_choice(task_names))])
+    seq_len: Grid(PosInt)  # T
+    hidden: Grid(PosInt)  # H
+    num_layers: Grid(PosInt) = [1]
+    batch_size: Grid(PosInt) = [64]
+    dtype: Grid(Annotated[Str, AfterValidator(_choice(DTYPES))]) = ["float32"]
+    init: Grid(Annotated[Str, AfterValidator(_choice(INITS))]) = ["pytorch"]
+    # training (accuracy)
+    steps: Grid(NonNegInt) = [0]  # step budget; 0 = timing only
+    lr: Grid(PosFloat) = [1e-3]
+    optimizer: Grid(Annotated[Str, AfterValidator(_choice(OPTIMIZERS))]) = ["adam"]
+    clip: Grid(Clip) = [1.0]  # max global gradient norm; false = off
+    eval_every: Grid(PosInt) = [50]
+    eval_batches: Grid(PosInt) = [4]
+    seeds: Grid(NonNegInt) = [0]
+    # timing
+    warmup: Grid(NonNegInt) = [3]
+    repetitions: Grid(PosInt) = [20]
+    timeout_s: Grid(PosFloat) = [600.0]
+    threads: Grid(PosInt) = [2]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("expected a name of letters, digits, '_', '.', '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _seq_len_fits_task(self) -> "Suite":
+        from .tasks import get_task
+
+        for task in self.task:
+            least = getattr(get_task(task), "min_seq_len", 1)
+            for i, T in enumerate(self.seq_len):
+                if T < least:
+                    raise ValueError(f"seq_len[{i}]={T!r}: expected at least {least} for task {task!r}")
+        return self
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "threads" in v:
+            raise ValueError("expected no 'threads' entry: set the top-level key threads instead")
+        return v
+
+    @property
+    def source(self) -> str | None:
+        """The file the suite was read from (None when built in code)."""
+        return self._source
+
+    def cases(self) -> list[Case]:
+        """The grid, one ``Case`` per point and seed, in a deterministic order (the keys' order below, seed last).
+
+        ``variant`` expands for GRU only; an LSTM point gets ``"standard"`` once. Duplicates are dropped.
+        """
+        out: list[Case] = []
+        seen: set[str] = set()
+        grid = itertools.product(self.task, self.seq_len, self.hidden, self.num_layers, self.batch_size, self.dtype,
+                                 self.backend, self.device, self.cell, self.init, self.optimizer, self.lr, self.clip,
+                                 self.steps, self.eval_every, self.eval_batches, self.warmup, self.repetitions,
+                                 self.timeout_s, self.threads)
+        for (task, T, H, L, B, dtype, backend, device, cell, init, opt, lr, clip, steps, eval_every, eval_batches,
+             warmup, reps, timeout, threads) in grid:
+            for variant in (self.variant if cell == "gru" else ["standard"]):
+                for seed in self.seeds:
+                    case = Case(backend=backend, device=device, cell=cell, variant=variant, task=task, seq_len=T,
+                                hidden=H, num_layers=L, batch_size=B, dtype=dtype, init=init, optimizer=opt, lr=lr,
+                                clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches, seed=seed,
+                                warmup=warmup, repetitions=reps, timeout_s=timeout,
+                                options={**self.options, "threads": threads})
+                    if case.case_id not in seen:
+                        seen.add(case.case_id)
+                        out.append(case)
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """The suite as stored in a run record (``Suite.model_validate`` of it gives the suite back)."""
+        return {**self.model_dump(mode="json"), "source": self._source} if self._source else self.model_dump(mode="json")
+
+
+GRID_KEYS = tuple(k for k in Suite.model_fields if k not in ("name", "description", "options"))
+KEYS = tuple(Suite.model_fields)
+
+
+# ------------------------------------------------------------------------------------------------- loading
+def _format_error(err: dict[str, Any], where: str, data: dict[str, Any]) -> str:
+    """One pydantic error -> ``where: key[i]=value: expected ...`` (no ``[i]`` where the file gave a scalar)."""
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or "function" in p))]
+    if not loc:  # a check across keys: the message names the key itself
+        return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+    key = str(loc[0]) if loc else "?"
+    if len(loc) > 1 and isinstance(loc[1], int) and isinstance(data.get(key), (list, tuple)):
+        key += f"[{loc[1]}]"
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key {key!r}={err['input']!r}: expected one of {', '.join(KEYS)}"
+    if kind == "missing":
+        return f"{where}: missing key {key!r}: expected it to be set (a value or a list of values)"
+    if kind == "too_short":
+        return f"{where}: {key}={err['input']!r}: expected at least one value"
+    msg = msg.removeprefix("Value error, ")
+    msg = re.sub(r"^Input should be (greater|less)", r"expected a number \1", msg)
+    msg = re.sub(r"^Input should be ", "expected ", msg)
+    if not msg.startswith("expected"):
+        msg = f"expected {msg[0].lower()}{msg[1:]}"
+    return f"{where}: {key}={err['input']!r}: {msg}"
+
+
+def validate_suite(data: dict[str, Any], where: str = "suite") -> Suite:
+    """A dict of suite keys -> ``Suite``, or ``InputError`` with one line (the first problem found)."""
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as e:
+        raise InputError(_format_error(e.errors()[0], where, data)) from None
+
+
+def _search_dirs() -> list[Path]:
+    dirs = [Path.cwd() / "suites", REPO_SUITES]
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def find_suite(path_or_name: str | os.PathLike[str]) -> Path:
+    """A path to an existing file, or a name looked up as ``suites/NAME.toml`` here, then in the repository."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    if p.suffix == ".toml" or len(p.parts) > 1:
+        raise InputError(f"suite file {str(p)!r} does not exist: expected a path to a .toml file or a suite name")
+    for d in _search_dirs():
+        cand = d / f"{p.name}.toml"
+        if cand.is_file():
+            return cand
+    names = ", ".join(list_suites()) or "none found"
+    raise InputError(f"suite {str(path_or_name)!r} not found: expected a .toml file or one of: {names}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read: {e.strerror or e}") from None
+
+
+def load_suite(path_or_name: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Suite:
+    """Read, override and validate a suite. ``overrides`` use the file's keys; ``None`` values are ignored."""
+    path = find_suite(path_or_name)
+    data = read_toml(path)
+    data.setdefault("name", path.stem)
+    suite = validate_suite(data, where=str(path))
+    if overrides:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = [k for k in given if k not in KEYS]
+        if unknown:
+            raise InputError(f"override {unknown[0]}={given[unknown[0]]!r}: unknown key, expected one of "
+                             f"{', '.join(KEYS)}")
+        merged = {**suite.model_dump(), **given}
+        suite = validate_suite(merged, where=f"{path} (overridden on the command line)")
+    suite._source = str(path)
+    return suite
+
+
+def list_suites() -> dict[str, str]:
+    """Suite name -> description, from ``./suites`` first, then the repository's ``suites/``."""
+    found: dict[str, str] = {}
+    for d in _search_dirs():
+        for f in sorted(d.glob("*.toml")):
+            if f.stem in found:
+                continue
+            try:
+                data = read_toml(f)
+                found[f.stem] = str(data.get("description", ""))
+            except InputError as e:
+                found[f.stem] = f"(unreadable: {e})"
+    return found
+
+
+__all__ = ["GRID_KEYS", "KEYS", "Suite", "backend_names", "find_suite", "list_suites", "load_suite", "task_names",
+           "validate_suite"]
