@@ -15,7 +15,9 @@ Status = Literal["ok", "skipped", "failed", "diverged", "timeout", "oom"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # NaN/inf (a diverged loss curve) are written as the strings "NaN"/"Infinity", so a record stays strict JSON
+    # and reads back as the same floats.
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="strings")
 
 
 class TimingStats(_Model):
@@ -62,6 +64,7 @@ class Load(_Model):
     cpu_percent_before: float | None = None
     cpu_percent_after: float | None = None
     busy: bool = False
+    warning: str | None = None  # why the machine counted as busy, shown on screen and in reports
 
 
 class CaseResult(_Model):
@@ -106,8 +109,422 @@ class RunRecord(_Model):
     label: str | None = None  # free text from the user, shown in reports (escaped)
     created: str  # ISO 8601
     finished: str | None = None
+    machine_id: str | None = None  # ``machine_id(machine)``: the folder the record lives in
     machine: dict[str, Any] = Field(default_factory=dict)  # manifest: cpu, cores, ram, os, python, versions, gpu...
     machines: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per node, for cluster runs
     calibration: Calibration | None = None
     git: GitInfo = Field(default_factory=GitInfo)
     cases: list[CaseResult] = Field(default_factory=list)
+
+
+# ======================================================================================= machine, commit, files
+import hashlib  # noqa: E402  (the functions below; the schema above needs none of these)
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import warnings  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from importlib import metadata  # noqa: E402
+from importlib.util import find_spec  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Iterable  # noqa: E402
+
+from .errors import InputError  # noqa: E402
+
+# distributions whose versions decide speed or numerics (looked up without importing them)
+VERSIONED = ("gru-bench", "numpy", "scipy", "torch", "tensorflow", "tensorflow-cpu", "keras", "jax", "ray", "pandas",
+             "threadpoolctl", "nvidia-cudnn-cu12", "nvidia-cudnn-cu11", "nvidia-cublas-cu12")
+# environment variables that change speed or threads; exact names and prefixes
+SPEED_ENV = ("OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS",
+             "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+             "CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "XLA_FLAGS",
+             "GRU_BENCH_BACKENDS")
+SPEED_ENV_PREFIXES = ("MKL_", "KMP_", "GOMP_", "PYTORCH_", "TORCH_", "ONEDNN_", "DNNL_", "TF_ENABLE_", "TF_XLA_",
+                      "TF_NUM_", "TF_GPU_", "TF_CUDNN_", "TF_DETERMINISTIC", "TF_FORCE_", "TF_USE_", "TF_INTRA_",
+                      "TF_INTER_")
+CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "neon", "asimd")
+
+
+def _run(cmd: list[str], cwd: str | os.PathLike[str] | None = None, timeout: float = 10.0) -> str | None:
+    """stdout of ``cmd`` stripped, or None when it is missing, fails or hangs."""
+    try:
+        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def _cpu_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"model": platform.processor() or platform.machine(), "arch": platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    if text:
+        m = re.search(r"^(model name|Hardware|cpu model)\s*:\s*(.+)$", text, re.M)
+        if m:
+            info["model"] = m.group(2).strip()
+        m = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.M)
+        if m:
+            have = set(m.group(2).split())
+            info["flags"] = [f for f in CPU_FLAGS if f in have]
+    elif platform.system() == "Darwin":
+        info["model"] = _run(["sysctl", "-n", "machdep.cpu.brand_string"]) or info["model"]
+    return info
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in VERSIONED:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _module_file_text(package: str, relpath: str) -> str | None:
+    """The text of a file inside an installed package, found without importing the package."""
+    try:
+        spec = find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        p = Path(base) / relpath
+        if p.is_file():
+            try:
+                return p.read_text()
+            except OSError:
+                return None
+    return None
+
+
+def _framework_builds() -> dict[str, Any]:
+    """CUDA/cuDNN versions the installed torch and TensorFlow were built with (read from their files, no import)."""
+    builds: dict[str, Any] = {}
+    text = _module_file_text("torch", "version.py")
+    if text:
+        for key in ("cuda", "hip", "git_version"):
+            m = re.search(rf"^{key}\s*(?::\s*[^=]+)?=\s*['\"]?([^'\"\n]+)['\"]?", text, re.M)
+            if m and m.group(1) != "None":
+                builds[f"torch_{key}"] = m.group(1)
+    text = _module_file_text("tensorflow", "python/platform/build_info.py")
+    if text:
+        for key in ("cuda_version", "cudnn_version", "is_cuda_build"):
+            m = re.search(rf"['\"]{key}['\"]\s*,\s*['\"]?([^'\")\n]+)['\"]?", text)
+            if m:
+                builds[f"tensorflow_{key}"] = m.group(1)
+    return builds
+
+
+def _gpus() -> dict[str, Any] | None:
+    """GPU model(s), memory, driver and the driver's CUDA version from ``nvidia-smi`` (None without it)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    rows = _run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,compute_cap",
+                 "--format=csv,noheader,nounits"])
+    if not rows:
+        return None
+    gpus = []
+    for row in rows.splitlines():
+        parts = [p.strip() for p in row.split(",")]
+        parts += [""] * (4 - len(parts))
+        gpus.append({"name": parts[0], "memory_mib": int(parts[1]) if parts[1].isdigit() else parts[1],
+                     "driver": parts[2], "compute_capability": parts[3]})
+    banner = _run(["nvidia-smi"]) or ""
+    m = re.search(r"CUDA Version:\s*([\d.]+)", banner)
+    return {"devices": gpus, "count": len(gpus), "driver_cuda_version": m.group(1) if m else None}
+
+
+def _speed_env() -> dict[str, str]:
+    return {k: v for k, v in sorted(os.environ.items()) if k in SPEED_ENV or k.startswith(SPEED_ENV_PREFIXES)}
+
+
+def machine_manifest() -> dict[str, Any]:
+    """What decides speed on this machine: CPU, cores, RAM, OS, Python and library versions, GPU, BLAS threads and
+    the environment variables that change speed. Imports neither torch nor TensorFlow."""
+    import numpy  # noqa: F401  (loads NumPy's BLAS, so threadpoolctl can report it)
+    import psutil
+    from threadpoolctl import threadpool_info
+
+    vm = psutil.virtual_memory()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    freq = psutil.cpu_freq() if hasattr(psutil, "cpu_freq") else None
+    manifest: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "cpu": _cpu_info(),
+        "cores_logical": psutil.cpu_count(logical=True),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "cores_usable": affinity,
+        "cpu_max_mhz": round(freq.max, 1) if freq and freq.max else None,
+        "ram_bytes": int(vm.total),
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "versions": _versions(),
+        "builds": _framework_builds(),
+        "gpu": _gpus(),
+        "blas": [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer", "architecture")}
+                 for p in threadpool_info()],
+        "env": _speed_env(),
+    }
+    return manifest
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:limit].strip("-") or "unknown"
+
+
+def machine_id(manifest: dict[str, Any]) -> str:
+    """``<hostname-slug>-<6 hex>``: the hash covers the hardware (CPU model, cores, RAM, GPUs), not the software,
+    so one machine keeps one folder across upgrades, and two machines sharing a hostname get two."""
+    gpu = manifest.get("gpu") or {}
+    hw = {"hostname": manifest.get("hostname"), "cpu": (manifest.get("cpu") or {}).get("model"),
+          "cores": manifest.get("cores_logical"), "ram": manifest.get("ram_bytes"),
+          "gpus": [d.get("name") for d in gpu.get("devices", [])]}
+    digest = hashlib.sha1(json.dumps(hw, sort_keys=True).encode()).hexdigest()[:6]
+    return f"{_slug(str(manifest.get('hostname') or 'host'))}-{digest}"
+
+
+def git_info(path: str | os.PathLike[str] = ".") -> GitInfo:
+    """Commit, dirty flag (tracked files changed) and branch of the repository holding ``path``; all None when it
+    is not a git repository or git is missing."""
+    commit = _run(["git", "rev-parse", "HEAD"], cwd=path)
+    if not commit:
+        return GitInfo()
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path)
+    branch = _run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=path)
+    return GitInfo(commit=commit, dirty=None if status is None else bool(status),
+                   branch=None if branch in (None, "HEAD") else branch)
+
+
+def now_iso() -> str:
+    """The current time, ISO 8601 with the UTC offset (the form of ``RunRecord.created``)."""
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def record_path(out_dir: str | os.PathLike[str], machine_id: str, suite_name: str,
+                created: str | datetime) -> Path:
+    """``out_dir/<machine-id>/<YYYYmmddTHHMMSSZ>_<suite>.json`` (timestamp in UTC, so files sort by time)."""
+    when = datetime.fromisoformat(created) if isinstance(created, str) else created
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+    stamp = when.strftime("%Y%m%dT%H%M%S") + ("Z" if when.tzinfo is not None else "")
+    return Path(out_dir) / _slug(machine_id, 80) / f"{stamp}_{_slug(suite_name, 60)}.json"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems / platforms refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part: a temp file
+    in the same directory, flushed and fsynced, renamed over ``path`` (``os.replace``), then the directory fsynced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_record(record: RunRecord, path: str | os.PathLike[str]) -> Path:
+    """Write ``record`` as JSON to ``path`` atomically (``atomic_write_text``); returns the path."""
+    return atomic_write_text(path, record.model_dump_json(indent=1))
+
+
+def _first_error(e: Any) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "record"
+    return f"{loc}: {err['msg']}"
+
+
+def record_from_dict(data: Any, where: str = "record") -> RunRecord:
+    """A parsed JSON document -> ``RunRecord``, or ``InputError`` naming ``where`` and what is wrong."""
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict) or "schema_version" not in data or "run_id" not in data:
+        raise InputError(f"{where}: not a gru-bench run record (expected a JSON object with schema_version and "
+                         f"run_id)")
+    version = data["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise InputError(f"{where}: schema_version={version!r}: this gru-bench reads version {SCHEMA_VERSION} "
+                         f"(a record from {'a newer' if isinstance(version, int) and version > SCHEMA_VERSION else 'another'}"
+                         f" gru-bench)")
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as e:
+        raise InputError(f"{where}: not a valid gru-bench run record: {_first_error(e)}") from None
+
+
+def load_record(path: str | os.PathLike[str]) -> RunRecord:
+    """Read one run record; ``InputError`` naming the file when it is missing, corrupt (truncated, not JSON), not a
+    gru-bench record, of an unknown schema version, or invalid."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: corrupt record (not UTF-8 text)") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: corrupt record (invalid JSON at line {e.lineno} column {e.colno}: {e.msg})") from None
+    return record_from_dict(data, where=str(path))
+
+
+def _is_record_file(path: Path) -> bool:
+    """Cheap check for directory scans: a JSON object whose keys include schema_version and run_id."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True  # let load_record name the problem: a corrupt record must not vanish from a report
+    return isinstance(data, dict) and "schema_version" in data and "run_id" in data
+
+
+def record_files(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; directories searched recursively for ``*.json`` (other JSON documents skipped with a
+    warning). ``InputError`` for a path that does not exist or a directory with no record."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = []
+            for f in sorted(p.rglob("*.json")):
+                if _is_record_file(f):
+                    found.append(f)
+                else:
+                    warnings.warn(f"{f}: skipped, not a gru-bench run record", stacklevel=2)
+            if not found:
+                raise InputError(f"{p}: no run records (*.json) found in this directory")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: no such file or directory: expected run records (.json) or a folder of them")
+    out: list[Path] = []
+    for f in files:  # the same file named twice counts once
+        if f.resolve() not in {o.resolve() for o in out}:
+            out.append(f)
+    return out
+
+
+# the fixed columns of load_results, in order; memory, provenance and thread columns follow, sorted
+RUN_COLUMNS = ("run_id", "suite_name", "run_label", "created", "machine_id", "hostname", "cpu_model", "commit",
+               "dirty", "branch", "calibration_gflops", "record")
+CASE_COLUMNS = tuple(Case.model_fields) + ("case_id", "label")
+RESULT_COLUMNS = ("status", "reason", "implementation", "params", "params_backend", "flops_forward",
+                  "flops_train_step", "node", "started_at", "wall_s", "warnings")
+TIMING_FIELDS = ("median", "iqr", "min", "mean", "ci_low", "ci_high", "gflops", "pct_peak", "n", "samples")
+ACCURACY_COLUMNS = ("metric", "final_metric", "final_loss", "baseline_loss", "baseline_metric", "solved",
+                    "steps_to_solve", "seconds_to_solve", "curve_step", "curve_loss", "curve_seconds")
+LOAD_COLUMNS = ("load_busy", "load_warning", "load_before_1m", "load_after_1m", "cpu_percent_before",
+                "cpu_percent_after")
+FIXED_COLUMNS = (RUN_COLUMNS + CASE_COLUMNS + RESULT_COLUMNS
+                 + tuple(f"{t}_{f}" for t in ("train_time", "forward_time") for f in TIMING_FIELDS)
+                 + ACCURACY_COLUMNS + LOAD_COLUMNS)
+
+
+def _timing_columns(prefix: str, t: TimingStats | None) -> dict[str, Any]:
+    if t is None:
+        return {f"{prefix}_{f}": None for f in TIMING_FIELDS}
+    d = {f"{prefix}_{f}": getattr(t, f) for f in TIMING_FIELDS if f not in ("n", "samples")}
+    d[f"{prefix}_n"] = len(t.samples)
+    d[f"{prefix}_samples"] = list(t.samples)
+    return d
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def case_row(record: RunRecord, result: CaseResult, record_file: str | None = None) -> dict[str, Any]:
+    """One case of one run as a flat dict (the row ``load_results`` builds)."""
+    row: dict[str, Any] = {
+        "run_id": record.run_id, "suite_name": record.suite_name, "run_label": record.label,
+        "created": record.created, "machine_id": record.machine_id or machine_id(record.machine),
+        "hostname": record.machine.get("hostname"), "cpu_model": (record.machine.get("cpu") or {}).get("model"),
+        "commit": record.git.commit, "dirty": record.git.dirty, "branch": record.git.branch,
+        "calibration_gflops": record.calibration.gemm_gflops if record.calibration else None,
+        "record": record_file,
+    }
+    case = result.case.model_dump()
+    case["options"] = json.dumps(case["options"], sort_keys=True)  # hashable: rows group by it
+    row.update(case)
+    row["case_id"] = result.case_id
+    row["label"] = result.case.label
+    for k in RESULT_COLUMNS:
+        row[k] = getattr(result, k)
+    row["warnings"] = "; ".join(result.warnings) if result.warnings else None
+    row.update(_timing_columns("train_time", result.train_time))
+    row.update(_timing_columns("forward_time", result.forward_time))
+    acc = result.accuracy
+    for k in ACCURACY_COLUMNS:
+        row[k] = None
+    if acc is not None:
+        for k in ACCURACY_COLUMNS[:8]:
+            row[k] = getattr(acc, k)
+        row["curve_step"], row["curve_loss"], row["curve_seconds"] = acc.curve.step, acc.curve.loss, acc.curve.seconds
+    load = result.load
+    row.update({"load_busy": load.busy if load else None, "load_warning": load.warning if load else None,
+                "load_before_1m": load.before[0] if load and load.before else None,
+                "load_after_1m": load.after[0] if load and load.after else None,
+                "cpu_percent_before": load.cpu_percent_before if load else None,
+                "cpu_percent_after": load.cpu_percent_after if load else None})
+    for fig in result.memory:
+        row[f"mem_{fig.name}"] = fig.bytes
+        row[f"mem_{fig.name}_method"] = fig.method
+    for k, v in result.provenance.items():
+        if k != "implementation" and _scalar(v):
+            row[f"prov_{k}"] = v
+    for k, v in result.threads.items():
+        if _scalar(v):
+            row[f"threads_{k}"] = v
+    return row
+
+
+def load_results(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> "Any":
+    """Run records (files, or directories searched recursively for ``*.json``) -> a pandas DataFrame, one row per
+    case: run columns, the case's fields, status, counts, timing statistics (``train_time_median`` ...),
+    accuracy, load, then ``mem_<name>`` (bytes), ``prov_<key>`` and ``threads_<key>`` columns.
+    ``InputError`` naming the file for a corrupt record or an unknown schema version."""
+    import pandas as pd
+
+    rows = []
+    for f in record_files(paths):
+        record = load_record(f)
+        rows.extend(case_row(record, r, str(f)) for r in record.cases)
+    extra = sorted({k for r in rows for k in r} - set(FIXED_COLUMNS))
+    return pd.DataFrame(rows, columns=list(FIXED_COLUMNS) + extra)
