@@ -24,10 +24,11 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLI
               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 BOOTSTRAP_SEED = 20240601
 BOOTSTRAP_RESAMPLES = 2000
-BUSY_CPU_PERCENT = 50.0  # other processes using more than this share of all cores -> busy
+BUSY_CPU_PERCENT = 25.0  # other processes using more than this share of all cores -> busy (one of 4 cores)
 BUSY_LOAD_FRACTION = 0.5  # 1-min load beyond our own threads above this fraction of the cores -> busy
 
 _limiter: Any = None  # the threadpoolctl limiter in force (kept so that it is not collected)
+_fixed_threads: int | None = None  # what fix_threads last set in this process
 
 
 def _check_count(name: str, value: Any, minimum: int = 1) -> int:
@@ -44,7 +45,7 @@ def fix_threads(n: int | None) -> dict[str, Any]:
     OpenMP) and limits the BLAS/OpenMP pools already loaded through threadpoolctl. Returns
     ``{"requested": n, "blas": {"openblas": 2, ...}, "openmp": {...}, "env": {...}}``.
     """
-    global _limiter
+    global _limiter, _fixed_threads
     from threadpoolctl import threadpool_info, threadpool_limits
 
     if n is not None:
@@ -52,6 +53,7 @@ def fix_threads(n: int | None) -> dict[str, Any]:
         for var in THREAD_ENV:
             os.environ[var] = str(n)
         _limiter = threadpool_limits(limits=n)  # persists until restored: this process runs one case
+        _fixed_threads = n
     in_force: dict[str, Any] = {"requested": n}
     for pool in threadpool_info():
         api = pool.get("user_api", "other")
@@ -277,23 +279,31 @@ def activation_estimate(spec: ModelSpec, batch_size: int, seq_len: int, itemsize
 
 # -------------------------------------------------------------------------------------------------------- load
 def load_snapshot(interval: float = 0.2) -> tuple[list[float], float]:
-    """``(1/5/15-min load averages, CPU %)`` where the CPU % is the whole machine's use (0–100 % of all cores)
-    over ``interval`` seconds while this process sleeps — i.e. what everything else is doing."""
+    """``(1/5/15-min load averages, CPU %)``: the CPU % is what other processes used of the whole machine
+    (0–100 % of all cores) over ``interval`` seconds — the machine's use minus this process's own (its idle
+    framework threads may still spin)."""
     if not interval > 0:
         raise ValueError(f"interval={interval!r}: expected a positive number of seconds")
-    cpu = psutil.cpu_percent(interval=interval)
-    return [float(v) for v in psutil.getloadavg()], float(cpu)
+    me = psutil.Process()
+    cores = psutil.cpu_count() or 1
+    t0, w0 = me.cpu_times(), time.perf_counter()
+    machine = psutil.cpu_percent(interval=interval)
+    t1, w1 = me.cpu_times(), time.perf_counter()
+    own = 100.0 * ((t1.user + t1.system) - (t0.user + t0.system)) / max(w1 - w0, 1e-9) / cores
+    return [float(v) for v in psutil.getloadavg()], float(min(max(machine - own, 0.0), 100.0))
 
 
 def load_record(before: tuple[Sequence[float], float] | None, after: tuple[Sequence[float], float] | None,
-                cores: int | None = None, own_threads: int = 0) -> Load:
+                cores: int | None = None, own_threads: int | None = None) -> Load:
     """Two snapshots -> ``Load`` with a busy flag and a warning when other work competed with the case.
 
     Busy when, at either snapshot, other processes used more than ``BUSY_CPU_PERCENT`` % of the machine, or the
-    1-min load average minus ``own_threads`` (this run's own recent work, which the average still holds) exceeded
-    ``BUSY_LOAD_FRACTION`` of the cores.
+    1-min load average minus ``own_threads`` (this run's own recent work, which the average still holds; default:
+    the thread count ``fix_threads`` set in this process) exceeded ``BUSY_LOAD_FRACTION`` of the cores.
     """
     cores = cores or psutil.cpu_count() or 1
+    if own_threads is None:
+        own_threads = _fixed_threads or 0
     reasons: list[str] = []
     for when, snap in (("before", before), ("after", after)):
         if snap is None:

@@ -15,7 +15,8 @@ one ``Case`` per point and per seed. ``variant`` applies to GRU only: an LSTM po
     seeds = [0, 1]
 
 Keys, their defaults and what they mean are the fields of ``Suite`` below (``backend``, ``cell``, ``task``,
-``seq_len`` and ``hidden`` are required). Command-line overrides use the same keys; a string value there may be a
+``seq_len`` and ``hidden`` are required). ``timeout_s`` takes one value: a time limit does not change what a case
+measures, so it is not a grid key. Command-line overrides use the same keys; a string value there may be a
 comma-separated list (``"numpy,torch"``). ``clip = false`` (or ``"none"``) turns gradient clipping off.
 
 ``threads`` (the intra-op thread count of BLAS and the framework) is carried to the worker in
@@ -62,6 +63,17 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+def _finite(value: Any) -> Any:
+    value = _not_bool(value)
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return value  # the float validator names it
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number")
+    return value
+
+
 def _choice(choices: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callable[[str], str]:
     def check(value: str) -> str:
         allowed = choices() if callable(choices) else choices
@@ -100,7 +112,7 @@ def task_names() -> tuple[str, ...]:
 Str = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v)]
 PosInt = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
 NonNegInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=0)]
-PosFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
+PosFloat = Annotated[float, BeforeValidator(_finite), Field(gt=0)]
 Clip = Annotated[PosFloat | None, BeforeValidator(_clip)]
 
 
@@ -139,7 +151,7 @@ class Suite(BaseModel):
     # timing
     warmup: Grid(NonNegInt) = [3]
     repetitions: Grid(PosInt) = [20]
-    timeout_s: Grid(PosFloat) = [600.0]
+    timeout_s: PosFloat = 600.0  # per case; one value (a limit, not part of what a case measures)
     threads: Grid(PosInt) = [2]
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -185,15 +197,15 @@ class Suite(BaseModel):
         grid = itertools.product(self.task, self.seq_len, self.hidden, self.num_layers, self.batch_size, self.dtype,
                                  self.backend, self.device, self.cell, self.init, self.optimizer, self.lr, self.clip,
                                  self.steps, self.eval_every, self.eval_batches, self.warmup, self.repetitions,
-                                 self.timeout_s, self.threads)
+                                 self.threads)
         for (task, T, H, L, B, dtype, backend, device, cell, init, opt, lr, clip, steps, eval_every, eval_batches,
-             warmup, reps, timeout, threads) in grid:
+             warmup, reps, threads) in grid:
             for variant in (self.variant if cell == "gru" else ["standard"]):
                 for seed in self.seeds:
                     case = Case(backend=backend, device=device, cell=cell, variant=variant, task=task, seq_len=T,
                                 hidden=H, num_layers=L, batch_size=B, dtype=dtype, init=init, optimizer=opt, lr=lr,
                                 clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches, seed=seed,
-                                warmup=warmup, repetitions=reps, timeout_s=timeout,
+                                warmup=warmup, repetitions=reps, timeout_s=self.timeout_s,
                                 options={**self.options, "threads": threads})
                     if case.case_id not in seen:
                         seen.add(case.case_id)
@@ -201,11 +213,20 @@ class Suite(BaseModel):
         return out
 
     def record(self) -> dict[str, Any]:
-        """The suite as stored in a run record (``Suite.model_validate`` of it gives the suite back)."""
-        return {**self.model_dump(mode="json"), "source": self._source} if self._source else self.model_dump(mode="json")
+        """The suite as stored in a run record: its keys and the ``source`` file (``from_record`` reads it back)."""
+        return {**self.model_dump(mode="json"), "source": self._source}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> "Suite":
+        """The suite stored in a run record (``record()``); ``InputError`` when it is not a valid suite."""
+        data = dict(data)
+        source = data.pop("source", None)
+        suite = validate_suite(data, where=f"suite of the record ({source or 'no file'})")
+        suite._source = source
+        return suite
 
 
-GRID_KEYS = tuple(k for k in Suite.model_fields if k not in ("name", "description", "options"))
+GRID_KEYS = tuple(k for k in Suite.model_fields if k not in ("name", "description", "options", "timeout_s"))
 KEYS = tuple(Suite.model_fields)
 
 
@@ -216,7 +237,9 @@ def _format_error(err: dict[str, Any], where: str, data: dict[str, Any]) -> str:
     if not loc:  # a check across keys: the message names the key itself
         return f"{where}: {err['msg'].removeprefix('Value error, ')}"
     key = str(loc[0]) if loc else "?"
-    if len(loc) > 1 and isinstance(loc[1], int) and isinstance(data.get(key), (list, tuple)):
+    given = data.get(key)
+    if len(loc) > 1 and isinstance(loc[1], int) and (isinstance(given, (list, tuple)) or
+                                                     (isinstance(given, str) and "," in given)):
         key += f"[{loc[1]}]"
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
