@@ -1,0 +1,374 @@
+"""The ``gru-bench`` command line: ``run``, ``report``, ``compare``, ``info``, ``list``.
+
+Exit codes are decided here and nowhere else (``ExitStatus``); ``main`` turns every exception into one of them
+with a one-line message, and shows a traceback only with ``--debug``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import traceback
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import InputError
+
+
+class ExitStatus(IntEnum):
+    OK = 0  # every case ran / no regression
+    FAILED = 1  # some case failed, timed out or ran out of memory / a regression / an unexpected error
+    USAGE = 2  # usage or input error: a bad flag, suite file, record or value
+    INTERRUPTED = 130  # Ctrl-C: finished cases kept, resume with --resume
+
+
+app = typer.Typer(name="gru-bench", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="GRU vs LSTM, and their implementations, measured with numbers you can trust.")
+out = Console()  # tables and listings
+err = Console(stderr=True, soft_wrap=True)  # progress, warnings, errors: one line each, never wrapped
+
+DEBUG_HELP = "Show the traceback of an error."
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
+
+
+# ------------------------------------------------------------------------------------------------------ run
+def _cuda_driver_present() -> bool:
+    return NVIDIA_DRIVER.exists() or shutil.which("nvidia-smi") is not None
+
+
+def check_devices(suite: Any) -> None:
+    """``InputError`` when the suite asks for CUDA and no backend of the suite can use it here (checked before a
+    single worker starts; without an NVIDIA driver no framework is imported for the check)."""
+    cuda = [d for d in suite.device if d.startswith("cuda")]
+    if not cuda:
+        return
+    if not _cuda_driver_present():
+        raise InputError(f"--device {cuda[0]}: CUDA is not available on this machine (no NVIDIA driver found): "
+                         f"expected a machine with an NVIDIA GPU, or --device cpu")
+    from .backends import unavailable_reason
+
+    for device in cuda:
+        reasons = {b: unavailable_reason(b, device) for b in suite.backend}
+        if all(reasons.values()):
+            detail = "; ".join(f"{b}: {r}" for b, r in reasons.items())
+            raise InputError(f"--device {device}: no backend of this suite can use it here ({detail}): expected "
+                             f"--device cpu or a backend built with CUDA")
+
+
+def _csv(value: Optional[str]) -> Optional[str]:
+    return value.strip() if value is not None else None
+
+
+@app.command()
+def run(
+    suite: Optional[str] = typer.Argument(None, help="A suite name (suites/NAME.toml) or a .toml path [default: quick]."),
+    backend: Optional[str] = typer.Option(None, help="Backends, comma-separated: numpy,torch,tf."),
+    device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (comma-separated for several)."),
+    cell: Optional[str] = typer.Option(None, help="gru,lstm"),
+    variant: Optional[str] = typer.Option(None, help="GRU variants: reset_after,reset_before."),
+    task: Optional[str] = typer.Option(None, help="Tasks: adding,copy,selective_copy."),
+    hidden: Optional[str] = typer.Option(None, help="Hidden sizes, e.g. 64,128."),
+    seq_len: Optional[str] = typer.Option(None, "--seq-len", help="Sequence lengths T, e.g. 50,100."),
+    steps: Optional[str] = typer.Option(None, help="Training-step budget for accuracy (0: timing only)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2."),
+    repetitions: Optional[str] = typer.Option(None, help="Timed training steps (and forward passes) per case."),
+    threads: Optional[str] = typer.Option(None, help="Intra-op threads of BLAS and the framework."),
+    out_dir: Path = typer.Option(Path("results"), "--out", help="Where run records go (OUT/<machine-id>/...)."),
+    resume: Optional[str] = typer.Option(None, help="Finish an interrupted run: its id, record or journal path."),
+    label: Optional[str] = typer.Option(None, help="Free text stored with the run and shown in reports."),
+    executor: str = typer.Option("local", help="What runs the workers."),
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+) -> int:
+    """Run a suite: every case in a fresh worker process; a record under OUT; a GRU/LSTM table at the end."""
+    from . import runner
+    from .executors import get_executor
+    from .suite import load_suite
+
+    overrides = {"backend": backend, "device": device, "cell": cell, "variant": variant, "task": task,
+                 "hidden": hidden, "seq_len": seq_len, "steps": steps, "seeds": seeds, "repetitions": repetitions,
+                 "threads": threads}
+    overrides = {k: _csv(v) for k, v in overrides.items() if v is not None}
+    ex = get_executor(executor)
+    if resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k in overrides] + (["SUITE"] if suite else []) + \
+            (["--label"] if label else [])
+        if given:
+            raise InputError(f"--resume {resume!r} with {', '.join(given)}: expected --resume alone (a resumed run "
+                             f"keeps its own suite, flags and label)")
+        run_ = runner.open_run(resume, out_dir)
+        err.print(f"resuming [bold]{escape(run_.record.run_id)}[/]: {len(run_.done)} of {len(run_.plan)} cases "
+                  f"already finished", highlight=False)
+    else:
+        suite_ = load_suite(suite or "quick", overrides)
+        check_devices(suite_)
+        err.print(f"suite [bold]{escape(suite_.name)}[/]: {len(suite_.cases())} cases; calibrating …", highlight=False)
+        run_ = runner.new_run(suite_, out_dir, label)
+        if run_.record.calibration is not None:
+            err.print(f"calibration: {run_.record.calibration.gemm_gflops:.1f} GFLOP/s "
+                      f"({escape(run_.record.calibration.method)})", highlight=False)
+    outcome = runner.execute(run_, ex, err, progress=progress)
+    if outcome.record.cases:
+        out.print(summary_table(outcome.record.cases))
+    err.print(f"record: {outcome.record_path}", highlight=False)
+    return run_exit_status(outcome)
+
+
+def run_exit_status(outcome: Any) -> ExitStatus:
+    if outcome.interrupted:
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.FAILED if outcome.failed else ExitStatus.OK
+
+
+# ---------------------------------------------------------------------------------------------- the table
+MEMORY_PREFERENCE = ("device_peak_allocated", "tracemalloc_peak", "host_vmhwm_delta", "host_peak_rss_delta")
+CONFIG_KEYS = ("backend", "device", "task", "seq_len", "hidden", "num_layers", "batch_size", "dtype")
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _memory(r: Any) -> tuple[float | None, str | None]:
+    figs = {m.name: m for m in r.memory}
+    for name in MEMORY_PREFERENCE:
+        if name in figs:
+            return float(figs[name].bytes), name
+    return None, None
+
+
+def _side(results: list[Any]) -> dict[str, Any] | None:
+    """One side of a row (the seeds of one cell/variant at one configuration), aggregated by the median."""
+    if not results:
+        return None
+    ok = [r for r in results if r.status == "ok"]
+    statuses = sorted({r.status for r in results if r.status != "ok"})
+    acc = [r.accuracy for r in ok if r.accuracy is not None and r.accuracy.final_metric is not None]
+    return {
+        "params": results[0].params,
+        "step": _median(r.train_time.median for r in ok if r.train_time is not None),
+        "mem": _median(_memory(r)[0] for r in ok),
+        "metric": _median(a.final_metric for a in acc),
+        "baseline": _median(a.baseline_metric for a in acc),
+        "metric_name": acc[0].metric if acc else None,
+        "solved": f"{sum(a.solved for a in acc)}/{len(acc)}" if acc else None,
+        "status": ",".join(statuses),
+    }
+
+
+def _fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "—"
+
+
+def _fmt_side(s: dict[str, Any] | None) -> list[str]:
+    if s is None:
+        return ["—"] * 4
+    step = f"{s['step'] * 1e3:.2f} ms" if s["step"] is not None else (s["status"] or "—")
+    if s["status"] and s["step"] is not None:
+        step += f" ({s['status']})"
+    metric = "—"
+    if s["metric"] is not None:
+        metric = f"{s['metric']:.3g}"
+        if s["baseline"] is not None:
+            metric += f" / {s['baseline']:.3g}"
+        if s["solved"]:
+            metric += f" ✓{s['solved']}" if not s["solved"].startswith("0/") else ""
+    return [f"{s['params']:,}" if s["params"] is not None else "—", step, _fmt_bytes(s["mem"]), metric]
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "—"
+
+
+def summary_table(cases: list[Any]) -> Table:
+    """GRU and LSTM side by side for each configuration (seeds aggregated by the median), with GRU/LSTM ratios.
+
+    Metric columns read ``final / trivial baseline`` and ``✓k/n`` when k of n seeds solved the task."""
+    groups: dict[tuple, dict[str, list[Any]]] = {}
+    for r in cases:
+        key = tuple(getattr(r.case, k) for k in CONFIG_KEYS)
+        side = "lstm" if r.case.cell == "lstm" else f"gru[{r.case.variant}]"
+        groups.setdefault(key, {}).setdefault(side, []).append(r)
+    t = Table(title="GRU vs LSTM (median over seeds; metric: final / baseline)", title_justify="left")
+    for col in ("backend", "task", "T", "H", "GRU variant"):
+        t.add_column(col, no_wrap=True)
+    for col in ("GRU params", "GRU step", "GRU mem", "GRU metric", "LSTM params", "LSTM step", "LSTM mem",
+                "LSTM metric"):
+        t.add_column(col, justify="right")
+    for col in ("params ×", "time ×", "mem ×"):
+        t.add_column(f"GRU/LSTM {col}", justify="right")
+    for key, sides in groups.items():
+        backend, device, task, T, H = key[:5]
+        lstm = _side(sides.get("lstm", []))
+        grus = sorted(k for k in sides if k != "lstm") or [None]
+        for g in grus:
+            gru = _side(sides[g]) if g else None
+            ratios = [_ratio(gru and gru["params"], lstm and lstm["params"]),
+                      _ratio(gru and gru["step"], lstm and lstm["step"]),
+                      _ratio(gru and gru["mem"], lstm and lstm["mem"])]
+            variant = g[4:-1] if g else "—"
+            t.add_row(escape(f"{backend}/{device}"), escape(task), str(T), str(H), variant,
+                      *map(escape, _fmt_side(gru)), *map(escape, _fmt_side(lstm)), *ratios)
+    return t
+
+
+# ---------------------------------------------------------------------------------------- info and list
+@app.command()
+def info(debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
+    """Backends and devices usable here, library versions, and the reason for each that is not usable."""
+    from .backends import backend_names, unavailable_reason
+    from .results import machine_id, machine_manifest
+
+    m = machine_manifest()
+    t = Table(title=f"machine {machine_id(m)}", show_header=False, title_justify="left")
+    gpu = m.get("gpu") or {}
+    rows = [("CPU", f"{m['cpu'].get('model')} ({m.get('cores_logical')} logical cores)"),
+            ("RAM", _fmt_bytes(m.get("ram_bytes"))), ("OS", m.get("os")), ("Python", m.get("python")),
+            ("GPU", ", ".join(d["name"] for d in gpu.get("devices", [])) or "none found")]
+    rows += [(k, v) for k, v in m.get("versions", {}).items() if v and k != "python"]
+    for k, v in rows:
+        t.add_row(escape(str(k)), escape(str(v)))
+    out.print(t)
+    devices = ["cpu", "cuda"]
+    t = Table(title="backends", title_justify="left")
+    t.add_column("backend")
+    for d in devices:
+        t.add_column(d)
+    for name in backend_names():
+        cells = []
+        for d in devices:
+            if d == "cuda" and not _cuda_driver_present():
+                reason: str | None = "no NVIDIA driver found"
+            else:
+                reason = unavailable_reason(name, d)
+            cells.append("[green]usable[/]" if reason is None else f"[dim]{escape(reason)}[/]")
+        t.add_row(name, *cells)
+    out.print(t)
+    return ExitStatus.OK
+
+
+@app.command("list")
+def list_(debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
+    """Suites, tasks, cells and variants, backends."""
+    from .backends import backend_names
+    from .spec import GRU_VARIANTS, LSTM_VARIANTS
+    from .suite import list_suites
+    from .tasks import TASKS
+
+    t = Table(title="suites", title_justify="left")
+    t.add_column("name")
+    t.add_column("description")
+    for name, desc in list_suites().items():
+        t.add_row(escape(name), escape(desc))
+    out.print(t)
+    t = Table(title="tasks", title_justify="left")
+    for col in ("name", "metric", "description"):
+        t.add_column(col)
+    for name, task in TASKS.items():
+        t.add_row(name, task.metric, escape(task.description))
+    out.print(t)
+    t = Table(title="cells", title_justify="left")
+    t.add_column("cell")
+    t.add_column("variants")
+    t.add_row("gru", ", ".join(GRU_VARIANTS))
+    t.add_row("lstm", ", ".join(LSTM_VARIANTS))
+    out.print(t)
+    out.print(f"backends: {', '.join(backend_names())}")
+    return ExitStatus.OK
+
+
+# ------------------------------------------------------------------------------------- report and compare
+@app.command()
+def report(
+    inputs: list[Path] = typer.Argument(..., help="Run records or folders of them."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Folder for index.html and its assets."),
+    title: Optional[str] = typer.Option(None, help="The report's title."),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+) -> int:
+    """Turn run records into a self-contained HTML report."""
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise InputError(f"report input {missing[0]!r} does not exist: expected a run record .json or a folder")
+    from .report import build_report
+
+    index = build_report(list(inputs), out_dir, title)
+    err.print(f"report: {index}", highlight=False)
+    return ExitStatus.OK
+
+
+@app.command()
+def compare(
+    baseline: Path = typer.Argument(..., help="The baseline run record."),
+    candidate: Path = typer.Argument(..., help="The candidate run record."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Checks, e.g. train_time:10%."),
+    markdown: Optional[Path] = typer.Option(None, help="Write the comparison as Markdown here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON here."),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+) -> int:
+    """Compare two run records; exit 1 when a --fail-on check finds a regression."""
+    from .compare import compare_command
+
+    code = compare_command(baseline, candidate, fail_on, markdown, json_path)
+    return ExitStatus(code) if code in tuple(ExitStatus) else ExitStatus.FAILED
+
+
+# ------------------------------------------------------------------------------------------------- main
+def _one_line(text: str) -> str:
+    return next((s.strip() for s in str(text).splitlines() if s.strip()), "")
+
+
+def _is(exc: BaseException, class_name: str) -> bool:
+    """By class name, so click and typer's own copy of click both match."""
+    return any(k.__name__ == class_name for k in type(exc).__mro__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: run the command, map what happened to an ``ExitStatus``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        rv = app(args=args, prog_name="gru-bench", standalone_mode=False)
+    except KeyboardInterrupt:
+        return ExitStatus.INTERRUPTED
+    except Exception as e:
+        if _is(e, "UsageError"):  # bad flags, missing arguments
+            err.print(f"[red]error[/]: {escape(_one_line(e.format_message()))}", highlight=False)
+            ctx = getattr(e, "ctx", None)
+            if ctx is not None:
+                err.print(f"see: {escape(ctx.command_path)} --help", highlight=False)
+            return ExitStatus.USAGE
+        if _is(e, "Abort"):
+            return ExitStatus.INTERRUPTED
+        return _error_status(e, debug)
+    return int(rv) if isinstance(rv, int) else ExitStatus.OK
+
+
+def _error_status(e: Exception, debug: bool) -> int:
+    """ValueError (InputError, and spec.py's / tasks.py's bad values): usage, 2. Anything else (a bug, the
+    environment): 1. One line either way; the traceback with ``--debug``."""
+    if debug:
+        traceback.print_exception(e)
+    if isinstance(e, ValueError):
+        err.print(f"[red]error[/]: {escape(_one_line(str(e)))}", highlight=False)
+        return ExitStatus.USAGE
+    hint = "" if debug else " (run with --debug for the traceback)"
+    err.print(f"[red]error[/]: {type(e).__name__}: {escape(_one_line(str(e)))}{hint}", highlight=False)
+    return ExitStatus.FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

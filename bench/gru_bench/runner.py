@@ -1,0 +1,397 @@
+"""A sweep: calibrate, run every case of a suite through an executor, journal each result the moment it exists,
+resume an interrupted run, stop cleanly on Ctrl-C, and write the run record.
+
+Files of a run (``RUN`` is the run id, the record's file stem ``<timestamp>_<suite>``)::
+
+    OUT/<machine-id>/RUN.json            the record (results.save_record: atomic), written at the end
+    OUT/<machine-id>/RUN.journal.jsonl   the journal: a header line, then one finished CaseResult per line
+
+The journal is created atomically with its header (the record without cases, and the planned cases); each
+finished case is appended as one line, flushed and fsynced before the next case starts, so a run killed even by
+SIGKILL loses at most the case in flight. A truncated last line (killed mid-write) is dropped on reading.
+``resume`` reads the journal and runs only the planned cases it does not hold: every case ends up in the record
+exactly once. A Ctrl-C (or SIGTERM) cancels the case in flight, keeps the finished ones and writes a partial
+record (``finished`` unset); a second Ctrl-C aborts at once. A completed record replaces its journal.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from . import measure, results
+from .case import Case
+from .errors import InputError
+from .executors import Executor, get_executor
+from .results import CaseResult, RunRecord
+
+JOURNAL_SUFFIX = ".journal.jsonl"
+JOURNAL_VERSION = 1
+FAILED_STATUSES = frozenset({"failed", "timeout", "oom"})  # the run "did not run" these; diverged/skipped are results
+CALIBRATION_SECONDS = 1.0
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def journal_path_for(record_path: Path) -> Path:
+    return record_path.with_name(record_path.stem + JOURNAL_SUFFIX)
+
+
+def record_path_for(journal_path: Path) -> Path:
+    return journal_path.with_name(journal_path.name[: -len(JOURNAL_SUFFIX)] + ".json")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------- journal
+class Journal:
+    """JSON lines: a header, then one finished ``CaseResult`` per line, each flushed and fsynced at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._f: Any = None
+
+    @classmethod
+    def create(cls, path: Path, header: dict[str, Any]) -> "Journal":
+        """A new journal holding only ``header``, written atomically (never a file without its header)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"type": "header", "journal_version": JOURNAL_VERSION, **header}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        return cls(path)
+
+    @staticmethod
+    def read(path: Path) -> tuple[dict[str, Any], list[CaseResult]]:
+        """The header and the results, in order. A truncated or unreadable LAST line is dropped (the writer was
+        killed mid-line); anything else that is not a journal is an ``InputError`` naming the file and line."""
+        path = Path(path)
+        try:
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: cannot be read as a run journal: {e}") from None
+        complete = lines[:-1]  # text after the last newline is an unfinished line (killed mid-write): dropped
+        header: dict[str, Any] | None = None
+        out: list[CaseResult] = []
+        for i, line in enumerate(complete, start=1):
+            if not line.strip():
+                continue
+            last = i == len(complete)
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                if last and header is not None:
+                    break
+                raise InputError(f"{path}:{i}: not a JSON line: expected a gru-bench run journal") from None
+            if header is None:
+                if not isinstance(entry, dict) or entry.get("type") != "header":
+                    raise InputError(f"{path}:{i}: no journal header: expected a gru-bench run journal")
+                if entry.get("journal_version") != JOURNAL_VERSION:
+                    raise InputError(f"{path}: journal_version={entry.get('journal_version')!r}: expected "
+                                     f"{JOURNAL_VERSION}")
+                header = entry
+                continue
+            try:
+                out.append(CaseResult.model_validate(entry["result"]))
+            except Exception as e:  # noqa: BLE001 - pydantic or a missing key: one line either way
+                if last:
+                    break
+                raise InputError(f"{path}:{i}: not a case result: {type(e).__name__}") from None
+        if header is None:
+            raise InputError(f"{path}: empty journal: expected a header line")
+        return header, out
+
+    def _open(self) -> Any:
+        if self._f is None:
+            with open(self.path, "rb+") as f:  # drop a partial last line before appending after it
+                data = f.read()
+                keep = data.rfind(b"\n") + 1
+                if keep < len(data):
+                    f.truncate(keep)
+                    f.flush()
+                    os.fsync(f.fileno())
+            self._f = open(self.path, "a", encoding="utf-8")
+        return self._f
+
+    def append(self, result: CaseResult) -> None:
+        f = self._open()
+        f.write('{"type": "result", "result": ' + result.model_dump_json() + "}\n")  # strict JSON (NaN as "NaN")
+        f.flush()
+        os.fsync(f.fileno())
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+# ------------------------------------------------------------------------------------------------- the run
+@dataclass
+class Run:
+    """A run in progress: its record (without cases), the planned cases, and the finished ones by case id."""
+
+    record: RunRecord
+    plan: list[Case]
+    done: dict[str, CaseResult]
+    record_path: Path
+    journal: Journal
+    notes: list[str] = field(default_factory=list)  # things to tell the user (resume details)
+
+    @property
+    def remaining(self) -> list[Case]:
+        return [c for c in self.plan if c.case_id not in self.done]
+
+    def assemble(self, complete: bool) -> RunRecord:
+        cases = [self.done[c.case_id] for c in self.plan if c.case_id in self.done]
+        finished = datetime.now(timezone.utc).isoformat(timespec="seconds") if complete else None
+        return self.record.model_copy(update={"cases": cases, "finished": finished})
+
+
+@dataclass
+class Outcome:
+    record: RunRecord
+    record_path: Path
+    interrupted: bool
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [r for r in self.record.cases if r.status in FAILED_STATUSES]
+
+
+def _dedupe(cases: Sequence[Case]) -> list[Case]:
+    seen: set[str] = set()
+    out = []
+    for c in cases:
+        if c.case_id not in seen:
+            seen.add(c.case_id)
+            out.append(c)
+    return out
+
+
+def _threads_of(cases: Sequence[Case]) -> int | None:
+    counts = [c.options.get("threads") for c in cases if c.options.get("threads")]
+    return max(counts) if counts else None
+
+
+def new_run(suite: Any, out_dir: Path, label: str | None = None, calibrate: bool = True,
+            calibration_seconds: float = CALIBRATION_SECONDS) -> Run:
+    """Plan ``suite``'s cases, measure the machine's GEMM peak, and create the run's journal under ``out_dir``."""
+    plan = _dedupe(suite.cases())
+    if not plan:
+        raise InputError(f"suite {suite.name!r}: expected at least one case, the grid is empty")
+    manifest = results.machine_manifest()
+    machine = results.machine_id(manifest)
+    calibration = None
+    if calibrate:
+        threads = _threads_of(plan)
+        if threads:
+            measure.fix_threads(threads)
+        calibration = measure.calibrate(seconds=calibration_seconds)
+    created = datetime.now(timezone.utc).replace(microsecond=0)
+    path = results.record_path(out_dir, machine, suite.name, created)
+    while path.exists() or journal_path_for(path).exists():  # two runs of one suite in the same second
+        created += timedelta(seconds=1)
+        path = results.record_path(out_dir, machine, suite.name, created)
+    suite_dict = suite.record() if hasattr(suite, "record") else suite.model_dump(mode="json")
+    record = RunRecord(run_id=path.stem, suite_name=suite.name, suite=suite_dict, label=label,
+                       created=created.isoformat(), machine_id=machine, machine=manifest, calibration=calibration,
+                       git=results.git_info(PACKAGE_DIR))
+    header = {"record": json.loads(record.model_dump_json()),
+              "plan": [c.model_dump(mode="json") for c in plan]}
+    journal = Journal.create(journal_path_for(path), header)
+    return Run(record=record, plan=plan, done={}, record_path=path, journal=journal)
+
+
+def resolve_run(ref: str | os.PathLike[str], out_dir: Path) -> tuple[Path, Path]:
+    """``--resume RUN``: a run id (looked up under ``out_dir``), a record ``.json`` or a journal -> (record, journal)."""
+    p = Path(ref)
+    if p.is_file():
+        if p.name.endswith(JOURNAL_SUFFIX):
+            return record_path_for(p), p
+        if p.suffix == ".json":
+            return p, journal_path_for(p)
+        raise InputError(f"--resume {str(ref)!r}: expected a run id, a record .json or a journal {JOURNAL_SUFFIX}")
+    name = p.name.removesuffix(JOURNAL_SUFFIX).removesuffix(".json")
+    found = sorted({*Path(out_dir).glob(f"*/{name}{JOURNAL_SUFFIX}"), *Path(out_dir).glob(f"*/{name}.json")})
+    if not found:
+        raise InputError(f"--resume {str(ref)!r}: no such run under {str(out_dir)!r}: expected a run id "
+                         f"(a record's file name without .json), a record .json or a journal")
+    dirs = {f.parent for f in found}
+    if len(dirs) > 1:
+        raise InputError(f"--resume {str(ref)!r}: found under several machines ({', '.join(sorted(map(str, dirs)))})"
+                         f": expected a path to one record or journal")
+    parent = dirs.pop()
+    return parent / f"{name}.json", parent / f"{name}{JOURNAL_SUFFIX}"
+
+
+def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
+    """An interrupted run, ready to finish: the journal's planned cases minus the finished ones."""
+    record_path, jpath = resolve_run(ref, out_dir)
+    notes: list[str] = []
+    if jpath.exists():
+        header, finished = Journal.read(jpath)
+        record = RunRecord.model_validate(header["record"])
+        plan = [Case.model_validate(c) for c in header["plan"]]
+        journal = Journal(jpath)
+        machine = record.machine_id
+    elif record_path.exists():  # a record without its journal: complete, or partial with the journal lost
+        record = results.load_record(record_path)
+        finished = list(record.cases)
+        if record.finished is not None:
+            plan = [r.case for r in finished]
+        else:
+            from .suite import validate_suite
+
+            suite_data = {k: v for k, v in record.suite.items() if k != "source"}
+            plan = _dedupe(validate_suite(suite_data, where=str(record_path)).cases())
+        record = record.model_copy(update={"cases": [], "finished": None})
+        header = {"record": json.loads(record.model_dump_json()), "plan": [c.model_dump(mode="json") for c in plan]}
+        journal = Journal.create(jpath, header)
+        for r in finished:
+            journal.append(r)
+        machine = record.machine_id
+    else:
+        raise InputError(f"--resume {str(ref)!r}: neither {record_path} nor {jpath} exists")
+    done: dict[str, CaseResult] = {}
+    for r in finished:
+        done[r.case_id] = r  # a case journaled twice (should not happen) counts once: the latest
+    here = results.machine_id(results.machine_manifest())
+    if machine is not None and machine != here:
+        notes.append(f"this run started on machine {machine!r}; resuming on {here!r}: its timings mix two machines")
+    return Run(record=record, plan=plan, done=done, record_path=record_path, journal=journal, notes=notes)
+
+
+# ------------------------------------------------------------------------------------------------- execute
+class _Stop:
+    """Ctrl-C / SIGTERM: the first asks the executor to stop after cancelling the case in flight, the second
+    aborts at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+@contextmanager
+def _signals(stop: _Stop) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, stop.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+STATUS_STYLE = {"ok": "green", "skipped": "dim", "diverged": "yellow", "failed": "red", "timeout": "red",
+                "oom": "red"}
+
+
+def describe(result: CaseResult) -> str:
+    """One rich-markup line for a finished case."""
+    style = STATUS_STYLE.get(result.status, "red")
+    parts = [f"[{style}]{result.status:>8}[/] {escape(result.case.label)}"]
+    if result.train_time is not None:
+        parts.append(f"step {result.train_time.median * 1e3:.2f} ms")
+    acc = result.accuracy
+    if acc is not None and acc.final_metric is not None:
+        parts.append(f"{acc.metric} {acc.final_metric:.4g} (baseline {acc.baseline_metric:.4g})"
+                     if acc.baseline_metric is not None else f"{acc.metric} {acc.final_metric:.4g}")
+    if result.reason:
+        parts.append(f"[dim]— {escape(result.reason)}[/]")
+    return "  ".join(parts)
+
+
+def execute(run: Run, executor: Executor | None = None, console: Console | None = None,
+            progress: bool = True) -> Outcome:
+    """Run the cases ``run`` still lacks; write the record (partial when interrupted)."""
+    console = console or Console(stderr=True)
+    executor = executor or get_executor("local")
+    stop = _Stop()
+    remaining = run.remaining
+    for note in run.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}")
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                   disable=not progress, transient=True)
+    task = bar.add_task("starting", total=len(run.plan), completed=len(run.plan) - len(remaining))
+
+    def on_start(case: Case) -> None:
+        bar.update(task, description=escape(case.label))
+
+    def on_result(result: CaseResult) -> None:
+        run.journal.append(result)  # durable before anything else happens
+        run.done[result.case_id] = result
+        bar.advance(task)
+        console.print(describe(result), highlight=False)
+        for w in result.warnings:
+            console.print(f"  [yellow]warning[/]: {escape(w)}", highlight=False)
+
+    interrupted = False
+    try:
+        with _signals(stop), bar:
+            executor.run(remaining, run.record.calibration, on_result, stop, on_start)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        run.journal.close()
+    interrupted = interrupted or stop.requested or bool(run.remaining)
+    record = run.assemble(complete=not interrupted)
+    machines = getattr(executor, "machines", None)
+    if callable(machines):
+        record = record.model_copy(update={"machines": machines()})
+    results.save_record(record, run.record_path)
+    if interrupted:
+        console.print(f"[yellow]interrupted[/]: {len(run.done)} of {len(run.plan)} cases kept; finish with "
+                      f"[bold]gru-bench run --resume {escape(run.record.run_id)}[/]", highlight=False)
+    else:
+        run.journal.path.unlink(missing_ok=True)  # the complete record replaces its journal
+    return Outcome(record=record, record_path=run.record_path, interrupted=interrupted)
+
+
+def run_suite(suite: Any, out_dir: Path, label: str | None = None, executor: Executor | None = None,
+              console: Console | None = None, progress: bool = True) -> Outcome:
+    """Plan, calibrate and run ``suite`` (the whole of ``gru-bench run SUITE`` but the table)."""
+    return execute(new_run(suite, out_dir, label), executor, console, progress)
+
+
+def resume(ref: str | os.PathLike[str], out_dir: Path, executor: Executor | None = None,
+           console: Console | None = None, progress: bool = True) -> Outcome:
+    return execute(open_run(ref, out_dir), executor, console, progress)
+
+
+__all__ = ["FAILED_STATUSES", "JOURNAL_SUFFIX", "Journal", "Outcome", "Run", "describe", "execute",
+           "journal_path_for", "new_run", "open_run", "resolve_run", "resume", "run_suite"]

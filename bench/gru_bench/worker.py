@@ -1,0 +1,284 @@
+"""One case, start to finish, in this process -> ``CaseResult``.
+
+``run_case`` is what every executor runs: the local executor in a fresh ``python -m gru_bench.worker`` process,
+a cluster executor as a remote task. It never raises for a case that goes wrong: the result's status says what
+happened (``skipped`` backend unavailable here, ``diverged`` NaN/inf loss, ``oom`` out of memory, ``failed`` any
+other error, with a one-line reason); figures measured before the failure are kept.
+
+The case, in order:
+
+1. threads fixed (BLAS via threadpoolctl and the framework's intra-op pool), load sampled;
+2. timing: the model built from ``spec.init_weights(seed)``, one seeded batch put where the model lives
+   (``backend.prepare``), warm-up steps under the host-memory sampler and the device probe, then ``repetitions``
+   timed training steps and forward passes (``backend.sync`` before and after each, raw samples kept);
+   for the NumPy backend one more step under tracemalloc; the analytic activation estimate beside them;
+3. accuracy (``steps > 0``): the model rebuilt from the same seed, ``steps`` steps on seeded training batches (a
+   curve point every ``eval_every`` steps: mean training loss and training wall seconds), then the held-out loss
+   and metric on ``eval_batches`` seeded batches from a seed stream distinct from training's, the ``solved`` flag,
+   and the steps and seconds at which the held-out loss first fell below the task's threshold;
+4. load sampled again; a busy machine is a warning in the result.
+
+Seed streams: ``SeedSequence(case.seed).spawn(3)`` gives the timing batch, the training batches and the held-out
+batches, so the same case sees the same data on every backend and every machine.
+
+Run by hand: ``python -m gru_bench.worker --request REQUEST.json --result RESULT.json`` where the request is
+``{"case": {...}, "calibration": {...} | null}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import measure
+from .backends import BackendUnavailable, TrainConfig, get_backend, prepare
+from .case import Case
+from .results import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
+from .spec import ModelSpec, flops, init_weights, param_count
+from .tasks import get_task
+
+# Exception class names that mean "out of memory", matched anywhere in the exception's MRO so no framework is
+# imported here: Python/NumPy MemoryError, torch.OutOfMemoryError (torch.cuda.OutOfMemoryError), TensorFlow's
+# tf.errors.ResourceExhaustedError.
+OOM_CLASS_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "ResourceExhaustedError"})
+REASON_MAX = 300  # characters of a one-line reason
+THREADS_OPTION = "threads"  # carried in Case.options by the suite; not a backend knob
+
+
+class Skipped(Exception):
+    """The case cannot run here (backend or device unavailable)."""
+
+
+class Diverged(Exception):
+    """A training loss was NaN or infinite."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def one_line(text: str, limit: int = REASON_MAX) -> str:
+    """The first non-empty line of ``text``, cut to ``limit`` characters."""
+    line = next((s.strip() for s in str(text).splitlines() if s.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def is_oom(exc: BaseException) -> bool:
+    return any(k.__name__ in OOM_CLASS_NAMES for k in type(exc).__mro__)
+
+
+def exception_reason(exc: BaseException) -> str:
+    msg = one_line(str(exc))
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _check_finite(loss: float, where: str) -> float:
+    if not math.isfinite(loss):
+        raise Diverged(f"loss became {loss} at {where}")
+    return loss
+
+
+# ------------------------------------------------------------------------------------------------- the case
+def run_case(case: Case, calibration: Calibration | None = None) -> CaseResult:
+    """Run ``case`` in this process and return its result; never raises for a case that goes wrong."""
+    t0 = time.perf_counter()
+    out: dict[str, Any] = dict(case=case, case_id=case.case_id, node=socket.gethostname(), started_at=now_iso(),
+                               status="ok", warnings=[])
+    try:
+        _run(case, calibration, out)
+    except Skipped as e:
+        out.update(status="skipped", reason=one_line(str(e)))
+    except Diverged as e:
+        out.update(status="diverged", reason=one_line(str(e)))
+    except Exception as e:  # noqa: BLE001 - every error of one case is that case's result
+        out.update(status="oom" if is_oom(e) else "failed", reason=exception_reason(e))
+    out["wall_s"] = time.perf_counter() - t0
+    return CaseResult(**out)
+
+
+def _run(case: Case, calibration: Calibration | None, out: dict[str, Any]) -> None:
+    try:
+        backend = get_backend(case.backend)
+    except BackendUnavailable as e:
+        raise Skipped(str(e)) from e
+    reason = backend.available(case.device)
+    if reason is not None:
+        raise Skipped(reason)
+
+    task = get_task(case.task)
+    io = task.model_io(case.seq_len)
+    spec = ModelSpec(cell=case.cell, input_size=io["input_size"], hidden_size=case.hidden,
+                     output_size=io["output_size"], num_layers=case.num_layers, variant=case.variant,
+                     head=io["head"], loss=io["loss"])
+    B, L = case.batch_size, task.input_len(case.seq_len)  # L: the length actually fed (copy: T + 20)
+    cost = flops(spec, B, L)
+    out.update(params=param_count(spec), flops_forward=cost.forward, flops_train_step=cost.train_step)
+
+    threads = case.options.get(THREADS_OPTION)
+    out["threads"] = {**measure.fix_threads(threads), **(backend.set_threads(threads) or {})}
+    options = {k: v for k, v in case.options.items() if k != THREADS_OPTION}
+    train_cfg = TrainConfig(optimizer=case.optimizer, lr=case.lr, clip=case.clip)
+    timing_ss, train_ss, eval_ss = np.random.SeedSequence(case.seed).spawn(3)
+    cores = os.cpu_count() or 1
+    load_before = measure.load_snapshot()
+
+    def build() -> Any:
+        weights = init_weights(spec, case.seed, scheme=case.init, dtype=case.dtype)
+        return backend.build(spec, weights, case.device, case.dtype, train_cfg, options)
+
+    def sync() -> None:
+        backend.sync(case.device)
+
+    try:
+        model = build()
+        out["params_backend"] = int(sum(np.asarray(w).size for w in backend.weights(model).values()))
+        out["provenance"] = dict(backend.provenance(model))
+        out["implementation"] = out["provenance"].get("implementation")
+        _timing(case, backend, model, task, spec, L, timing_ss, calibration, sync, out)
+        del model
+        if case.steps > 0:
+            _accuracy(case, backend, build(), task, train_ss, eval_ss, sync, out)
+    finally:
+        load = measure.load_record(load_before, measure.load_snapshot(), cores)
+        out["load"] = load
+        if load.busy:
+            out["warnings"].append(getattr(load, "warning", None) or "the machine was busy during this case")
+
+
+def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L: int,
+            seed: np.random.SeedSequence, calibration: Calibration | None, sync: Callable[[], None],
+            out: dict[str, Any]) -> None:
+    x, y = task.batch(np.random.default_rng(seed), case.batch_size, case.seq_len, case.dtype)  # (B, L, I)
+    xp, yp = prepare(backend, model, x, y)  # on the model's device, once: no data moves in the timed region
+    peak = calibration.gemm_gflops if calibration is not None else None
+    itemsize = np.dtype(case.dtype).itemsize
+    memory = [measure.activation_estimate(spec, case.batch_size, L, itemsize)]
+    out["memory"] = memory
+
+    # Warm-up under the memory probes (the timed steps below run with no sampler thread beside them).
+    probe = backend.memory(case.device)
+    probe.reset()
+    host = measure.HostMemory()
+    host.start()
+    try:
+        for i in range(max(1, case.warmup)):
+            _check_finite(backend.train_step(model, xp, yp), f"warm-up step {i + 1}")
+        sync()
+    finally:
+        memory[:0] = host.stop()
+    for key, nbytes in (probe.peak() or {}).items():
+        memory.append(MemoryFigure(name=f"device_peak_{key}", bytes=int(nbytes), method=probe.method))
+
+    losses: list[float] = []
+    samples = measure.time_calls(lambda: losses.append(backend.train_step(model, xp, yp)), case.repetitions, sync)
+    for i, loss in enumerate(losses):
+        _check_finite(loss, f"timed step {i + 1}")
+    out["train_time"] = measure.summarize(samples, flops=out["flops_train_step"], peak_gflops=peak)
+    fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
+    out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
+
+    if backend.name == "numpy":  # the reference allocates through NumPy, which tracemalloc sees; frameworks don't
+        tm = measure.TraceMalloc()
+        tm.start()
+        try:
+            _check_finite(backend.train_step(model, xp, yp), "the tracemalloc step")
+        finally:
+            figure = tm.stop()
+        memory.extend(figure if isinstance(figure, list) else [figure])
+
+
+def _add_point(curve: Curve, step: int, loss: float, seconds: float) -> None:
+    curve.step.append(step)
+    curve.loss.append(float(loss))
+    curve.seconds.append(seconds)
+
+
+def _accuracy(case: Case, backend: Any, model: Any, task: Any, train_seed: np.random.SeedSequence,
+              eval_seed: np.random.SeedSequence, sync: Callable[[], None], out: dict[str, Any]) -> None:
+    T, B = case.seq_len, case.batch_size
+    base = task.baseline(T)
+    acc = Accuracy(metric=task.metric, baseline_loss=base["loss"], baseline_metric=base.get("metric"), curve=Curve())
+    out["accuracy"] = acc
+    eval_rng = np.random.default_rng(eval_seed)
+    held_out = [task.batch(eval_rng, B, T, case.dtype) for _ in range(case.eval_batches)]
+
+    def evaluate() -> dict[str, float]:
+        scores = [task.evaluate(backend.forward(model, prepare(backend, model, x)[0]), y) for x, y in held_out]
+        return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+
+    train_rng = np.random.default_rng(train_seed)
+    window: list[float] = []
+    seconds = 0.0  # training wall time: batches + steps, held-out checks excluded
+    for step in range(1, case.steps + 1):
+        t = time.perf_counter()
+        x, y = task.batch(train_rng, B, T, case.dtype)
+        xp, yp = prepare(backend, model, x, y)
+        loss = backend.train_step(model, xp, yp)
+        sync()
+        seconds += time.perf_counter() - t
+        window.append(loss)
+        if not math.isfinite(loss):  # the curve keeps the finite points before it (JSON has no NaN)
+            raise Diverged(f"training loss became {loss} at step {step}")
+        if step % case.eval_every == 0 or step == case.steps:
+            mean = float(np.mean(window))
+            window.clear()
+            _add_point(acc.curve, step, mean, seconds)
+            # The training loss is a cheap gate; the held-out loss decides when the task counts as solved.
+            if acc.steps_to_solve is None and task.solved(mean, T) and task.solved(evaluate()["loss"], T):
+                acc.steps_to_solve, acc.seconds_to_solve = step, seconds
+
+    final = evaluate()
+    acc.final_loss, acc.final_metric = final["loss"], final["metric"]
+    if not math.isfinite(acc.final_loss):
+        raise Diverged(f"held-out loss is {acc.final_loss} after {case.steps} steps")
+    acc.solved = bool(task.solved(acc.final_loss, T))
+
+
+# ------------------------------------------------------------------------------------------ process entry
+def _exit_when_stdin_closes() -> None:
+    """The parent holds our stdin open; EOF means it is gone (killed, even by SIGKILL): stop at once."""
+    def watch() -> None:
+        while sys.stdin.buffer.read(65536):
+            pass
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def write_json_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gru_bench.worker", description="Run one gru-bench case.")
+    ap.add_argument("--request", type=Path, required=True, help='JSON: {"case": {...}, "calibration": {...}|null}')
+    ap.add_argument("--result", type=Path, required=True, help="where the CaseResult JSON is written")
+    ap.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (the parent is gone)")
+    args = ap.parse_args(argv)
+    if args.watch_stdin:
+        _exit_when_stdin_closes()
+    request = json.loads(args.request.read_text(encoding="utf-8"))
+    case = Case.model_validate(request["case"])
+    cal = request.get("calibration")
+    result = run_case(case, Calibration.model_validate(cal) if cal else None)
+    write_json_atomic(args.result, result.model_dump_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
