@@ -1,0 +1,467 @@
+"""`gru-bench compare`: verdicts, statistics, thresholds, outputs and exit codes, on synthetic run records.
+
+Records are built through the pydantic schema with seeded synthetic samples, written to disk and read back the way
+the CLI reads them, so the tests cover loading too.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from gru_bench.case import Case
+from gru_bench.checks import (DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryCheck, TimeCheck, parse_check,
+                              parse_fail_on)
+from gru_bench.compare import (compare_command, compare_records, fdr, load_side, margin_test, timing_test)
+from gru_bench.errors import InputError
+from gru_bench.results import (Accuracy, Calibration, CaseResult, GitInfo, MemoryFigure, RunRecord, TimingStats)
+
+MACHINE_A = {"hostname": "runner-a", "cpu": "Xeon A", "cores": 2}
+MACHINE_B = {"hostname": "runner-b", "cpu": "EPYC B", "cores": 8}
+
+
+# ------------------------------------------------------------------------------------------------ builders
+def make_case(**kw) -> Case:
+    d = dict(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=20, hidden=16,
+             batch_size=8, repetitions=20)
+    d.update(kw)
+    return Case(**d)
+
+
+def timing(samples) -> TimingStats:
+    s = np.asarray(samples, dtype=float)
+    q1, q3 = np.percentile(s, [25, 75])
+    return TimingStats(samples=s.tolist(), median=float(np.median(s)), iqr=float(q3 - q1), min=float(s.min()),
+                       mean=float(s.mean()), ci_low=float(s.min()), ci_high=float(s.max()))
+
+
+def result(case: Case, train=None, forward=None, *, status="ok", reason=None, params=1234, flops=5.0e6,
+           memory=(("activation_estimate", 10 * 2**20),), accuracy=None, metric="mse") -> CaseResult:
+    acc = None
+    if accuracy is not None:
+        acc = Accuracy(metric=metric, final_metric=accuracy, final_loss=accuracy if metric == "mse" else 1 - accuracy,
+                       baseline_loss=1 / 6)
+    ok = status == "ok"
+    return CaseResult(case=case, case_id=case.case_id, status=status, reason=reason,
+                      params=params if ok else None, params_backend=params if ok else None,
+                      flops_forward=flops if ok else None, flops_train_step=3 * flops if ok else None,
+                      implementation="numpy (hand-written BPTT)",
+                      train_time=timing(train) if ok and train is not None else None,
+                      forward_time=timing(forward) if ok and forward is not None else None,
+                      memory=[MemoryFigure(name=n, bytes=int(b), method="analytic") for n, b in memory] if ok else [],
+                      accuracy=acc if ok else None)
+
+
+def record(cases: list[CaseResult], run_id="run", machine=None, gflops=50.0, suite=None) -> RunRecord:
+    return RunRecord(run_id=run_id, suite_name="quick", suite=suite or {}, created="2025-01-01T00:00:00",
+                     machine=dict(machine or MACHINE_A), calibration=Calibration(gemm_gflops=gflops, method="test"),
+                     git=GitInfo(commit="abc"), cases=cases)
+
+
+def samples(rng: np.random.Generator, median: float, n: int = 20, cv: float = 0.03) -> np.ndarray:
+    """Lognormal timing-like samples around ``median`` with a coefficient of variation ``cv``."""
+    return median * np.exp(rng.normal(0.0, cv, n))
+
+
+def timing_records(scale: float = 1.0, n_cases: int = 4, seed: int = 0, **rec_kw) -> tuple[RunRecord, RunRecord]:
+    """A baseline and a candidate with the same cases; the candidate's samples are an independent draw × scale."""
+    rng = np.random.default_rng(seed)
+    cases = [make_case(hidden=16 * (i + 1)) for i in range(n_cases)]
+    base = [result(c, samples(rng, 0.01 * (i + 1)), samples(rng, 0.003 * (i + 1))) for i, c in enumerate(cases)]
+    cand = [result(c, samples(rng, 0.01 * (i + 1)) * scale, samples(rng, 0.003 * (i + 1)) * scale)
+            for i, c in enumerate(cases)]
+    return record(base, "base"), record(cand, "cand", **rec_kw)
+
+
+def write(tmp_path: Path, name: str, rec: RunRecord) -> Path:
+    p = tmp_path / f"{name}.json"
+    p.write_text(rec.model_dump_json())
+    return p
+
+
+def rows(cmp, metric=None, verdict=None):
+    return [r for r in cmp.rows if (metric is None or r.metric == metric) and (verdict is None or r.verdict == verdict)]
+
+
+# ------------------------------------------------------------------------------------------ the command
+def test_identical_inputs_are_unchanged_exit_0(tmp_path, capsys):
+    base, _ = timing_records()
+    p = write(tmp_path, "base", base)
+    assert compare_command(p, p, None, tmp_path / "s.md", tmp_path / "s.json") == 0
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["exit_code"] == 0
+    assert {r["verdict"] for r in data["rows"]} == {"unchanged"}
+    # every timing row is there, with ratio exactly 1 inside its bootstrap CI and p(slower) = p(faster) = 0.5ish
+    timed = [r for r in data["rows"] if r["metric"] in ("train_time", "forward_time")]
+    assert len(timed) == 8 and all(r["change"] == 1.0 and r["ci_low"] < 1.0 < r["ci_high"] for r in timed)
+    assert all(r["p_value"] > 0.4 and r["p_improved"] > 0.4 for r in timed)
+    md = (tmp_path / "s.md").read_text()
+    assert md.startswith("### gru-bench compare: ✅ no gating regression")
+    out = capsys.readouterr().out
+    assert "gru-bench compare" in out and "no gating regression" in out
+    assert "gru[reset_after] adding" in out  # labels are printed verbatim, not eaten as rich markup
+
+
+def test_independent_reruns_of_the_same_distribution_are_unchanged():
+    base, cand = timing_records(1.0, n_cases=8, seed=3)
+    cmp = compare_records([base], [cand])
+    assert cmp.exit_code == 0
+    assert not rows(cmp, verdict="regressed") and not rows(cmp, verdict="improved")
+
+
+def test_injected_slowdown_is_regressed_exit_1(tmp_path, capsys):
+    base, cand = timing_records(1.25, seed=1)
+    code = compare_command(write(tmp_path, "b", base), write(tmp_path, "c", cand), None, tmp_path / "s.md", None)
+    assert code == 1
+    cmp = compare_records([base], [cand])
+    slow = rows(cmp, "train_time") + rows(cmp, "forward_time")
+    assert len(slow) == 8 and all(r.verdict == "regressed" for r in slow)
+    for r in slow:  # the 95 % bootstrap CI of the ratio covers the injected 1.25 (within sampling noise, cv 3 %)
+        assert r.ci_low <= 1.25 * 1.03 and r.ci_high >= 1.25 / 1.03 and 1.15 < r.change < 1.35
+        assert r.q_value < 0.05
+    assert "❌ 8 gating regressions" in (tmp_path / "s.md").read_text()
+    assert "regressed" in capsys.readouterr().out
+
+
+def test_speedup_is_improved_exit_0():
+    base, cand = timing_records(0.75, seed=2)
+    cmp = compare_records([base], [cand])
+    assert cmp.exit_code == 0
+    assert all(r.verdict == "improved" for r in rows(cmp, "train_time"))
+
+
+def test_slowdown_below_the_factor_is_unchanged_and_factor_is_configurable():
+    base, cand = timing_records(1.06, seed=4, n_cases=2)
+    cmp = compare_records([base], [cand])
+    assert [r.verdict for r in rows(cmp, "train_time")] == ["unchanged"] * 2
+    assert all(r.q_value < 0.05 for r in rows(cmp, "train_time"))  # significant, but below 1.10×
+    cmp = compare_records([base], [cand], parse_fail_on("train_time:3%"))
+    assert [r.verdict for r in rows(cmp, "train_time")] == ["regressed"] * 2 and cmp.exit_code == 1
+
+
+def test_missing_and_new_cases(tmp_path):
+    rng = np.random.default_rng(5)
+    a, b, c = make_case(hidden=8), make_case(hidden=16), make_case(hidden=32)
+    base = record([result(a, samples(rng, 0.01)), result(b, samples(rng, 0.01))])
+    cand = record([result(a, samples(rng, 0.01)), result(c, samples(rng, 0.01))])
+    cmp = compare_records([base], [cand])
+    by_key = cmp.case_verdicts()
+    assert by_key[b.case_id] == "missing" and by_key[c.case_id] == "new" and by_key[a.case_id] == "unchanged"
+    assert cmp.exit_code == 0  # neither gates
+    assert compare_command(write(tmp_path, "b", base), write(tmp_path, "c", cand), None, None, None) == 0
+
+
+def test_cases_match_on_configuration_not_on_run_fields():
+    """A different timeout (it limits, it does not change the case) and a stale stored case_id still match."""
+    rng = np.random.default_rng(6)
+    case = make_case()
+    base = record([result(case, samples(rng, 0.01))])
+    other = result(case.model_copy(update={"timeout_s": 5.0}), samples(rng, 0.01))
+    other.case_id = "stale-id-000"
+    cmp = compare_records([base], [record([other])])
+    assert cmp.case_verdicts() == {case.case_id: "unchanged"}
+
+
+def test_failed_candidate_case_fails_the_comparison():
+    rng = np.random.default_rng(7)
+    a, b = make_case(hidden=8), make_case(hidden=16)
+    base = record([result(a, samples(rng, 0.01)), result(b, status="failed", reason="boom")])
+    cand = record([result(a, status="diverged", reason="loss is nan"), result(b, status="failed", reason="boom")])
+    cmp = compare_records([base], [cand])
+    fa, fb = rows(cmp, "status", "failed")
+    assert {fa.key, fb.key} == {a.case_id, b.case_id}
+    failing = {r.key for r in cmp.failures}
+    assert failing == {a.case_id}  # b failed in the baseline too: reported, not a new regression
+    assert cmp.exit_code == 1 and "loss is nan" in next(r.note for r in rows(cmp, "status") if r.key == a.case_id)
+
+
+def test_skipped_cases():
+    rng = np.random.default_rng(8)
+    a, b = make_case(hidden=8, device="cuda"), make_case(hidden=16, device="cuda")
+    base = record([result(a, samples(rng, 0.01)), result(b, status="skipped", reason="no GPU")])
+    cand = record([result(a, status="skipped", reason="no GPU"), result(b, status="skipped", reason="no GPU")])
+    v = compare_records([base], [cand]).case_verdicts()
+    assert v == {a.case_id: "missing", b.case_id: "unchanged"}
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+@pytest.mark.parametrize("content, expect", [
+    ("{not json", "not a"), ('{"hello": "world"}', "not a"), ("", "not a")])
+def test_corrupt_or_foreign_input_raises_input_error(tmp_path, content, expect):
+    good = write(tmp_path, "good", timing_records()[0])
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(InputError) as e:
+        compare_command(good, bad, None, None, None)
+    assert "bad.json" in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_missing_path_and_empty_directory_raise_input_error(tmp_path):
+    good = write(tmp_path, "good", timing_records()[0])
+    with pytest.raises(InputError, match="baseline=.*nope.*no such file"):
+        compare_command(tmp_path / "nope.json", good, None, None, None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="candidate=.*no \\*.json run records"):
+        compare_command(good, tmp_path / "empty", None, None, None)
+
+
+def test_directories_pool_their_records(tmp_path):
+    """Two baseline runs in a directory pool their samples (n doubles) and compare like one record."""
+    rng = np.random.default_rng(9)
+    case = make_case()
+    d = tmp_path / "base"
+    d.mkdir()
+    for i in range(2):
+        write(d, f"run{i}", record([result(case, samples(rng, 0.01))], f"b{i}"))
+    cand = write(tmp_path, "cand", record([result(case, samples(rng, 0.01) * 1.3)], "c"))
+    assert len(load_side(d)) == 2
+    assert compare_command(d, cand, None, None, tmp_path / "o.json") == 1
+    row = next(r for r in json.loads((tmp_path / "o.json").read_text())["rows"] if r["metric"] == "train_time")
+    assert (row["n_baseline"], row["n_candidate"], row["verdict"]) == (40, 20, "regressed")
+
+
+def test_bad_fail_on_is_an_input_error(tmp_path):
+    p = write(tmp_path, "b", timing_records()[0])
+    with pytest.raises(InputError, match="train_tme"):
+        compare_command(p, p, "train_tme:10%", None, None)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+@pytest.mark.parametrize("token, expected", [
+    ("train_time:10%", TimeCheck("train_time", 1.10)),
+    ("forward_time:1.25x", TimeCheck("forward_time", 1.25)),
+    ("train_time", DEFAULT_CHECKS["train_time"]),
+    ("accuracy:-0.02", MarginCheck("accuracy", 0.02)),
+    ("accuracy:-2%", MarginCheck("accuracy", 0.02, relative=True)),
+    ("loss:0.01", MarginCheck("loss", 0.01)),
+    ("memory:20%", MemoryCheck("memory", 0.20, 2**20)),
+    ("memory:8MiB", MemoryCheck("memory", 0.20, 8 * 2**20)),
+    ("memory:10%+4MB", MemoryCheck("memory", 0.10, 4_000_000)),
+    ("params", ExactCheck("params")),
+    ("flops:exact", ExactCheck("flops")),
+])
+def test_parse_check(token, expected):
+    assert parse_check(token) == expected
+
+
+@pytest.mark.parametrize("spec, culprit", [
+    ("train_tme:10%", "'train_tme'"),
+    ("train_time:ten", "'ten'"),
+    ("train_time:0.9x", "0.9x"),
+    ("train_time:-5%", "-5%"),
+    ("accuracy:lots", "'lots'"),
+    ("memory:20%+many", "'many'"),
+    ("params:5%", "'5%'"),
+    ("train_time:10%,train_time:5%", "named twice"),
+    ("train_time:10%,,memory", "empty token"),
+    ("", "expected comma-separated"),
+])
+def test_check_parsing_errors_name_the_culprit(spec, culprit):
+    with pytest.raises(InputError) as e:
+        parse_fail_on(spec)
+    msg = str(e.value)
+    assert culprit in msg and msg.startswith("--fail-on") and "\n" not in msg
+
+
+def test_fail_on_gates_only_the_named_metrics():
+    """The project's CI gate: deterministic metrics and accuracy gate, timings are reported only."""
+    base, cand = timing_records(1.25, n_cases=2, seed=10)
+    cmp = compare_records([base], [cand], parse_fail_on("params,flops,accuracy:-0.02"))
+    assert rows(cmp, "train_time", "regressed") and cmp.exit_code == 0
+    assert all(not r.gating for r in rows(cmp, "train_time"))
+    assert compare_records([base], [cand], parse_fail_on("none")).exit_code == 0
+
+
+def test_thresholds_come_from_the_suite_when_not_given(tmp_path):
+    base, cand = timing_records(1.25, n_cases=1, seed=11)
+    cand = cand.model_copy(update={"suite": {"fail_on": {"params": True, "accuracy": "-0.05"}}})
+    cmp = compare_records([base], [cand])
+    assert cmp.thresholds.gating == {"params", "accuracy"} and cmp.thresholds.source.startswith("suite of")
+    assert cmp.exit_code == 0
+    # the command line wins over the suite
+    assert compare_command(write(tmp_path, "b", base), write(tmp_path, "c", cand), "train_time:10%", None, None) == 1
+    bad = cand.model_copy(update={"suite": {"fail_on": "accuracy:??"}})
+    with pytest.raises(InputError, match="fail_on in the suite of cand"):
+        compare_records([base], [bad])
+
+
+# -------------------------------------------------------------------------------------------- statistics
+def test_false_discovery_rate_correction_across_cases():
+    """A marginal slowdown (ratio 1.11, one-sided p ≈ 0.021) is a regression alone, but not among 10 null cases:
+    BH's q = p·m/rank ≥ 0.05 there. The q-values are scipy's BH of the raw p-values."""
+    a = [1.0, 1.02, 1.04, 1.06, 1.08, 1.10]
+    b = [1.05, 1.07, 1.16, 1.18, 1.20, 1.22]
+    p = stats.mannwhitneyu(b, a, alternative="greater").pvalue
+    assert 0.01 < p < 0.05 and np.median(b) / np.median(a) > 1.10
+    marginal = make_case(hidden=99)
+    alone = compare_records([record([result(marginal, a)])], [record([result(marginal, b)])])
+    assert rows(alone, "train_time")[0].verdict == "regressed"
+
+    rng = np.random.default_rng(12)
+    nulls = [make_case(hidden=8 + i) for i in range(10)]
+    base = record([result(marginal, a)] + [result(c, samples(rng, 1.0, 6)) for c in nulls])
+    cand = record([result(marginal, b)] + [result(c, samples(rng, 1.0, 6)) for c in nulls])
+    many = compare_records([base], [cand])
+    timed = rows(many, "train_time")
+    assert next(r for r in timed if r.key == marginal.case_id).verdict == "unchanged"
+    q = fdr([r.p_value for r in timed])
+    assert [r.q_value for r in timed] == pytest.approx(q, rel=1e-12)
+    assert all(qq >= r.p_value for qq, r in zip(q, timed))
+
+
+def test_timing_test_bootstrap_is_seeded_and_covers_the_true_ratio():
+    rng = np.random.default_rng(13)
+    a, b = samples(rng, 1.0, 30), samples(rng, 1.2, 30)
+    t1 = timing_test(a, b, np.random.default_rng(0))
+    t2 = timing_test(a, b, np.random.default_rng(0))
+    assert t1 == t2  # same seed, same interval
+    assert t1.ci_low < 1.2 < t1.ci_high and t1.p_slower < 1e-6 and t1.p_faster > 0.99
+
+
+def test_calibration_normalises_timings_across_machines():
+    """Candidate machine calibrates 2× faster and its samples are 2× smaller: normalised, nothing changed."""
+    rng = np.random.default_rng(14)
+    case = make_case()
+    a = samples(rng, 0.02)
+    base = record([result(case, a)], "base", MACHINE_A, gflops=50.0)
+    cand = record([result(case, a / 2)], "cand", MACHINE_B, gflops=100.0)
+    cmp = compare_records([base], [cand])
+    r = rows(cmp, "train_time")[0]
+    assert r.verdict == "unchanged" and r.change == pytest.approx(1.0, rel=1e-12)
+    assert any("different machines" in w and "normalised" in w for w in cmp.warnings)
+    # the same numbers on one machine are a real 2× speed-up, with no warning
+    same = compare_records([base], [record([result(case, a / 2)], "cand", MACHINE_A, gflops=100.0)])
+    assert rows(same, "train_time")[0].verdict == "improved" and not same.warnings
+    # across machines without a calibration: compared raw, with a warning that says so
+    nocal = record([result(case, a / 2)], "cand", MACHINE_B).model_copy(update={"calibration": None})
+    cmp = compare_records([base], [nocal])
+    assert any("unnormalised" in w for w in cmp.warnings)
+
+
+def accuracy_records(base_vals, cand_vals, metric="accuracy", task="copy", cand_seeds=None):
+    def mk(vals, seeds):
+        return record([result(make_case(task=task, seed=s, steps=100), samples(np.random.default_rng(s), .01),
+                              accuracy=v, metric=metric) for s, v in zip(seeds, vals)])
+    return mk(base_vals, range(len(base_vals))), mk(cand_vals, cand_seeds or range(len(cand_vals)))
+
+
+def test_accuracy_non_inferiority_across_seeds_welch():
+    """Different seeds on the two sides: Welch's one-sided test against the margin."""
+    base_vals = [0.900, 0.905, 0.895, 0.902, 0.898, 0.903, 0.897, 0.900]
+    near = [0.897, 0.899, 0.893, 0.901, 0.896, 0.894, 0.899, 0.895]  # −0.004 on average: inside the 0.02 margin
+    b, c = accuracy_records(base_vals, near, cand_seeds=range(10, 18))
+    cmp = compare_records([b], [c], parse_fail_on("accuracy:-0.02"))
+    row = rows(cmp, "accuracy:accuracy")[0]
+    assert row.verdict == "unchanged" and row.p_value < 0.05 and "Welch" in row.method and cmp.exit_code == 0
+    assert row.n_baseline == row.n_candidate == 8
+    ref = stats.ttest_ind(np.array(near) + 0.02, base_vals, equal_var=False, alternative="greater").pvalue
+    assert row.p_value == pytest.approx(ref, rel=1e-12)
+    # a drop of 0.05: non-inferiority cannot be shown -> regressed, exit 1; the 90 % CI lies beyond the margin
+    b, c = accuracy_records(base_vals, [v - 0.05 for v in near], cand_seeds=range(10, 18))
+    cmp = compare_records([b], [c], parse_fail_on("accuracy:-0.02"))
+    row = rows(cmp, "accuracy:accuracy")[0]
+    assert row.verdict == "regressed" and row.change == pytest.approx(np.mean(near) - 0.05 - np.mean(base_vals))
+    assert row.ci_high < -0.02 and cmp.exit_code == 1
+    # never a bare mean: the means differ by only 0.01 (< margin), but with this spread nothing is shown
+    noisy = [0.70, 0.99, 0.80, 0.95, 0.75]
+    b, c = accuracy_records(noisy, [v - 0.01 for v in [0.99, 0.70, 0.95, 0.80, 0.75]], cand_seeds=range(5, 10))
+    row = rows(compare_records([b], [c]), "accuracy:accuracy")[0]
+    assert row.verdict == "regressed" and "not shown" in row.note and row.p_value > 0.05
+
+
+def test_accuracy_non_inferiority_paired_by_seed():
+    """The same seeds on both sides pair the runs: per-seed differences are tested (a paired t test), so a small
+    consistent change is judged on its own spread, not on the spread between seeds."""
+    base_vals = [0.70, 0.99, 0.80, 0.95, 0.75]
+    cand_vals = [0.695, 0.992, 0.79, 0.951, 0.745]
+    b, c = accuracy_records(base_vals, cand_vals)
+    row = rows(compare_records([b], [c]), "accuracy:accuracy")[0]
+    assert row.verdict == "unchanged" and "paired" in row.method
+    ref = stats.ttest_rel(np.array(cand_vals) + 0.02, base_vals, alternative="greater").pvalue
+    assert row.p_value == pytest.approx(ref, rel=1e-12) and row.p_value < 0.05
+    b, c = accuracy_records(base_vals, [v - 0.04 + d for v, d in zip(base_vals, [0, .01, -.01, .005, 0])])
+    assert rows(compare_records([b], [c]), "accuracy:accuracy")[0].verdict == "regressed"
+
+
+def test_accuracy_lower_is_better_metric_and_loss():
+    """mse: lower is better; a rise beyond the margin regresses."""
+    base_vals = [0.010, 0.012, 0.011, 0.013]
+    b, c = accuracy_records(base_vals, [v + 0.05 for v in base_vals], metric="mse", task="adding")
+    cmp = compare_records([b], [c], parse_fail_on("accuracy:0.02,loss:0.02"))
+    assert rows(cmp, "accuracy:mse")[0].verdict == "regressed" and rows(cmp, "loss")[0].verdict == "regressed"
+    b, c = accuracy_records(base_vals, [v - 0.009 for v in base_vals], metric="mse", task="adding")
+    assert rows(compare_records([b], [c]), "accuracy:mse")[0].verdict == "unchanged"
+
+
+def test_single_seed_falls_back_to_a_threshold_and_says_so():
+    b, c = accuracy_records([0.90], [0.89])
+    row = rows(compare_records([b], [c]), "accuracy:accuracy")[0]
+    assert row.verdict == "unchanged" and "threshold" in row.method and "too few seeds" in row.method
+    b, c = accuracy_records([0.90], [0.85])
+    row = rows(compare_records([b], [c]), "accuracy:accuracy")[0]
+    assert row.verdict == "regressed" and "margin" in row.note
+
+
+def test_deterministic_seeds_compare_exactly():
+    """Identical per-seed values (fixed seeds, deterministic kernels): unchanged, by an exact comparison; a task
+    solved on every seed (no spread) compares exactly too."""
+    vals = [0.90, 0.93, 0.88]
+    b, c = accuracy_records(vals, vals)
+    row = rows(compare_records([b], [c]), "accuracy:accuracy")[0]
+    assert row.verdict == "unchanged" and row.change == 0
+    b, c = accuracy_records([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+    row = rows(compare_records([b], [c]), "accuracy:accuracy")[0]
+    assert row.verdict == "unchanged" and "exact" in row.method
+
+
+def test_margin_test_matches_a_shifted_welch_test():
+    a, b = [0.9, 0.92, 0.91, 0.89], [0.88, 0.90, 0.91, 0.89]
+    t = margin_test(a, b, 0.02)
+    ref = stats.ttest_ind(np.array(b) + 0.02, a, equal_var=False, alternative="greater").pvalue
+    assert t.p_inferior == pytest.approx(ref, rel=1e-12) and t.diff == pytest.approx(np.mean(b) - np.mean(a))
+
+
+# ------------------------------------------------------------------------------ deterministic and memory
+def test_parameter_and_flop_counts_compare_exactly():
+    rng = np.random.default_rng(15)
+    case = make_case()
+    base = record([result(case, samples(rng, 0.01), params=1234)])
+    cand = record([result(case, samples(rng, 0.01), params=1235)])
+    cmp = compare_records([base], [cand])
+    assert {r.metric for r in rows(cmp, verdict="regressed")} == {"params", "params_backend"}
+    assert cmp.exit_code == 1 and "1234 → 1235" in rows(cmp, "params")[0].note
+    same = compare_records([base], [record([result(case, samples(rng, 0.01), params=1234)])])
+    assert all(r.verdict == "unchanged" for r in same.rows if r.check in ("params", "flops"))
+
+
+@pytest.mark.parametrize("base_b, cand_b, verdict", [
+    (10 * 2**20, 12 * 2**20, "unchanged"),  # +20 %: not more than 20 %
+    (10 * 2**20, 13 * 2**20, "regressed"),  # +30 % and +3 MiB
+    (2**20, 2 * 2**20 - 1, "unchanged"),  # +100 % but under 1 MiB: absolute tolerance holds it
+    (10 * 2**20, 7 * 2**20, "improved"),
+])
+def test_memory_needs_both_relative_and_absolute_change(base_b, cand_b, verdict):
+    rng = np.random.default_rng(16)
+    case = make_case()
+    base = record([result(case, samples(rng, 0.01), memory=(("host_peak_rss_delta", base_b),))])
+    cand = record([result(case, samples(rng, 0.01), memory=(("host_peak_rss_delta", cand_b),))])
+    assert rows(compare_records([base], [cand]), "memory:host_peak_rss_delta")[0].verdict == verdict
+
+
+def test_json_and_markdown_outputs(tmp_path):
+    base, cand = timing_records(1.25, n_cases=2, seed=17)
+    base.cases[0].case = base.cases[0].case.model_copy(update={"options": {"note": "a|b"}})  # a pipe in the label?
+    code = compare_command(write(tmp_path, "b", base), write(tmp_path, "c", cand), "train_time:10%",
+                           tmp_path / "out" / "summary.md", tmp_path / "out" / "cmp.json")
+    assert code == 1
+    data = json.loads((tmp_path / "out" / "cmp.json").read_text())
+    assert data["thresholds"]["gating"] == ["train_time"] and data["counts"]["regressed"] >= 1
+    assert all(r["fails"] == (r["verdict"] == "regressed" and r["check"] == "train_time") for r in data["rows"])
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "#### Gating regressions and failures" in md and "<details>" in md
+    for line in md.splitlines():
+        if line.startswith("| "):
+            assert line.count(" | ") == 8  # 9 columns, no stray pipe from a label
