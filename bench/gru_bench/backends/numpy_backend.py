@@ -1,0 +1,266 @@
+"""The NumPy reference backend: float32/float64, hand-written backprop through time, SGD/Adam with clipping.
+
+It is the oracle every other backend is checked against (run in float64) and a CPU contender in its own right
+(float32). The math is ``spec.py``'s; the layer kernels are in ``_np_layers.py`` (how the work is arranged for
+speed is written there), the optimizer in ``_np_optim.py``.
+
+All parameters live in ONE flat vector (canonical order of ``spec.param_shapes``; LSTM gate blocks permuted to the
+internal order of ``_np_layers.LSTM``), and so do their gradients and the optimizer state: clipping and Adam are a
+handful of vector operations, and every layer's weights are views into it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from ..losses import loss_and_grad
+from ..spec import DTYPES, ModelSpec, Weights, check_weights, param_shapes
+from ._np_layers import LAYERS, Layer, Params, Workspace
+from ._np_optim import Optimizer
+from .base import MemoryProbe, TrainConfig
+
+IMPLEMENTATION = "numpy (hand-written BPTT)"
+
+
+class NumpyModel:
+    """Parameters (flat), gradients (flat), optimizer state and reusable buffers of one model."""
+
+    implementation = IMPLEMENTATION
+
+    def __init__(self, spec: ModelSpec, weights: Weights, dtype: str, train: TrainConfig) -> None:
+        self.spec, self.dtype, self.train = spec, np.dtype(dtype), train
+        self.shapes = param_shapes(spec)
+        size = sum(math.prod(s) for s in self.shapes.values())
+        self.theta = np.empty(size, self.dtype)  # (P,) all parameters
+        self.grad = np.zeros(size, self.dtype)  # (P,) their gradients
+        self.p, self.g = self._views(self.theta), self._views(self.grad)  # name -> view (internal gate order)
+        H = spec.hidden_size
+        layer_cls = LAYERS[(spec.cell, spec.variant)]
+        self.rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in layer_cls.order])  # internal <- canonical
+        self.layers: list[Layer] = [
+            layer_cls(spec.layer_input_size(k), H, self.dtype, self._params(self.p, k), self._params(self.g, k))
+            for k in range(spec.num_layers)]
+        self.load(weights)
+        self.optimizer = Optimizer(train, size, self.dtype)
+        self._buffers: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self._ws: list[Workspace] = []
+
+    # ----------------------------------------------------------------------------------------------- layout
+    def _views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        views, start = {}, 0
+        for name, shape in self.shapes.items():
+            n = math.prod(shape)
+            views[name] = flat[start:start + n].reshape(shape)
+            start += n
+        return views
+
+    @staticmethod
+    def _params(views: Mapping[str, np.ndarray], k: int) -> Params:
+        return Params(views[f"weight_ih_l{k}"], views[f"weight_hh_l{k}"], views[f"bias_ih_l{k}"],
+                      views[f"bias_hh_l{k}"])
+
+    def _is_gate_tensor(self, name: str) -> bool:
+        return not name.startswith("head.")
+
+    def load(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Canonical weights -> the flat vector (cast to the model's dtype, gate blocks reordered)."""
+        for name, view in self.p.items():
+            w = np.asarray(weights[name])
+            view[...] = w[self.rows] if self._is_gate_tensor(name) else w
+
+    def export(self, views: Mapping[str, np.ndarray]) -> Weights:
+        """Internal views (parameters or gradients) -> canonical copies."""
+        out: Weights = {}
+        for name, v in views.items():
+            if self._is_gate_tensor(name):
+                c = np.empty_like(v)
+                c[self.rows] = v
+                out[name] = c
+            else:
+                out[name] = v.copy()
+        return out
+
+    # ------------------------------------------------------------------------------------------------ compute
+    def _head_buffers(self, T: int, B: int) -> dict[str, np.ndarray]:
+        buf = self._buffers.get((T, B))
+        if buf is None:
+            s, dt = self.spec, self.dtype
+            steps = T if s.head == "every" else 1
+            buf = dict(X=np.empty((T, B, s.input_size), dt),  # x, time-major
+                       Y=np.empty((steps, B, s.output_size), dt),  # head output, time-major
+                       dY=np.empty((steps, B, s.output_size), dt),
+                       ones=np.ones(steps * B, dt))
+            self._buffers = {(T, B): buf}
+        return buf
+
+    def run_forward(self, x: np.ndarray) -> np.ndarray:
+        """x (B, T, I) -> the head output (B, O) or (B, T, O): a view of a reused buffer."""
+        B, T, _ = x.shape
+        buf = self._head_buffers(T, B)
+        np.copyto(buf["X"], x.transpose(1, 0, 2))  # (T, B, I)
+        inp = buf["X"]
+        self._ws = [layer.workspace(T, B) for layer in self.layers]  # what the backward reads
+        with np.errstate(over="ignore"):  # exp(−a) → inf in σ for a < −88 (float32) gives the right 0
+            for layer, ws in zip(self.layers, self._ws):
+                inp = layer.forward(inp, ws)[1:]  # (T, B, H)
+        W, b, Y = self.p["head.weight"], self.p["head.bias"], buf["Y"]
+        top = inp if self.spec.head == "every" else inp[-1:]  # (steps, B, H)
+        np.matmul(top.reshape(-1, self.spec.hidden_size), W.T, out=Y.reshape(-1, self.spec.output_size))
+        Y += b  # (steps, B, O)
+        return Y.transpose(1, 0, 2) if self.spec.head == "every" else Y[0]
+
+    def run_backward(self, dY: np.ndarray) -> None:
+        """dL/d(head output) (as returned by ``run_forward``) -> every gradient, written into ``self.grad``."""
+        spec, H = self.spec, self.spec.hidden_size
+        ws: list[Workspace] = self._ws  # of the latest run_forward
+        T, B = ws[0].T, ws[0].B
+        buf = self._head_buffers(T, B)
+        d = buf["dY"]  # (steps, B, O)
+        np.copyto(d, dY.transpose(1, 0, 2) if spec.head == "every" else dY[None])
+        d2 = d.reshape(-1, spec.output_size)  # (steps·B, O)
+        top, dtop = ws[-1].Hs[1:], ws[-1].dHs  # (T, B, H)
+        if spec.head == "every":
+            np.matmul(d2.T, top.reshape(T * B, H), out=self.g["head.weight"])  # (O, H)
+            np.matmul(d2, self.p["head.weight"], out=dtop.reshape(T * B, H))  # (T·B, H)
+        else:
+            np.matmul(d2.T, top[-1], out=self.g["head.weight"])
+            dtop[:-1] = 0.0
+            np.matmul(d2, self.p["head.weight"], out=dtop[-1])  # (B, H)
+        np.matmul(buf["ones"], d2, out=self.g["head.bias"])
+        for k in range(len(self.layers) - 1, -1, -1):
+            X = buf["X"] if k == 0 else ws[k - 1].Hs[1:]
+            self.layers[k].backward(X, ws[k], ws[k - 1].dHs if k > 0 else None)
+
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Forward, loss, backward: returns the loss; the gradients are in ``self.grad``."""
+        loss, dY = loss_and_grad(self.spec.loss, self.run_forward(x), y)
+        self.run_backward(np.asarray(dY, dtype=self.dtype))
+        return loss
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _check_x(model: NumpyModel, x: Any) -> np.ndarray:
+    I = model.spec.input_size
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"x is a {type(x).__name__}: expected a numpy array of shape (B, T, {I})")
+    if x.ndim != 3 or x.shape[2] != I or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"x has shape {x.shape}: expected (B, T, {I}) with B, T >= 1")
+    if x.dtype != model.dtype:
+        raise ValueError(f"x has dtype {x.dtype}: expected {model.dtype} (the model's dtype)")
+    return x
+
+
+def _check_y(model: NumpyModel, x: np.ndarray, y: Any) -> np.ndarray:
+    s = model.spec
+    B, T = x.shape[:2]
+    if not isinstance(y, np.ndarray):
+        raise ValueError(f"y is a {type(y).__name__}: expected a numpy array")
+    if s.loss == "mse":
+        want = (B, s.output_size) if s.head == "last" else (B, T, s.output_size)
+        if y.shape != want:
+            raise ValueError(f"y has shape {y.shape}: expected {want} for head={s.head!r}, loss='mse'")
+        if y.dtype.kind != "f":
+            raise ValueError(f"y has dtype {y.dtype}: expected floating targets for loss='mse'")
+        return y.astype(model.dtype, copy=False)
+    want = (B,) if s.head == "last" else (B, T)
+    if y.shape != want:
+        raise ValueError(f"y has shape {y.shape}: expected {want} class indices for head={s.head!r}, loss='xent'")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"y has dtype {y.dtype}: expected integer class indices for loss='xent'")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= s.output_size:
+        raise ValueError(f"y has class indices in [{lo}, {hi}]: expected 0 <= y < {s.output_size} (output_size)")
+    return y
+
+
+def _check_model(model: Any) -> NumpyModel:
+    if not isinstance(model, NumpyModel):
+        raise ValueError(f"model is a {type(model).__name__}: expected a model built by NumpyBackend.build")
+    return model
+
+
+# ------------------------------------------------------------------------------------------------- backend
+class NumpyBackend:
+    """The Backend protocol (``base.py``) in NumPy: device "cpu" only; dtypes float32 and float64."""
+
+    name: ClassVar[str] = "numpy"
+
+    def available(self, device: str) -> str | None:
+        if device != "cpu":
+            return f"the numpy backend runs on 'cpu' only, not {device!r}"
+        return None
+
+    def build(self, spec: ModelSpec, weights: Weights, device: str = "cpu", dtype: str = "float32",
+              train: TrainConfig = TrainConfig(), options: Mapping[str, Any] | None = None) -> NumpyModel:
+        if not isinstance(spec, ModelSpec):
+            raise ValueError(f"spec is a {type(spec).__name__}: expected a gru_bench.spec.ModelSpec")
+        if device != "cpu":
+            raise ValueError(f"device={device!r}: expected 'cpu' (the numpy backend runs on the CPU only)")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+        if not isinstance(train, TrainConfig):
+            raise ValueError(f"train is a {type(train).__name__}: expected a TrainConfig")
+        if options:
+            raise ValueError(f"options={dict(options)!r}: the numpy backend takes no options (expected none)")
+        check_weights(spec, weights)
+        return NumpyModel(spec, weights, dtype, train)
+
+    def train_step(self, model: NumpyModel, x: np.ndarray, y: np.ndarray) -> float:
+        model = _check_model(model)
+        x = _check_x(model, x)
+        y = _check_y(model, x, y)
+        loss = model.loss_and_gradients(x, y)
+        model.optimizer.step(model.theta, model.grad)
+        return loss
+
+    def forward(self, model: NumpyModel, x: np.ndarray) -> np.ndarray:
+        model = _check_model(model)
+        return model.run_forward(_check_x(model, x)).copy()
+
+    def gradients(self, model: NumpyModel, x: np.ndarray, y: np.ndarray) -> Weights:
+        model = _check_model(model)
+        x = _check_x(model, x)
+        model.loss_and_gradients(x, _check_y(model, x, y))
+        return model.export(model.g)
+
+    def loss(self, model: NumpyModel, x: np.ndarray, y: np.ndarray) -> float:
+        """The loss on one batch, without changing the model (optional helper)."""
+        model = _check_model(model)
+        x = _check_x(model, x)
+        return loss_and_grad(model.spec.loss, model.run_forward(x), _check_y(model, x, y))[0]
+
+    def weights(self, model: NumpyModel) -> Weights:
+        model = _check_model(model)
+        return model.export(model.p)
+
+    def sync(self, device: str) -> None:
+        """NumPy is synchronous: nothing to wait for."""
+
+    def memory(self, device: str) -> MemoryProbe:
+        return MemoryProbe(method="none")  # host memory: measured by the runner
+
+    def provenance(self, model: NumpyModel) -> dict[str, Any]:
+        model = _check_model(model)
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        return {
+            "implementation": IMPLEMENTATION,
+            "dtype": str(model.dtype),
+            "numpy": np.__version__,
+            "blas": ", ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')})"
+                              f" x{p.get('num_threads')}" for p in blas),
+            "optimizer": model.train.optimizer,
+            "sigmoid": "1/(1+exp(-a))",
+            "elementwise_threads": 1,
+        }
+
+    def set_threads(self, n: int | None) -> dict[str, int]:
+        """BLAS threads (NumPy's and SciPy's BLAS) = ``n`` through threadpoolctl; element-wise work is single-threaded."""
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+                raise ValueError(f"threads={n!r}: expected a positive integer or None")
+            self._limits = threadpool_limits(limits=int(n), user_api="blas")  # in force until the process ends
+        return {f"numpy_blas:{p.get('prefix')}": int(p.get("num_threads"))
+                for p in threadpool_info() if p.get("user_api") == "blas"}
