@@ -19,8 +19,8 @@ from gru_bench.compare import (compare_command, compare_records, fdr, load_side,
 from gru_bench.errors import InputError
 from gru_bench.results import (Accuracy, Calibration, CaseResult, GitInfo, MemoryFigure, RunRecord, TimingStats)
 
-MACHINE_A = {"hostname": "runner-a", "cpu": "Xeon A", "cores": 2}
-MACHINE_B = {"hostname": "runner-b", "cpu": "EPYC B", "cores": 8}
+MACHINE_A = {"hostname": "runner-a", "cpu": {"model": "Xeon A"}, "cores_logical": 2}
+MACHINE_B = {"hostname": "runner-b", "cpu": {"model": "EPYC B"}, "cores_logical": 8}
 
 
 # ------------------------------------------------------------------------------------------------ builders
@@ -189,14 +189,15 @@ def test_skipped_cases():
 
 # ----------------------------------------------------------------------------------------------- inputs
 @pytest.mark.parametrize("content, expect", [
-    ("{not json", "not a"), ('{"hello": "world"}', "not a"), ("", "not a")])
+    ("{not json", "corrupt"), ('{"hello": "world"}', "not a"), ("", "corrupt"),
+    ('{"schema_version": 1, "run_id": "x"}', "not a valid")])
 def test_corrupt_or_foreign_input_raises_input_error(tmp_path, content, expect):
     good = write(tmp_path, "good", timing_records()[0])
     bad = tmp_path / "bad.json"
     bad.write_text(content)
     with pytest.raises(InputError) as e:
         compare_command(good, bad, None, None, None)
-    assert "bad.json" in str(e.value) and len(str(e.value).splitlines()) == 1
+    assert "bad.json" in str(e.value) and expect in str(e.value) and len(str(e.value).splitlines()) == 1
 
 
 def test_missing_path_and_empty_directory_raise_input_error(tmp_path):
@@ -204,7 +205,7 @@ def test_missing_path_and_empty_directory_raise_input_error(tmp_path):
     with pytest.raises(InputError, match="baseline=.*nope.*no such file"):
         compare_command(tmp_path / "nope.json", good, None, None, None)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="candidate=.*no \\*.json run records"):
+    with pytest.raises(InputError, match="empty: no run records"):
         compare_command(good, tmp_path / "empty", None, None, None)
 
 
@@ -465,3 +466,19 @@ def test_json_and_markdown_outputs(tmp_path):
     for line in md.splitlines():
         if line.startswith("| "):
             assert line.count(" | ") == 8  # 9 columns, no stray pipe from a label
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    """Through the console script's entry point: 0 no regression, 1 regression, 2 usage/input error."""
+    from gru_bench.cli import main
+
+    base, slow = timing_records(1.25, n_cases=1, seed=18)
+    b, c = write(tmp_path, "b", base), write(tmp_path, "c", slow)
+    md = tmp_path / "summary.md"
+    assert main(["compare", str(b), str(b)]) == 0
+    assert main(["compare", str(b), str(c), "--markdown", str(md)]) == 1 and md.exists()
+    assert main(["compare", str(b), str(c), "--fail-on", "params,flops"]) == 0
+    assert main(["compare", str(b), str(c), "--fail-on", "train_time:ten"]) == 2
+    (tmp_path / "bad.json").write_text("{truncated")
+    assert main(["compare", str(b), str(tmp_path / "bad.json")]) == 2
+    assert "bad.json" in capsys.readouterr().err

@@ -33,6 +33,7 @@ from scipy import stats
 from .case import Case
 from .checks import ExactCheck, MarginCheck, MemoryCheck, Thresholds, TimeCheck, parse_fail_on, thresholds_from_suite
 from .errors import InputError
+from . import results
 from .results import CaseResult, RunRecord
 
 Verdict = Literal["improved", "unchanged", "regressed", "new", "missing", "failed"]
@@ -129,55 +130,25 @@ def margin_test(baseline: Sequence[float], candidate: Sequence[float], margin: f
 
 
 # -------------------------------------------------------------------------------------------------- loading
-def _load_record(path: Path) -> RunRecord:
-    from . import results
-
-    loader = getattr(results, "load_record", None)
-    if loader is not None:
-        return loader(path)
-    try:  # until results.load_record lands
-        return RunRecord.model_validate_json(path.read_bytes())
-    except (OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{path}: not a readable gru-bench run record ({first})") from None
-
-
 def load_side(path: Path, name: str = "record") -> list[RunRecord]:
-    """A record file, or every ``*.json`` record under a directory (their cases pooled)."""
+    """A record file, or every run record under a directory (their cases pooled); ``InputError`` naming the file
+    that is missing, corrupt or not a record."""
     path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.json") if p.is_file())
-        if not files:
-            raise InputError(f"{name}={str(path)!r}: directory holds no *.json run records")
-        return [_load_record(p) for p in files]
     if not path.exists():
-        raise InputError(f"{name}={str(path)!r}: no such file or directory")
-    return [_load_record(path)]
+        raise InputError(f"{name}={str(path)!r}: no such file or directory; expected a run record or a folder of them")
+    return [results.load_record(p) for p in results.record_files(path)]
 
 
 # ------------------------------------------------------------------------------------------------- machines
-_MACHINE_KEYS = ("hostname", "node", "cpu", "cpu_model", "processor", "cores", "logical_cores", "physical_cores",
-                 "ram", "ram_bytes", "gpu", "gpus")
-
-
-def machine_id(record: RunRecord) -> str | None:
-    """A stable identity of the record's machine (``machine["id"]`` if the manifest has one); ``None`` if unknown."""
-    m = record.machine or {}
-    for key in ("machine_id", "id"):
-        if m.get(key):
-            return str(m[key])
-    ident = {k: m[k] for k in _MACHINE_KEYS if k in m}
-    if not ident:
-        return None
-    return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def machine_id(record: RunRecord) -> str:
+    """The record's machine (``results.machine_id``: hostname and hardware, not software)."""
+    return record.machine_id or results.machine_id(record.machine or {})
 
 
 def _machine_name(record: RunRecord) -> str:
     m = record.machine or {}
-    for key in ("hostname", "node", "cpu", "cpu_model", "processor"):
-        if m.get(key):
-            return str(m[key])
-    return machine_id(record) or "unknown machine"
+    cpu = (m.get("cpu") or {}).get("model") if isinstance(m.get("cpu"), dict) else m.get("cpu")
+    return " / ".join(str(x) for x in (m.get("hostname"), cpu) if x) or machine_id(record)
 
 
 def _time_scales(base: list[RunRecord], cand: list[RunRecord], warn: list[str]) -> tuple[list[float], list[float]]:
