@@ -233,7 +233,7 @@ def test_load_snapshot_subtracts_this_process(monkeypatch):
     (([0.1, 0.1, 0.1], 3.0), ([0.2, 0.1, 0.1], 5.0), 0, False, None),
     (([0.1, 0.1, 0.1], 80.0), ([0.2, 0.1, 0.1], 5.0), 0, True, "80 % CPU before"),
     (([0.1, 0.1, 0.1], 3.0), ([0.2, 0.1, 0.1], 60.0), 0, True, "60 % CPU after"),
-    (([3.0, 1.0, 1.0], 3.0), ([3.0, 1.0, 1.0], 3.0), 2, True, "1-min load 3.00 on 2 cores before"),
+    (([3.5, 1.0, 1.0], 3.0), ([3.5, 1.0, 1.0], 3.0), 2, True, "1-min load 3.50 on 2 cores before"),
     (([2.0, 1.0, 1.0], 3.0), ([2.0, 1.0, 1.0], 3.0), 2, False, None),  # our own previous case's threads
 ])
 def test_load_record_busy_rule(before, after, own, busy, words):
