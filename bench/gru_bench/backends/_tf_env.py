@@ -1,0 +1,82 @@
+"""TensorFlow's process-wide settings, read without guessing: oneDNN, threads, device names, log level.
+
+Nothing here imports TensorFlow at module level; ``quiet_import`` is the one place that does, after setting the
+C++ log level (only when the user has not set it) so that TF's INFO lines never reach the terminal.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from typing import Any
+
+_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+# CPU features for which TensorFlow's Linux x86 wheels turn oneDNN on by default (tensorflow/core/util/port.cc,
+# DefaultOneDnnPolicy); TF_ENABLE_ONEDNN_OPTS overrides the default either way.
+_ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+_TRUE, _FALSE = ("1", "true"), ("0", "false")
+
+
+def quiet_import() -> tuple[Any, Any]:
+    """``(tensorflow, keras)`` on the TensorFlow backend, with TF's C++ INFO/WARNING lines off unless asked for."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the user's own setting wins
+    if "keras" not in sys.modules:  # Keras picks its backend once, at import; this backend needs TensorFlow's
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+    import keras
+
+    return tf, keras
+
+
+def tf_device(device: str) -> str:
+    """``"cpu"`` -> ``"/CPU:0"``, ``"cuda"``/``"cuda:N"`` -> ``"/GPU:N"``; anything else is a ``ValueError``."""
+    m = _DEVICE.match(device) if isinstance(device, str) else None
+    if m is None:
+        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+    kind, index = m.group(1), int(m.group(2) or 0)
+    if kind == "cpu":
+        if index != 0:
+            raise ValueError(f"device={device!r}: expected 'cpu' (TensorFlow has one CPU device)")
+        return "/CPU:0"
+    return f"/GPU:{index}"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def onednn_state() -> tuple[bool, str]:
+    """Whether TensorFlow's oneDNN custom ops are on in this process, and why (env override or build default)."""
+    raw = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if raw is not None and raw.strip().lower() in _TRUE + _FALSE:
+        on = raw.strip().lower() in _TRUE
+        return on, f"TF_ENABLE_ONEDNN_OPTS={raw.strip()}"
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return False, f"default for {sys.platform}/{platform.machine()} (not checked: assumed off)"
+    found = sorted(_cpu_flags() & set(_ONEDNN_DEFAULT_FLAGS))
+    if found:
+        return True, f"default on this CPU ({', '.join(found)})"
+    return False, "default on this CPU (off without AVX512_VNNI/AVX512_BF16/AVX_VNNI/AMX)"
+
+
+def schedulable_cpus() -> int:
+    """The CPUs this process may run on (TensorFlow's default thread-pool size)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_in_force(tf: Any) -> dict[str, int]:
+    """The intra-/inter-op pool sizes TensorFlow uses (its ``0`` means "one per schedulable CPU")."""
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    return {"intra_op": intra or schedulable_cpus(), "inter_op": inter or schedulable_cpus()}

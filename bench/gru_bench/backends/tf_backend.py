@@ -1,0 +1,345 @@
+"""Keras 3 on TensorFlow: ``keras.layers.GRU`` (``reset_after`` True/False) and ``keras.layers.LSTM``, stacked, with a
+``Dense`` head, trained by one compiled ``tf.function`` step. CPU and NVIDIA GPU.
+
+The cells are exactly those of ``spec.py``; the weight conversion (and why a folded bias keeps the function) is in
+``_tf_convert.py``. What runs is recorded, not assumed: ``provenance`` reads the traced graph and says whether the
+cuDNN kernel (``CudnnRNNV3``) or Keras' generic ``while`` loop ran, and why.
+
+Options (``build(..., options=...)``; other keys belong to other backends and are ignored):
+
+* ``jit_compile``: ``True`` | ``False`` | ``"auto"`` (default). XLA-compile the step and the forward pass. ``"auto"``
+  turns XLA on where it was measured to pay: on CPU for the generic loop (about 1.4-2× faster train steps at
+  B=64, T=100, H=128), on GPU for the generic loop (fuses each step's element-wise ops); off for the cuDNN kernel,
+  which XLA cannot compile.
+* ``use_cudnn``: ``"auto"`` (default) | ``True`` | ``False``, as in Keras. ``True`` where cuDNN cannot run is a
+  ``ValueError`` instead of Keras' silent fallback.
+
+The optimizer is not ``keras.optimizers.Adam`` (Keras adds ε to ``sqrt(v̂)`` with a differently corrected ε):
+the step applies PyTorch's SGD/Adam and ``clip_grad_norm_`` formulas of ``spec.py`` itself, in canonical parameter
+space: a Keras bias that folds ``b_ih + b_hh`` counts twice in the global norm and moves by both canonical updates.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from ..spec import DTYPES, ModelSpec, Weights, cast_weights, check_weights
+from . import _tf_convert as convert
+from ._tf_env import onednn_state, quiet_import, tf_device, threads_in_force
+from .base import MemoryProbe, TrainConfig
+
+tf, keras = quiet_import()
+
+_JIT_CHOICES = (True, False, "auto")
+_CUDNN_CHOICES = (True, False, "auto")
+_CUDNN_OPS = ("CudnnRNN", "CudnnRNNV2", "CudnnRNNV3")
+_LOOP_OPS = ("While", "StatelessWhile")
+# Measured on a 2-core AMD EPYC (tensorflow-cpu 2.21, float32, B=64 T=100 I=1 H=128, 2 threads): XLA's train step
+# was 1.4-2× faster than the graph executor for all three cells; see the module docstring of _tf_bench.py.
+_CPU_XLA_PAYS = True
+
+
+def _option(options: Mapping[str, Any], key: str, choices: tuple, default: Any) -> Any:
+    value = options.get(key, default)
+    if not any(value is c or (isinstance(c, str) and value == c) for c in choices):
+        raise ValueError(f"options[{key!r}]={value!r}: expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+@dataclass
+class _Plan:
+    """What will run on the device, decided before building: the cuDNN flag handed to Keras, XLA, and why."""
+
+    use_cudnn: bool
+    kernel: str  # "cuDNN" | "generic loop" (predicted; provenance checks the traced graph)
+    kernel_reason: str
+    jit: bool
+    jit_reason: str
+
+
+def _plan(spec: ModelSpec, on_gpu: bool, use_cudnn: Any, jit: Any) -> _Plan:
+    """The cuDNN/XLA decision, following Keras' own rule (``keras.src.backend.tensorflow.rnn.cudnn_ok``): cuDNN needs
+    a GPU, tanh/sigmoid, no recurrent dropout, ``unroll=False``, a bias, ``reset_after=True`` (GRU) and no mask. This
+    backend always uses tanh/sigmoid, biases, no dropout, no mask and ``unroll=False``."""
+    blocker = None
+    if not on_gpu:
+        blocker = "CPU has no cuDNN kernel"
+    elif spec.cell == "gru" and spec.variant == "reset_before":
+        blocker = "reset_after=False has no cuDNN kernel"
+    elif use_cudnn is False:
+        blocker = "use_cudnn=False"
+    elif jit is True:
+        blocker = "jit_compile=True: XLA cannot compile the cuDNN kernel"
+    if blocker is not None and use_cudnn is True:
+        raise ValueError(f"options['use_cudnn']=True: cuDNN cannot run here ({blocker})")
+    if blocker is None:
+        if jit is True:  # unreachable: jit=True is a blocker; kept as a guard for future rule changes
+            raise ValueError("options['jit_compile']=True: XLA cannot compile the cuDNN kernel")
+        reason = "GPU, tanh/sigmoid, unroll=False, bias" + (", reset_after=True" if spec.cell == "gru" else "")
+        return _Plan(True, "cuDNN", reason, False, "off: XLA cannot compile the cuDNN kernel"
+                     + ("" if jit == "auto" else " (jit_compile=False)"))
+    if jit == "auto":
+        on = _CPU_XLA_PAYS if not on_gpu else True
+        why = ("auto: measured faster on CPU for the generic loop" if not on_gpu
+               else "auto: fuses the generic loop's element-wise ops on GPU")
+        return _Plan(False, "generic loop", blocker, on, ("on, " if on else "off, ") + why)
+    return _Plan(False, "generic loop", blocker, bool(jit), ("on" if jit else "off") + f" (jit_compile={jit})")
+
+
+def _graph_ops(concrete: Any) -> set[str]:
+    """Op types of a traced function, its nested functions (loop bodies, gradients) included."""
+    gdef = concrete.graph.as_graph_def()
+    ops = {n.op for n in gdef.node}
+    for fn in gdef.library.function:
+        ops |= {n.op for n in fn.node_def}
+    return ops
+
+
+class TFModel:
+    """Keras layers holding the weights, the Adam/SGD state, and the compiled functions over them."""
+
+    def __init__(self, spec: ModelSpec, weights: Weights, device: str, dtype: str, train: TrainConfig,
+                 plan: _Plan) -> None:
+        self.spec, self.device, self.dtype, self.train, self.plan = spec, device, dtype, train, plan
+        self.tf_device = tf_device(device)
+        self.tf_dtype = tf.as_dtype(dtype)
+        self.bias_diff = convert.bias_diffs(spec, weights)  # invariant b_ih − b_hh of folded biases
+        Layer = keras.layers.GRU if spec.cell == "gru" else keras.layers.LSTM
+        extra = {"reset_after": spec.variant == "reset_after"} if spec.cell == "gru" else {}
+        with tf.device(self.tf_device):
+            self.layers = []
+            for k in range(spec.num_layers):
+                seq = k < spec.num_layers - 1 or spec.head == "every"
+                layer = Layer(spec.hidden_size, return_sequences=seq, use_cudnn=plan.use_cudnn, dtype=dtype,
+                              name=f"{spec.cell}_l{k}", **extra)
+                layer.build((None, None, spec.layer_input_size(k)))
+                self.layers.append(layer)
+            self.head = keras.layers.Dense(spec.output_size, dtype=dtype, name="head")
+            self.head.build((None, spec.hidden_size))
+            for layer, values in zip(self.layers + [self.head], convert.to_keras(spec, weights)):
+                layer.set_weights(values)
+            self.variables = [v for layer in self.layers + [self.head] for v in layer.trainable_weights]
+            self.mult = [k for layer_mult in convert.multiplicity(spec) for k in layer_mult]
+            zeros = lambda v: tf.Variable(tf.zeros(v.shape, self.tf_dtype), trainable=False)  # noqa: E731
+            self.m = [zeros(v) for v in self.variables] if train.optimizer == "adam" else []
+            self.v = [zeros(v) for v in self.variables] if train.optimizer == "adam" else []
+            self.t = tf.Variable(0.0, dtype=tf.float64, trainable=False)  # Adam step number
+        assert len(self.mult) == len(self.variables), "Keras layer weights differ from _tf_convert.keras_shapes"
+        opts = {"jit_compile": plan.jit, "reduce_retracing": True}
+        self.forward_fn = tf.function(self._forward, **opts)
+        self.grad_fn = tf.function(self._loss_and_grads, **opts)
+        self.step_fn = tf.function(self._step, **opts)
+        self.last_call: tuple[Any, tuple] | None = None  # (function, args) of the latest call, for provenance
+
+    # ------------------------------------------------------------------------------------------ traced bodies
+    def _forward(self, x: Any) -> Any:
+        with tf.device(self.tf_device):
+            h = x  # (B, T, I)
+            for layer in self.layers:
+                h = layer(h)  # (B, T, H), the last one (B, H) unless head == "every"
+            return self.head(h)  # (B, O) | (B, T, O)
+
+    def _loss(self, yhat: Any, y: Any) -> Any:
+        if self.spec.loss == "mse":
+            return tf.reduce_mean(tf.square(yhat - y))  # mean over all elements
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=yhat))
+
+    def _loss_and_grads(self, x: Any, y: Any) -> tuple[Any, list]:
+        with tf.GradientTape() as tape:
+            loss = self._loss(self._forward(x), y)
+        return loss, tape.gradient(loss, self.variables)
+
+    def _step(self, x: Any, y: Any) -> Any:
+        """Forward, backward, canonical global-norm clipping, PyTorch SGD/Adam (formulas in ``spec.py``)."""
+        loss, grads = self._loss_and_grads(x, y)
+        cfg, dt = self.train, self.tf_dtype
+        with tf.device(self.tf_device):
+            if cfg.clip is not None:
+                # a folded bias stands for k canonical tensors with the same gradient: it counts k times
+                sq = tf.add_n([k * tf.reduce_sum(tf.square(g)) for k, g in zip(self.mult, grads)])
+                coef = tf.minimum(tf.constant(1.0, dt), tf.constant(cfg.clip, dt) / (tf.sqrt(sq) + 1e-6))
+                grads = [g * coef for g in grads]
+            if cfg.optimizer == "sgd":
+                for var, g, k in zip(self.variables, grads, self.mult):
+                    var.assign_sub(tf.constant(k * cfg.lr, dt) * g)
+                return loss
+            b1, b2 = cfg.betas
+            t = self.t.assign_add(1.0)
+            step_size = tf.cast(cfg.lr / (1.0 - tf.pow(tf.constant(b1, tf.float64), t)), dt)  # lr / (1 − β1^t)
+            bc2_sqrt = tf.cast(tf.sqrt(1.0 - tf.pow(tf.constant(b2, tf.float64), t)), dt)  # sqrt(1 − β2^t)
+            for var, g, m, v, k in zip(self.variables, grads, self.m, self.v, self.mult):
+                m_t = m.assign(tf.constant(b1, dt) * m + tf.constant(1.0 - b1, dt) * g)
+                v_t = v.assign(tf.constant(b2, dt) * v + tf.constant(1.0 - b2, dt) * tf.square(g))
+                update = step_size * m_t / (tf.sqrt(v_t) / bc2_sqrt + tf.constant(cfg.eps, dt))
+                var.assign_sub(update if k == 1 else tf.constant(float(k), dt) * update)
+        return loss
+
+    # ------------------------------------------------------------------------------------------- data
+    def tensor(self, a: Any, what: str) -> Any:
+        """NumPy -> a tensor on the model's device (checked); a TF tensor passes unchanged (prepared)."""
+        if tf.is_tensor(a):
+            return a
+        a = np.asarray(a)
+        spec = self.spec
+        if what == "x":
+            if a.ndim != 3 or a.shape[2] != spec.input_size:
+                raise ValueError(f"x has shape {a.shape}: expected (B, T, {spec.input_size})")
+            a = a.astype(self.dtype, copy=False)
+        elif spec.loss == "xent":
+            if not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"y has dtype {a.dtype}: expected integer class indices for loss 'xent'")
+            a = a.astype(np.int64, copy=False)
+        else:
+            a = a.astype(self.dtype, copy=False)
+        with tf.device(self.tf_device):
+            return tf.identity(tf.convert_to_tensor(a))
+
+    def check_y(self, x: Any, y: Any) -> None:
+        B, T = int(x.shape[0]), int(x.shape[1])
+        lead = (B, T) if self.spec.head == "every" else (B,)
+        want = lead if self.spec.loss == "xent" else lead + (self.spec.output_size,)
+        if tuple(y.shape) != want:
+            raise ValueError(f"y has shape {tuple(y.shape)}: expected {want} for head={self.spec.head!r}, "
+                             f"loss={self.spec.loss!r}")
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        self.last_call = (fn, args)
+        return fn(*args)
+
+
+class TFBackend:
+    """The backend protocol (``base.py``) over Keras 3 / TensorFlow."""
+
+    name: ClassVar[str] = "tf"
+
+    # --------------------------------------------------------------------------------------- protocol
+    def available(self, device: str) -> str | None:
+        dev = tf_device(device)
+        if dev == "/CPU:0":
+            return None
+        index = int(dev.rsplit(":", 1)[1])
+        if not tf.test.is_built_with_cuda():
+            return f"device={device!r}: this TensorFlow {tf.__version__} build has no CUDA support (tensorflow-cpu?)"
+        gpus = tf.config.list_physical_devices("GPU")
+        if index >= len(gpus):
+            return f"device={device!r}: TensorFlow sees {len(gpus)} GPU(s)"
+        return None
+
+    def build(self, spec: ModelSpec, weights: Weights, device: str = "cpu", dtype: str = "float32",
+              train: TrainConfig = TrainConfig(), options: Mapping[str, Any] | None = None) -> TFModel:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+        check_weights(spec, weights)
+        reason = self.available(device)
+        if reason is not None:
+            raise ValueError(reason)
+        options = dict(options or {})
+        jit = _option(options, "jit_compile", _JIT_CHOICES, "auto")
+        use_cudnn = _option(options, "use_cudnn", _CUDNN_CHOICES, "auto")
+        plan = _plan(spec, tf_device(device) != "/CPU:0", use_cudnn, jit)
+        return TFModel(spec, cast_weights(weights, dtype), device, dtype, train, plan)
+
+    def prepare(self, model: TFModel, x: Any, y: Any = None) -> tuple[Any, Any]:
+        """``x``/``y`` as tensors on the model's device, once, so timed steps move no data."""
+        tx = model.tensor(x, "x")
+        if y is None:
+            return tx, None
+        ty = model.tensor(y, "y")
+        model.check_y(tx, ty)
+        return tx, ty
+
+    def train_step(self, model: TFModel, x: Any, y: Any) -> float:
+        x, y = self.prepare(model, x, y)
+        return float(model.call(model.step_fn, x, y))  # .numpy(): waits for the loss
+
+    def forward(self, model: TFModel, x: Any) -> np.ndarray:
+        return model.call(model.forward_fn, model.tensor(x, "x")).numpy()
+
+    def gradients(self, model: TFModel, x: Any, y: Any) -> Weights:
+        x, y = self.prepare(model, x, y)
+        _, grads = model.call(model.grad_fn, x, y)
+        per_layer, i = [], 0
+        for layer_mult in convert.multiplicity(model.spec):
+            per_layer.append([g.numpy() for g in grads[i:i + len(layer_mult)]])
+            i += len(layer_mult)
+        return convert.gradients_from_keras(model.spec, per_layer)
+
+    def weights(self, model: TFModel) -> Weights:
+        keras_w = [layer.get_weights() for layer in model.layers + [model.head]]
+        return convert.from_keras(model.spec, keras_w, bias_diff=model.bias_diff)
+
+    def sync(self, device: str) -> None:
+        if tf_device(device) != "/CPU:0":
+            tf.test.experimental.sync_devices()  # GPU work is queued asynchronously; CPU ops run synchronously
+
+    def memory(self, device: str) -> MemoryProbe:
+        dev = tf_device(device)
+        if dev == "/CPU:0":
+            return MemoryProbe(method="none")
+        name = dev.lstrip("/")  # "GPU:N"
+        return MemoryProbe(
+            method="tf.config.experimental.get_memory_info",
+            reset=lambda: tf.config.experimental.reset_memory_stats(name),
+            peak=lambda: {"allocated": int(tf.config.experimental.get_memory_info(name)["peak"])},
+        )
+
+    def set_threads(self, n: int | None) -> dict[str, int]:
+        """Intra-op threads = ``n``, inter-op threads = 1 (one op at a time: the recurrence is sequential, and this
+        keeps the process at ``n`` busy threads). Only possible before TensorFlow starts its runtime; afterwards the
+        settings in force are returned with a warning."""
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+                raise ValueError(f"threads={n!r}: expected a positive integer or None")
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(int(n))
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:
+                warnings.warn(f"TensorFlow's runtime is already initialised: cannot set {n} intra-op threads; "
+                              f"in force: {threads_in_force(tf)}", RuntimeWarning, stacklevel=2)
+        return threads_in_force(tf)
+
+    def provenance(self, model: TFModel) -> dict[str, Any]:
+        """What ran: the kernel seen in the traced graph (cuDNN op or a while loop), XLA, oneDNN, threads, versions."""
+        if model.last_call is not None:
+            fn, args = model.last_call
+            concrete = fn.get_concrete_function(*args)  # the cached trace of the latest call
+        else:  # nothing ran yet: trace the forward pass symbolically
+            concrete = model.forward_fn.get_concrete_function(
+                tf.TensorSpec([None, None, model.spec.input_size], model.tf_dtype))
+        ops = _graph_ops(concrete)
+        if ops & set(_CUDNN_OPS):
+            kernel = "cuDNN"
+        elif ops & set(_LOOP_OPS):
+            kernel = "generic loop"
+        else:
+            kernel = "unknown"
+        plan = model.plan
+        why = plan.kernel_reason if kernel == plan.kernel else (
+            f"predicted {plan.kernel} ({plan.kernel_reason}) but the graph shows {kernel}")
+        cell = "GRU" if model.spec.cell == "gru" else "LSTM"
+        xla = ", XLA" if plan.jit else ""
+        implementation = f"keras {cell} ({kernel}{xla})" if kernel == "cuDNN" else f"keras {cell} ({kernel}{xla}: {why})"
+        onednn, onednn_why = onednn_state()
+        compute = {layer.compute_dtype for layer in model.layers + [model.head]}
+        return {
+            "implementation": implementation,
+            "kernel": kernel,
+            "kernel_reason": why,
+            "cudnn": kernel == "cuDNN",
+            "xla": plan.jit,
+            "xla_reason": plan.jit_reason,
+            "onednn": onednn,
+            "onednn_reason": onednn_why,
+            "threads": threads_in_force(tf),
+            "dtype": model.dtype,
+            "compute_dtype": ",".join(sorted(compute)),
+            "device": model.tf_device,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "keras_backend": keras.backend.backend(),
+            "cuda_build": bool(tf.test.is_built_with_cuda()),
+            "optimizer": f"{model.train.optimizer} (PyTorch formula, custom tf.function update)",
+        }
