@@ -1,0 +1,145 @@
+"""Exporters from run records to the JSON that continuous-benchmarking services ingest.
+
+* github-action-benchmark, ``tool: customSmallerIsBetter`` / ``customBiggerIsBetter``: a list of
+  ``{"name", "unit", "value", "range", "extra"}``. Smaller is better: training and forward step time (ms),
+  memory (MiB), held-out loss and lower-is-better task metrics (mse). Bigger is better: accuracy.
+* Bencher Metric Format (BMF): ``{benchmark: {measure: {"value", "lower_value", "upper_value"}}}``; step times
+  go to Bencher's built-in ``latency`` measure (nanoseconds) and ``forward-latency``; memory figures, the loss and
+  the task metric get their own measures.
+
+The benchmark name is the case's label (its configuration). Cases that ran in several records (reruns, interleaved
+CI runs) are pooled: timings take the median of all raw samples and the widest record CI, the rest the mean.
+Only cases with status ok are exported.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import InputError
+from .results import RunRecord
+
+FORMATS = ("github-smaller", "github-bigger", "bmf")
+HIGHER_IS_BETTER = {"accuracy"}  # the tasks' metrics that grow when better (mse shrinks)
+
+
+@dataclass
+class _Pooled:
+    label: str
+    implementation: str | None = None
+    commits: set[str] = field(default_factory=set)
+    times: dict[str, list[float]] = field(default_factory=dict)
+    cis: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    memory: dict[str, list[int]] = field(default_factory=dict)
+    quality: dict[str, list[float]] = field(default_factory=dict)  # "loss" and the task metric's name
+
+
+def _pool(records: Iterable[RunRecord]) -> list[_Pooled]:
+    out: dict[str, _Pooled] = {}
+    for rec in records:
+        for cr in rec.cases:
+            if cr.status != "ok":
+                continue
+            p = out.setdefault(cr.case.case_id, _Pooled(cr.case.label, cr.implementation))
+            if rec.git.commit:
+                p.commits.add(rec.git.commit[:12])
+            for metric in ("train_time", "forward_time"):
+                st = getattr(cr, metric)
+                if st is not None and st.samples:
+                    p.times.setdefault(metric, []).extend(st.samples)
+                    p.cis.setdefault(metric, []).append((st.ci_low, st.ci_high))
+            for m in cr.memory:
+                p.memory.setdefault(m.name, []).append(m.bytes)
+            acc = cr.accuracy
+            if acc is not None:
+                for name, v in (("loss", acc.final_loss), (acc.metric, acc.final_metric)):
+                    if v is not None and np.isfinite(v):
+                        p.quality.setdefault(name, []).append(float(v))
+    return sorted(out.values(), key=lambda p: p.label)
+
+
+def _time(p: _Pooled, metric: str) -> tuple[float, float, float, int]:
+    """(median, ci_low, ci_high, n) in seconds."""
+    s = p.times[metric]
+    return float(np.median(s)), min(c[0] for c in p.cis[metric]), max(c[1] for c in p.cis[metric]), len(s)
+
+
+def to_github_benchmark(records: Iterable[RunRecord], bigger_is_better: bool = False) -> list[dict[str, Any]]:
+    """Entries for github-action-benchmark's ``customSmallerIsBetter`` (default) or ``customBiggerIsBetter``."""
+    entries: list[dict[str, Any]] = []
+    for p in _pool(records):
+        extra = "; ".join(x for x in (p.implementation, f"commit {', '.join(sorted(p.commits))}" if p.commits else "")
+                          if x)
+        if bigger_is_better:
+            for name, vals in p.quality.items():
+                if name in HIGHER_IS_BETTER:
+                    entries.append(dict(name=f"{p.label} · {name}", unit=name, value=float(np.mean(vals)),
+                                        range=f"± {float(np.std(vals)):.4g}", extra=f"{extra}; runs={len(vals)}"))
+            continue
+        for metric in ("train_time", "forward_time"):
+            if metric in p.times:
+                med, lo, hi, n = _time(p, metric)
+                entries.append(dict(name=f"{p.label} · {metric}", unit="ms", value=med * 1e3,
+                                    range=f"± {(hi - lo) * 1e3 / 2:.4g}",
+                                    extra=f"{extra}; n={n} samples; 95% CI [{lo * 1e3:.4g}, {hi * 1e3:.4g}] ms"))
+        for name, vals in sorted(p.memory.items()):
+            entries.append(dict(name=f"{p.label} · memory:{name}", unit="MiB", value=float(np.median(vals)) / 2**20,
+                                range=f"± {float(np.ptp(vals)) / 2**21:.4g}", extra=extra))
+        for name, vals in p.quality.items():
+            if name not in HIGHER_IS_BETTER:
+                entries.append(dict(name=f"{p.label} · {name}", unit=name, value=float(np.mean(vals)),
+                                    range=f"± {float(np.std(vals)):.4g}", extra=f"{extra}; runs={len(vals)}"))
+    return entries
+
+
+def to_bmf(records: Iterable[RunRecord]) -> dict[str, dict[str, dict[str, float]]]:
+    """Bencher Metric Format: benchmark (the case label) -> measure slug -> value (and bounds)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for p in _pool(records):
+        measures: dict[str, dict[str, float]] = {}
+        for metric, slug in (("train_time", "latency"), ("forward_time", "forward-latency")):
+            if metric in p.times:
+                med, lo, hi, _ = _time(p, metric)
+                measures[slug] = {"value": med * 1e9, "lower_value": lo * 1e9, "upper_value": hi * 1e9}
+        for name, vals in sorted(p.memory.items()):
+            measures[f"memory-{name.replace('_', '-')}"[:64]] = {"value": float(np.median(vals)),
+                                                                  "lower_value": float(min(vals)),
+                                                                  "upper_value": float(max(vals))}
+        for name, vals in p.quality.items():
+            measures[f"final-{name}"] = {"value": float(np.mean(vals)), "lower_value": float(min(vals)),
+                                         "upper_value": float(max(vals))}
+        if measures:
+            out[p.label] = measures
+    return out
+
+
+def export(records: list[RunRecord], fmt: str) -> Any:
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt == "bmf":
+        return to_bmf(records)
+    return to_github_benchmark(records, bigger_is_better=fmt == "github-bigger")
+
+
+def export_command(inputs: Path | list[Path], fmt: str, out: Path | None = None) -> int:
+    """``gru-bench export RECORDS... --format F [-o PATH]``: write the JSON to ``out`` (stdout if None); 0."""
+    from . import results
+
+    paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if fmt not in FORMATS:  # before reading anything
+        raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    records = [results.load_record(p) for p in results.record_files(paths)]
+    text = json.dumps(export(records, fmt), indent=1, allow_nan=False)
+    if out is None:
+        print(text)
+        return 0
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"-o {str(out)!r}: cannot write: {e.strerror or e}") from None
+    return 0

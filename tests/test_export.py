@@ -1,0 +1,76 @@
+"""Exporters to github-action-benchmark's custom JSON and Bencher Metric Format, from synthetic run records."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gru_bench.case import Case
+from gru_bench.errors import InputError
+from gru_bench.export import export_command, to_bmf, to_github_benchmark
+from gru_bench.results import Accuracy, CaseResult, GitInfo, MemoryFigure, RunRecord, TimingStats
+
+
+def timing(s) -> TimingStats:
+    s = np.asarray(s, dtype=float)
+    return TimingStats(samples=s.tolist(), median=float(np.median(s)), iqr=0.0, min=float(s.min()),
+                       mean=float(s.mean()), ci_low=float(s.min()), ci_high=float(s.max()))
+
+
+def record(run_id: str, train, acc=0.75, status="ok") -> RunRecord:
+    copy = Case(backend="numpy", cell="lstm", variant="standard", task="copy", seq_len=10, hidden=8, steps=50)
+    adding = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8)
+    return RunRecord(run_id=run_id, suite_name="quick", created="2025-01-01T00:00:00", git=GitInfo(commit="0123456789abcdef"),
+                     cases=[
+                         CaseResult(case=copy, case_id=copy.case_id, status="ok", implementation="numpy",
+                                    train_time=timing(train), forward_time=timing([t / 3 for t in train]),
+                                    memory=[MemoryFigure(name="activation_estimate", bytes=3 * 2**20, method="a")],
+                                    accuracy=Accuracy(metric="accuracy", final_metric=acc, final_loss=0.5,
+                                                      baseline_loss=2.0)),
+                         CaseResult(case=adding, case_id=adding.case_id, status=status, reason="boom")])
+
+
+def test_github_smaller_is_better_entries():
+    entries = to_github_benchmark([record("r", [0.010, 0.012, 0.011])])
+    names = [e["name"] for e in entries]
+    label = "numpy/cpu lstm copy T=10 H=8 L=1 B=64 float32 seed=0"
+    assert names == [f"{label} · train_time", f"{label} · forward_time", f"{label} · memory:activation_estimate",
+                     f"{label} · loss"]  # the failed case is not exported; accuracy is bigger-is-better
+    train = entries[0]
+    assert set(train) == {"name", "unit", "value", "range", "extra"}
+    assert (train["unit"], train["value"]) == ("ms", pytest.approx(11.0))
+    assert train["range"] == "± 1" and "commit 0123456789ab" in train["extra"]
+    assert entries[2]["value"] == pytest.approx(3.0) and entries[2]["unit"] == "MiB"
+
+
+def test_github_bigger_is_better_and_pooling():
+    entries = to_github_benchmark([record("a", [0.01], acc=0.7), record("b", [0.02], acc=0.9)], bigger_is_better=True)
+    assert len(entries) == 1 and entries[0]["value"] == pytest.approx(0.8) and "runs=2" in entries[0]["extra"]
+    pooled = to_github_benchmark([record("a", [0.010, 0.011]), record("b", [0.013, 0.014, 0.015])])
+    assert pooled[0]["value"] == pytest.approx(13.0) and "n=5 samples" in pooled[0]["extra"]
+
+
+def test_bmf():
+    bmf = to_bmf([record("r", [0.010, 0.012, 0.011])])
+    (label, measures), = bmf.items()
+    assert label.startswith("numpy/cpu lstm copy")
+    assert measures["latency"] == {"value": pytest.approx(11e6), "lower_value": pytest.approx(10e6),
+                                   "upper_value": pytest.approx(12e6)}
+    assert set(measures) == {"latency", "forward-latency", "memory-activation-estimate", "final-loss",
+                             "final-accuracy"}
+    assert all("value" in m and all(isinstance(v, float) for v in m.values()) for m in measures.values())
+
+
+def test_export_command(tmp_path, capsys):
+    p = tmp_path / "r.json"
+    p.write_text(record("r", [0.01, 0.02]).model_dump_json())
+    assert export_command(p, "bmf", tmp_path / "out" / "bmf.json") == 0
+    assert "latency" in next(iter(json.loads((tmp_path / "out" / "bmf.json").read_text()).values()))
+    assert export_command([p], "github-smaller", None) == 0
+    assert json.loads(capsys.readouterr().out)[0]["unit"] == "ms"
+    with pytest.raises(InputError, match="--format 'csv'"):
+        export_command(p, "csv", None)
+    (tmp_path / "bad.json").write_text("[1, 2")
+    with pytest.raises(InputError, match="bad.json"):
+        export_command(tmp_path / "bad.json", "bmf", None)
