@@ -116,7 +116,9 @@ def run(
                       f"({escape(run_.record.calibration.method)})", highlight=False)
     outcome = runner.execute(run_, ex, err, progress=progress)
     if outcome.record.cases:
-        out.print(summary_table(outcome.record.cases))
+        # a log file or CI page is not a terminal: give the table room instead of rich's 80 columns
+        wide = out if out.is_terminal else Console(width=max(out.width, 200))
+        wide.print(summary_table(outcome.record.cases))
     err.print(f"record: {outcome.record_path}", highlight=False)
     return run_exit_status(outcome)
 

@@ -217,8 +217,7 @@ def new_run(suite: Any, out_dir: Path, label: str | None = None, calibrate: bool
     while path.exists() or journal_path_for(path).exists():  # two runs of one suite in the same second
         created += timedelta(seconds=1)
         path = results.record_path(out_dir, machine, suite.name, created)
-    suite_dict = suite.record() if hasattr(suite, "record") else suite.model_dump(mode="json")
-    record = RunRecord(run_id=path.stem, suite_name=suite.name, suite=suite_dict, label=label,
+    record = RunRecord(run_id=path.stem, suite_name=suite.name, suite=suite.record(), label=label,
                        created=created.isoformat(), machine_id=machine, machine=manifest, calibration=calibration,
                        git=results.git_info(PACKAGE_DIR))
     header = {"record": json.loads(record.model_dump_json()),
@@ -265,10 +264,9 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
         if record.finished is not None:
             plan = [r.case for r in finished]
         else:
-            from .suite import validate_suite
+            from .suite import Suite
 
-            suite_data = {k: v for k, v in record.suite.items() if k != "source"}
-            plan = _dedupe(validate_suite(suite_data, where=str(record_path)).cases())
+            plan = _dedupe(Suite.from_record(record.suite).cases())
         record = record.model_copy(update={"cases": [], "finished": None})
         header = {"record": json.loads(record.model_dump_json()), "plan": [c.model_dump(mode="json") for c in plan]}
         journal = Journal.create(jpath, header)
