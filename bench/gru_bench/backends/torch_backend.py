@@ -1,0 +1,495 @@
+"""The PyTorch backend: CPU and CUDA (``cuda``, ``cuda:N``), float32/float64, bfloat16/float16 autocast on CUDA.
+
+What runs (the equations are ``spec.py``'s):
+
+* GRU ``reset_after`` and LSTM: ``torch.nn.GRU`` / ``torch.nn.LSTM`` (batch-first, ``num_layers`` stacked). Which
+  kernel PyTorch dispatches to is *observed*, not assumed: at build, one tiny forward+backward runs under a
+  ``TorchDispatchMode`` that records the ATen ops, and the RNN op names are the evidence kept in the provenance
+  (``aten._cudnn_rnn`` -> cuDNN, ``aten.mkldnn_rnn_layer`` -> oneDNN, otherwise ATen's native cell loop). On this
+  project's CPU wheel (torch 2.13): nn.LSTM in float32 runs oneDNN; nn.LSTM in float64 and nn.GRU in any dtype run
+  the native cell loop (ATen's oneDNN RNN path covers LSTM only).
+* GRU ``reset_before``: no fused PyTorch kernel computes it, so it runs as a step loop (``_torch_cells``), in one of
+  ``"plain"`` (eager autograd), ``"scripted"`` (TorchScript) or ``"compiled"`` (``torch.compile``, fullgraph, so a
+  graph break is an error and never a silent fallback). Never ``nn.GRU``: that would be the other function.
+* Head ``nn.Linear``; loss ``nn.MSELoss`` / ``nn.CrossEntropyLoss`` (mean); ``torch.nn.utils.clip_grad_norm_``;
+  ``torch.optim.SGD`` / ``torch.optim.Adam`` (their formulas are ``spec.py``'s), in the for-loop, foreach or fused
+  implementation (``optimizer_impl``; recorded).
+
+Options (``build(..., options=)``; unknown keys and values are a ``ValueError``):
+
+* ``loop``: ``"auto"`` | ``"plain"`` | ``"scripted"`` | ``"compiled"``: the reset_before loop. ``auto`` is ``"plain"``
+  on the CPU (measured fastest there, and nothing to compile) and ``"scripted"`` on CUDA (TorchScript's fuser merges
+  the gate math; no compile wait). Ignored (recorded as n/a) for the fused variants.
+* ``compile``: ``"auto"`` (default) | ``True`` | ``False``: ``True`` is ``loop="compiled"``; ``False`` forbids it.
+  ``torch.compile`` unrolls the T steps: on a 2-core CPU it compiles for many minutes at T=100 (see
+  ``bench/perf/torch_loop.py``), so it is never the automatic choice; ask for it where the wait pays.
+* ``compile_mode``: ``torch.compile``'s ``mode`` (``"default"``, ``"reduce-overhead"`` = CUDA graphs,
+  ``"max-autotune"``).
+* ``autocast``: ``None`` | ``"bfloat16"`` | ``"float16"``: ``torch.autocast`` around forward + loss (CUDA, float32
+  weights); float16 adds a ``torch.amp.GradScaler`` (unscaled before clipping).
+* ``optimizer_impl``: ``"auto"`` (fused on CUDA, for-loop on the CPU) | ``"for-loop"`` | ``"foreach"`` | ``"fused"``.
+* ``cudnn_benchmark``, ``tf32``, ``deterministic``, ``cudnn``, ``onednn``: ``None`` (leave torch's setting) or a bool
+  setting ``torch.backends.cudnn.benchmark``; TF32 for matmul and cuDNN; ``cudnn.deterministic``; cuDNN on/off; oneDNN
+  (mkldnn) on/off. They are process-wide (the runner runs one case per process); the values in force are recorded.
+
+A GPU out-of-memory propagates as ``torch.OutOfMemoryError`` (a subclass of ``RuntimeError``): the worker records
+the case as ``oom`` and the sweep goes on. Nothing here catches it.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..spec import DTYPES, ModelSpec, Weights, check_weights
+from ._torch_cells import LOOP_IMPLS, Net, make_rnn
+from ._torch_convert import canonical_to_state_dict, state_dict_to_canonical
+from .base import MemoryProbe, TrainConfig
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+AUTO_LOOP = {"cpu": "plain", "cuda": "scripted"}
+LOOP_NAMES = {"plain": "eager reset_before loop", "scripted": "scripted reset_before loop",
+              "compiled": "compiled reset_before loop"}
+OPTIMIZER_IMPLS = ("auto", "for-loop", "foreach", "fused")
+FLAG_OPTIONS = ("cudnn_benchmark", "tf32", "deterministic", "cudnn", "onednn")
+OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
+    "loop": ("auto", *LOOP_IMPLS),
+    "compile": ("auto", True, False),
+    "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    "autocast": (None, *AUTOCAST_DTYPES),
+    "optimizer_impl": OPTIMIZER_IMPLS,
+    **{k: (None, True, False) for k in FLAG_OPTIONS},
+}
+OPTION_DEFAULTS: dict[str, Any] = {"loop": "auto", "compile": "auto", "compile_mode": "default", "autocast": None,
+                                   "optimizer_impl": "auto", **{k: None for k in FLAG_OPTIONS}}
+_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+# ------------------------------------------------------------------------------------------------- devices
+def _parse_device(device: object) -> tuple[str, int | None]:
+    """``"cpu"`` -> ("cpu", None), ``"cuda:1"`` -> ("cuda", 1); ``ValueError`` for anything else."""
+    m = _DEVICE_RE.match(device) if isinstance(device, str) else None
+    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
+        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+    return m.group(1), (int(m.group(2)) if m.group(2) is not None else None)
+
+
+def _cuda_reason(index: int | None) -> str | None:
+    """None when CUDA device ``index`` (None: the current one) is usable, else why not."""
+    if torch.version.cuda is None and torch.version.hip is None:
+        return f"CUDA is not available: torch {torch.__version__} was built without CUDA"
+    if not torch.cuda.is_available():
+        return f"no CUDA device: torch {torch.__version__} (CUDA {torch.version.cuda}) sees none"
+    count = torch.cuda.device_count()
+    if index is not None and index >= count:
+        return f"cuda:{index} does not exist: {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})"
+    return None
+
+
+def _same_choice(value: object, choice: object) -> bool:
+    """Membership without ``1 == True`` or ``0 == False``."""
+    return value is choice or (type(value) is type(choice) and value == choice)
+
+
+def _check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    opts = dict(OPTION_DEFAULTS)
+    for key, value in dict(options or {}).items():
+        if key not in OPTION_CHOICES:
+            raise ValueError(f"options[{key!r}]: unknown torch option; expected one of {', '.join(OPTION_CHOICES)}")
+        if not any(_same_choice(value, c) for c in OPTION_CHOICES[key]):
+            raise ValueError(f"options[{key!r}]={value!r}: expected one of "
+                             f"{', '.join(repr(c) for c in OPTION_CHOICES[key])}")
+        opts[key] = value
+    return opts
+
+
+# --------------------------------------------------------------------------------------- kernel evidence
+class _OpRecorder(TorchDispatchMode):
+    """Records the ATen ops that actually run below autograd (``aten._cudnn_rnn``, ``aten.mkldnn_rnn_layer``, ...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+        self.ops.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+_KERNELS = (("cudnn_rnn", "cuDNN"), ("miopen_rnn", "MIOpen"), ("mkldnn_rnn", "oneDNN/mkldnn"),
+            ("_thnn_fused", "native fused CUDA cell"))
+
+
+def _kernel_name(ops: set[str]) -> str:
+    for marker, name in _KERNELS:
+        if any(marker in op for op in ops):
+            return name
+    return "native ATen cell loop"
+
+
+def _probe_kernel(rnn: nn.Module, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
+                  autocast: Callable[[], Any]) -> tuple[str, list[str]]:
+    """Run ``rnn`` forward + backward on a (2, 2, I) batch with grad enabled and record the RNN ops dispatched."""
+    x = torch.zeros(2, 2, spec.input_size, dtype=dtype, device=device)  # (B, T, I)
+    params = list(rnn.parameters())
+    rec = _OpRecorder()
+    with torch.enable_grad(), rec, autocast():
+        out = rnn(x)[0]  # (2, 2, H)
+        torch.autograd.grad(out.float().sum(), params)
+    fused = sorted(op for op in rec.ops if any(k in op for k in ("rnn", "lstm", "gru")))
+    return _kernel_name(rec.ops), fused or sorted(rec.ops)  # no fused RNN op: the cell loop's own ops
+
+
+# -------------------------------------------------------------------------------------------------- model
+@dataclass
+class TorchModel:
+    """A built model: the module, how it is called, its optimizer and what ran."""
+
+    spec: ModelSpec
+    net: Net
+    call: Callable[[torch.Tensor], torch.Tensor]  # net, or net under torch.compile
+    device: torch.device
+    dtype: torch.dtype
+    autocast_dtype: torch.dtype | None
+    train: TrainConfig
+    optimizer: torch.optim.Optimizer
+    scaler: Any  # torch.amp.GradScaler for float16 autocast, else None
+    loss_fn: nn.Module
+    info: dict[str, Any]
+    compiled: bool = False
+    warm_shapes: set[tuple[int, ...]] = field(default_factory=set)
+
+    def autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return list(self.net.parameters())
+
+
+def _check_model(model: Any) -> TorchModel:
+    if not isinstance(model, TorchModel):
+        raise ValueError(f"model is a {type(model).__name__}: expected a model built by TorchBackend.build")
+    return model
+
+
+def _optimizer(params: list[nn.Parameter], train: TrainConfig, impl: str,
+               device: torch.device) -> tuple[torch.optim.Optimizer, str]:
+    """``torch.optim.SGD`` (no momentum) / ``torch.optim.Adam`` in implementation ``impl``; returns it and the
+    implementation actually chosen."""
+    if impl == "auto":
+        impl = "fused" if device.type == "cuda" else "for-loop"
+    flags = {"for-loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[impl]
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=train.lr, momentum=0.0, **flags), impl
+    return torch.optim.Adam(params, lr=train.lr, betas=train.betas, eps=train.eps, **flags), impl
+
+
+def _apply_flags(opts: Mapping[str, Any]) -> None:
+    """Set the process-wide switches the options name (``None``: leave torch's setting)."""
+    if opts["cudnn_benchmark"] is not None:
+        torch.backends.cudnn.benchmark = opts["cudnn_benchmark"]
+    if opts["deterministic"] is not None:
+        torch.backends.cudnn.deterministic = opts["deterministic"]
+    if opts["cudnn"] is not None:
+        torch.backends.cudnn.enabled = opts["cudnn"]
+    if opts["onednn"] is not None:
+        torch.backends.mkldnn.enabled = opts["onednn"]
+    if opts["tf32"] is not None:  # the settings API of torch 2.1+ (newer torch also has fp32_precision)
+        torch.backends.cuda.matmul.allow_tf32 = opts["tf32"]
+        torch.backends.cudnn.allow_tf32 = opts["tf32"]
+
+
+def _read(fn: Callable[[], Any]) -> Any:
+    """A torch setting, or the error reading it raised (newer torch refuses mixed TF32 APIs)."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - recorded, not hidden
+        return f"unreadable: {type(e).__name__}: {e}"
+
+
+def _settings(device: torch.device) -> dict[str, Any]:
+    """The versions and switches that decide speed and numerics, as in force now."""
+    s: dict[str, Any] = {
+        "torch": torch.__version__,
+        "device": str(device),
+        "onednn_available": torch.backends.mkldnn.is_available(),
+        "onednn_enabled": bool(torch.backends.mkldnn.enabled),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(idx)
+        s.update({
+            "cuda": torch.version.cuda, "hip": torch.version.hip,
+            "cudnn": torch.backends.cudnn.version(), "cudnn_enabled": bool(torch.backends.cudnn.enabled),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "tf32_matmul": _read(lambda: torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": _read(lambda: torch.backends.cudnn.allow_tf32),
+            "fp32_precision_matmul": _read(lambda: torch.backends.cuda.matmul.fp32_precision),
+            "fp32_precision_cudnn_rnn": _read(lambda: torch.backends.cudnn.rnn.fp32_precision),
+            "gpu": torch.cuda.get_device_name(idx),
+            "gpu_capability": f"{props.major}.{props.minor}",
+            "gpu_memory_bytes": int(props.total_memory),
+        })
+    return s
+
+
+# ------------------------------------------------------------------------------------------------ backend
+class TorchBackend:
+    """The Backend protocol (``base.py``) in PyTorch; see the module docstring for what runs and the options."""
+
+    name: ClassVar[str] = "torch"
+
+    # --------------------------------------------------------------------------------------- placement
+    def available(self, device: str) -> str | None:
+        try:
+            kind, index = _parse_device(device)
+        except ValueError as e:
+            return str(e)
+        return None if kind == "cpu" else _cuda_reason(index)
+
+    def build(self, spec: ModelSpec, weights: Weights, device: str = "cpu", dtype: str = "float32",
+              train: TrainConfig = TrainConfig(), options: Mapping[str, Any] | None = None) -> TorchModel:
+        if not isinstance(spec, ModelSpec):
+            raise ValueError(f"spec is a {type(spec).__name__}: expected a gru_bench.spec.ModelSpec")
+        reason = self.available(device)
+        if reason is not None:
+            raise ValueError(f"device={device!r}: {reason}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+        if not isinstance(train, TrainConfig):
+            raise ValueError(f"train is a {type(train).__name__}: expected a TrainConfig")
+        check_weights(spec, weights)
+        opts = _check_options(options)
+        dev = torch.device(device)
+        tdtype = TORCH_DTYPES[dtype]
+
+        autocast_dtype = AUTOCAST_DTYPES.get(opts["autocast"]) if opts["autocast"] else None
+        if autocast_dtype is not None:
+            if dev.type != "cuda":
+                raise ValueError(f"options['autocast']={opts['autocast']!r}: autocast runs on CUDA only "
+                                 f"(device={device!r}); expected None")
+            if dtype != "float32":
+                raise ValueError(f"options['autocast']={opts['autocast']!r}: needs dtype='float32' weights, "
+                                 f"got dtype={dtype!r}")
+            if autocast_dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+                raise ValueError(f"options['autocast']='bfloat16': {torch.cuda.get_device_name(dev)} has no "
+                                 f"bfloat16 support; expected None or 'float16'")
+        _apply_flags(opts)
+
+        loop = self._loop(spec, opts, dev)
+        rnn = make_rnn(spec, loop, tdtype, dev)
+        net = Net(spec, rnn, tdtype, dev)
+        net.load_state_dict(canonical_to_state_dict(spec, weights, dtype=tdtype, device=dev), strict=True)
+        if isinstance(rnn, nn.RNNBase):
+            rnn.flatten_parameters()  # cuDNN wants one contiguous weight buffer
+        params = list(net.parameters())
+        optimizer, opt_impl = _optimizer(params, train, opts["optimizer_impl"], dev)
+        scaler = torch.amp.GradScaler(dev.type) if autocast_dtype is torch.float16 else None
+        loss_fn = nn.MSELoss() if spec.loss == "mse" else nn.CrossEntropyLoss()
+
+        compiled = loop == "compiled"
+        call: Callable[[torch.Tensor], torch.Tensor] = net
+        if compiled:
+            call = torch.compile(net, fullgraph=True, dynamic=False, mode=opts["compile_mode"])
+
+        info: dict[str, Any] = {}
+        model = TorchModel(spec, net, call, dev, tdtype, autocast_dtype, train, optimizer, scaler, loss_fn, info,
+                           compiled=compiled)
+        if loop is None:
+            kernel, evidence = _probe_kernel(rnn, spec, dev, tdtype, model.autocast)
+            implementation = f"torch.nn.{type(rnn).__name__} ({kernel})"
+        else:
+            kernel, evidence = "step loop", []
+            implementation = LOOP_NAMES[loop]
+        info.update({
+            "implementation": implementation,
+            "kernel": kernel,
+            "kernel_evidence": evidence,  # ATen ops seen at build: the fused RNN ops, or all ops when there are none
+            "kernel_evidence_method": "TorchDispatchMode over one forward+backward at build" if loop is None else
+                                      "n/a (no fused kernel computes reset_before)",
+            "loop": loop if loop is not None else "n/a (fused kernel)",
+            "compile": ({"backend": "inductor", "mode": opts["compile_mode"], "fullgraph": True, "dynamic": False,
+                         "note": "compiles on the first call of each shape (training and inference graphs)"}
+                        if compiled else False),
+            "dtype": dtype,
+            "autocast": opts["autocast"],
+            "grad_scaler": scaler is not None,
+            "optimizer": train.optimizer,
+            "optimizer_impl": opt_impl,
+            "clip": f"torch.nn.utils.clip_grad_norm_(max_norm={train.clip})" if train.clip is not None else None,
+            "loss": type(loss_fn).__name__,
+            "param_count": sum(p.numel() for p in params),
+            **_settings(dev),
+        })
+        return model
+
+    @staticmethod
+    def _loop(spec: ModelSpec, opts: Mapping[str, Any], dev: torch.device) -> str | None:
+        """The reset_before loop implementation (None for the fused variants)."""
+        loop, compile_ = opts["loop"], opts["compile"]
+        if compile_ is True and loop not in ("auto", "compiled"):
+            raise ValueError(f"options['compile']=True conflicts with options['loop']={loop!r}; "
+                             f"expected loop 'auto' or 'compiled'")
+        if compile_ is False and loop == "compiled":
+            raise ValueError("options['compile']=False conflicts with options['loop']='compiled'")
+        if not (spec.cell == "gru" and spec.variant == "reset_before"):
+            return None
+        if compile_ is True:
+            return "compiled"
+        return AUTO_LOOP[dev.type] if loop == "auto" else loop
+
+    # ------------------------------------------------------------------------------------------- batches
+    def prepare(self, model: TorchModel, x: Any, y: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` (and ``y``) as tensors on the model's device, in the dtypes the step uses: timed steps move no data."""
+        model = _check_model(model)
+        xt = self._x(model, x)
+        return xt, (None if y is None else self._y(model, xt, y))
+
+    @staticmethod
+    def _x(model: TorchModel, x: Any) -> torch.Tensor:
+        I = model.spec.input_size
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x is a {type(x).__name__}: expected a numpy array or tensor of shape (B, T, {I})")
+        if x.ndim != 3 or x.shape[2] != I or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"x has shape {tuple(x.shape)}: expected (B, T, {I}) with B, T >= 1")
+        return x.to(device=model.device, dtype=model.dtype)  # no copy when already there
+
+    @staticmethod
+    def _y(model: TorchModel, x: torch.Tensor, y: Any) -> torch.Tensor:
+        s = model.spec
+        B, T = x.shape[:2]
+        host = isinstance(y, np.ndarray)
+        if host:
+            y = torch.from_numpy(np.ascontiguousarray(y))
+        if not isinstance(y, torch.Tensor):
+            raise ValueError(f"y is a {type(y).__name__}: expected a numpy array or tensor")
+        if s.loss == "mse":
+            want = (B, s.output_size) if s.head == "last" else (B, T, s.output_size)
+            if tuple(y.shape) != want:
+                raise ValueError(f"y has shape {tuple(y.shape)}: expected {want} for head={s.head!r}, loss='mse'")
+            if not y.is_floating_point():
+                raise ValueError(f"y has dtype {y.dtype}: expected floating targets for loss='mse'")
+            return y.to(device=model.device, dtype=model.dtype)
+        want = (B,) if s.head == "last" else (B, T)
+        if tuple(y.shape) != want:
+            raise ValueError(f"y has shape {tuple(y.shape)}: expected {want} class indices for head={s.head!r}, "
+                             f"loss='xent'")
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise ValueError(f"y has dtype {y.dtype}: expected integer class indices for loss='xent'")
+        if host:  # a device tensor is not inspected (that would sync); CUDA asserts on a bad index
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= s.output_size:
+                raise ValueError(f"y has class indices in [{lo}, {hi}]: expected 0 <= y < {s.output_size}")
+        return y.to(device=model.device, dtype=torch.long)
+
+    # --------------------------------------------------------------------------------------------- compute
+    @staticmethod
+    def _loss(model: TorchModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Forward + loss under the model's autocast. Cross-entropy over (B·T, O) for the every-step head."""
+        with model.autocast():
+            yhat = model.call(x)  # (B, O) or (B, T, O)
+            if model.spec.loss == "xent":
+                return model.loss_fn(yhat.reshape(-1, yhat.shape[-1]), y.reshape(-1))
+            return model.loss_fn(yhat, y)
+
+    def _warm_compiled(self, model: TorchModel, x: torch.Tensor) -> None:
+        """A compiled model has two graphs per shape (training, inference): compile the inference one on the first
+        training step of a shape too, so a later timed ``forward`` does not pay for compiling."""
+        key = tuple(x.shape)
+        if model.compiled and key not in model.warm_shapes:
+            model.warm_shapes.add(key)
+            with torch.no_grad(), model.autocast():
+                model.call(x)
+
+    def train_step(self, model: TorchModel, x: Any, y: Any) -> float:
+        """Forward, loss, backward, clipping, optimizer step; the loss before the step (``.item()`` waits for it)."""
+        model = _check_model(model)
+        x = self._x(model, x)
+        y = self._y(model, x, y)
+        self._warm_compiled(model, x)
+        opt, scaler, clip = model.optimizer, model.scaler, model.train.clip
+        opt.zero_grad(set_to_none=True)
+        loss = self._loss(model, x, y)
+        if scaler is None:
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.params, clip)
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)  # clip the true gradients
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.params, clip)
+            scaler.step(opt)  # skipped when the scaled gradients overflowed
+            scaler.update()
+        return float(loss.item())
+
+    def forward(self, model: TorchModel, x: Any) -> np.ndarray:
+        """The head's output (B, O) or (B, T, O) as NumPy, in the model's dtype."""
+        model = _check_model(model)
+        x = self._x(model, x)
+        with torch.no_grad(), model.autocast():
+            yhat = model.call(x)
+        return yhat.to(model.dtype).cpu().numpy()
+
+    def gradients(self, model: TorchModel, x: Any, y: Any) -> Weights:
+        """d(loss)/d(weights), unclipped, in canonical layout; the model, its ``.grad`` and the optimizer untouched."""
+        model = _check_model(model)
+        x = self._x(model, x)
+        y = self._y(model, x, y)
+        names, params = zip(*model.net.named_parameters())
+        with torch.enable_grad():
+            grads = torch.autograd.grad(self._loss(model, x, y), params)
+        return state_dict_to_canonical(model.spec, dict(zip(names, grads)))
+
+    def weights(self, model: TorchModel) -> Weights:
+        model = _check_model(model)
+        return state_dict_to_canonical(model.spec, model.net.state_dict())
+
+    # -------------------------------------------------------------------------------------------- device
+    def sync(self, device: str) -> None:
+        """Wait for the queued work of a CUDA device; the CPU runs synchronously."""
+        kind, _ = _parse_device(device)
+        if kind == "cuda":
+            torch.cuda.synchronize(torch.device(device))
+
+    def memory(self, device: str) -> MemoryProbe:
+        kind, _ = _parse_device(device)
+        if kind == "cpu":
+            return MemoryProbe(method="none")  # host memory: measured by the runner
+        dev = torch.device(device)
+        return MemoryProbe(
+            method="torch.cuda.max_memory_allocated / torch.cuda.max_memory_reserved",
+            reset=lambda: torch.cuda.reset_peak_memory_stats(dev),
+            peak=lambda: {"allocated": int(torch.cuda.max_memory_allocated(dev)),
+                          "reserved": int(torch.cuda.max_memory_reserved(dev))},
+        )
+
+    def provenance(self, model: TorchModel) -> dict[str, Any]:
+        model = _check_model(model)
+        return {**model.info, "threads": self.set_threads(None)}
+
+    def set_threads(self, n: int | None) -> dict[str, int]:
+        """``torch.set_num_threads(n)``, and the inter-op pool too while it has not started (it can be sized once)."""
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"threads={n!r}: expected a positive integer or None")
+            torch.set_num_threads(int(n))
+            with contextlib.suppress(RuntimeError):  # "cannot set number of interop threads after parallel work"
+                torch.set_num_interop_threads(int(n))
+        return {"torch_intra_op": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads()}
