@@ -11,6 +11,7 @@ handful of vector operations, and every layer's weights are views into it.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -262,5 +263,5 @@ class NumpyBackend:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
                 raise ValueError(f"threads={n!r}: expected a positive integer or None")
             self._limits = threadpool_limits(limits=int(n), user_api="blas")  # in force until the process ends
-        return {f"numpy_blas:{p.get('prefix')}": int(p.get("num_threads"))
+        return {f"numpy_blas:{os.path.basename(p.get('filepath', '?'))}": int(p.get("num_threads"))
                 for p in threadpool_info() if p.get("user_api") == "blas"}
