@@ -28,9 +28,12 @@ Options (``build(..., options=)``; unknown keys and values are a ``ValueError``)
 * ``autocast``: ``None`` | ``"bfloat16"`` | ``"float16"``: ``torch.autocast`` around forward + loss (CUDA, float32
   weights); float16 adds a ``torch.amp.GradScaler`` (unscaled before clipping).
 * ``optimizer_impl``: ``"auto"`` (fused on CUDA, for-loop on the CPU) | ``"for-loop"`` | ``"foreach"`` | ``"fused"``.
-* ``cudnn_benchmark``, ``tf32``, ``deterministic``, ``cudnn``, ``onednn``: ``None`` (leave torch's setting) or a bool
-  setting ``torch.backends.cudnn.benchmark``; TF32 for matmul and cuDNN; ``cudnn.deterministic``; cuDNN on/off; oneDNN
-  (mkldnn) on/off. They are process-wide (the runner runs one case per process); the values in force are recorded.
+* ``tf32``: ``False`` (default) | ``True`` | ``None``: TF32 tensor cores for cuBLAS matmuls and cuDNN (RNNs
+  included) on CUDA. Off by default because ``dtype="float32"`` promises IEEE float32 numbers (torch's own default
+  lets cuDNN use TF32, which moves a float32 RNN's output by ~1e-3 relative); ``None`` leaves torch's setting.
+* ``cudnn_benchmark``, ``deterministic``, ``cudnn``, ``onednn``: ``None`` (leave torch's setting) or a bool setting
+  ``torch.backends.cudnn.benchmark``; ``cudnn.deterministic``; cuDNN on/off; oneDNN (mkldnn) on/off.
+  All these switches are process-wide (the runner runs one case per process); the values in force are recorded.
 
 A GPU out-of-memory propagates as ``torch.OutOfMemoryError`` (a subclass of ``RuntimeError``): the worker records
 the case as ``oom`` and the sweep goes on. Nothing here catches it.
@@ -68,7 +71,7 @@ OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     **{k: (None, True, False) for k in FLAG_OPTIONS},
 }
 OPTION_DEFAULTS: dict[str, Any] = {"loop": "auto", "compile": "auto", "compile_mode": "default", "autocast": None,
-                                   "optimizer_impl": "auto", **{k: None for k in FLAG_OPTIONS}}
+                                   "optimizer_impl": "auto", **{k: None for k in FLAG_OPTIONS}, "tf32": False}
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -194,7 +197,7 @@ def _optimizer(params: list[nn.Parameter], train: TrainConfig, impl: str,
     return torch.optim.Adam(params, lr=train.lr, betas=train.betas, eps=train.eps, **flags), impl
 
 
-def _apply_flags(opts: Mapping[str, Any]) -> None:
+def _apply_flags(opts: Mapping[str, Any], device: torch.device) -> None:
     """Set the process-wide switches the options name (``None``: leave torch's setting)."""
     if opts["cudnn_benchmark"] is not None:
         torch.backends.cudnn.benchmark = opts["cudnn_benchmark"]
@@ -204,7 +207,7 @@ def _apply_flags(opts: Mapping[str, Any]) -> None:
         torch.backends.cudnn.enabled = opts["cudnn"]
     if opts["onednn"] is not None:
         torch.backends.mkldnn.enabled = opts["onednn"]
-    if opts["tf32"] is not None:  # the settings API of torch 2.1+ (newer torch also has fp32_precision)
+    if opts["tf32"] is not None and device.type == "cuda":  # the API of torch 2.1+ (newer: also fp32_precision)
         torch.backends.cuda.matmul.allow_tf32 = opts["tf32"]
         torch.backends.cudnn.allow_tf32 = opts["tf32"]
 
@@ -287,7 +290,7 @@ class TorchBackend:
             if autocast_dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
                 raise ValueError(f"options['autocast']='bfloat16': {torch.cuda.get_device_name(dev)} has no "
                                  f"bfloat16 support; expected None or 'float16'")
-        _apply_flags(opts)
+        _apply_flags(opts, dev)
 
         loop = self._loop(spec, opts, dev)
         rnn = make_rnn(spec, loop, tdtype, dev)
