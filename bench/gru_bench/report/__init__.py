@@ -1,0 +1,200 @@
+"""The report: one or many run records -> a self-contained ``index.html`` (plots embedded, no network), the plots as
+PNG and SVG, the tables as CSV and Markdown, and ``summary.md`` for a CI job summary.
+
+Reads run records only (no backend, no framework). Entry point: ``build_report``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from .. import __version__
+from ..results import RunRecord
+from . import html, markdown, plots, tables
+from .frame import cases_frame, groups_frame, run_name
+from .inputs import load_records
+from .palette import css_variables
+from .table import Column, Table
+from .timeline import HistoryProvider, history_frame, spans_commits
+
+__all__ = ["build_report"]
+
+
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(d, dict):
+        out: list[tuple[str, str]] = []
+        for k, v in d.items():
+            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(d, (list, tuple)):
+        return [(prefix, ", ".join(json.dumps(x) if isinstance(x, (dict, list)) else str(x) for x in d))]
+    return [(prefix, "" if d is None else str(d))]
+
+
+def _machine_line(rec: RunRecord) -> str:
+    """Machine id, CPU model, cores and GPUs, as far as the manifest says."""
+    m = rec.machine
+    cpu = m.get("cpu")
+    cpu = cpu.get("model") if isinstance(cpu, dict) else cpu
+    cores = m.get("cores_logical") or m.get("cores")
+    gpu = m.get("gpu")
+    gpus = [d.get("name") for d in gpu.get("devices", []) if isinstance(d, dict)] if isinstance(gpu, dict) else (
+        [gpu] if gpu else [])
+    parts = [rec.machine_id or m.get("machine_id") or m.get("hostname") or "machine", cpu,
+             f"{cores} cores" if cores else None, *gpus]
+    return ", ".join(str(p) for p in parts if p)
+
+
+def _manifest(rec: RunRecord, path: Path) -> list[tuple[str, str]]:
+    items = [("file", str(path)), ("run id", rec.run_id), ("label", rec.label or ""), ("suite", rec.suite_name),
+             ("created", rec.created), ("finished", rec.finished or "not finished"),
+             ("commit", rec.git.commit or "unknown"), ("dirty", "" if rec.git.dirty is None else str(rec.git.dirty)),
+             ("branch", rec.git.branch or ""), ("schema version", str(rec.schema_version)),
+             ("cases", str(len(rec.cases)))]
+    if rec.calibration:
+        items += [("calibrated peak", f"{rec.calibration.gemm_gflops:.1f} GFLOP/s"),
+                  ("calibration method", rec.calibration.method)]
+    items += [(f"machine.{k}", v) for k, v in _flatten(rec.machine)]
+    for node, m in rec.machines.items():
+        items += [(f"node {node}.{k}", v) for k, v in _flatten(m)]
+    if rec.suite:
+        items.append(("suite settings", json.dumps(rec.suite, sort_keys=True, default=str)))
+    return items
+
+
+def _case_warnings(cases: pd.DataFrame, runs: int) -> list[str]:
+    out: list[str] = []
+    for _, r in cases.iterrows():
+        where = (f"{r['run']}: " if runs > 1 else "") + r["label"]
+        ws = list(r["warnings"])
+        if r["busy"] and not any("busy" in w.lower() for w in ws):
+            ws.append("the machine was busy during this case: timings may be inflated")
+        out += [f"{where}: {w}" for w in ws]
+    return list(dict.fromkeys(out))
+
+
+def _clear(directory: Path, suffixes: tuple[str, ...]) -> None:
+    if directory.is_dir():
+        for f in directory.iterdir():
+            if f.is_file() and f.suffix in suffixes:
+                f.unlink()
+
+
+def _history_table(series: pd.DataFrame) -> Table:
+    unit = str(series["unit"].iloc[0]) if "unit" in series and len(series) else "value"
+    cols = [Column("series", "case", css="wrap"), Column("commit", "commit"), Column("created", "run created"),
+            Column("value", unit, "float", "num")]
+    if "verdict" in series:
+        cols.append(Column("verdict", "change point", css="wrap"))
+    return Table("history", "History", cols, series.reset_index(drop=True),
+                 note="One row per case and commit, oldest first.",
+                 row_css=["failed" if v else "" for v in series.get("change_point", [False] * len(series))])
+
+
+def build_report(inputs: list[Path], out_dir: Path, title: str | None = None, *,
+                 history: HistoryProvider | None = None, stderr: TextIO | None = None) -> Path:
+    """Build the report from run records (files or directories) into ``out_dir``; return ``out_dir/index.html``.
+
+    A corrupt or foreign file is named, skipped and warned about (on ``stderr`` and in the report); no record at
+    all is an ``InputError``. ``history`` turns the records into a history frame (see ``timeline``) when they span
+    commits; by default ``gru_bench.history``'s series and change points (see ``timeline``).
+    """
+    loaded = load_records(list(inputs), stderr=stderr if stderr is not None else sys.stderr)
+    records = loaded.records
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_dir, table_dir = out_dir / "plots", out_dir / "tables"
+    _clear(plot_dir, (".png", ".svg"))
+    _clear(table_dir, (".csv", ".md"))
+    table_dir.mkdir(exist_ok=True)
+
+    cases = cases_frame(records)
+    groups = groups_frame(cases)
+    names = [run_name(r, i) for i, r in enumerate(records)]
+    n_runs = len(records)
+
+    vt = tables.verdict_table(groups)
+    tabs = {"verdict": vt, "iso": tables.iso_table(groups), "accuracy": tables.accuracy_table(groups),
+            "speed": tables.speed_table(groups), "memory": tables.memory_table(groups),
+            "backends": tables.backends_table(groups), "problems": tables.problems_table(cases)}
+    comp = tables.comparison_table(cases, names)
+    if comp is not None:
+        tabs["comparison"] = comp
+
+    hist_frame, hist_note = None, ""
+    if spans_commits(records):
+        hist_frame, hist_note = history_frame(records, cases, history)
+        hist_frame = hist_frame.sort_values(["created", "series"], kind="stable")
+        tabs["history"] = _history_table(hist_frame)
+
+    with plots.style():
+        curves, curves_left_out = plots.learning_curves(cases) if not cases.empty else (None, 0)
+        made = {"accuracy_vs_T": plots.accuracy_vs_T(groups) if not groups.empty else None,
+                "learning_curves": curves,
+                "speed_vs_hidden": plots.speed_vs_hidden(groups) if not groups.empty else None,
+                "speed_vs_seq_len": plots.speed_vs_seq_len(groups) if not groups.empty else None,
+                "throughput": plots.throughput(groups) if not groups.empty else None,
+                "memory": plots.memory(groups) if not groups.empty else None,
+                "comparison": plots.comparison(cases, names) if not cases.empty else None,
+                "history": plots.history(hist_frame) if hist_frame is not None else None}
+        made = {k: plots.save(p, plot_dir) if p is not None else None for k, p in made.items()}
+
+    for t in tabs.values():
+        t.to_csv(table_dir / f"{t.name}.csv")
+        (table_dir / f"{t.name}.md").write_text(f"## {t.title}\n\n{t.note}\n\n{t.to_markdown()}\n", encoding="utf-8")
+
+    statuses = cases["status"].value_counts() if not cases.empty else pd.Series(dtype=int)
+    not_ok = int(statuses.drop("ok", errors="ignore").sum())
+    case_warnings = _case_warnings(cases, n_runs) if not cases.empty else []
+    busy = int(cases["busy"].sum()) if not cases.empty else 0
+    problems = []
+    if not_ok:
+        problems.append(", ".join(f"{n} {s}" for s, n in statuses.items() if s != "ok") + " case(s)")
+    if busy:
+        problems.append(f"{busy} case(s) on a busy machine")
+    if len(case_warnings) > busy:
+        problems.append(f"{len(case_warnings)} measurement warning(s)")
+    if loaded.warnings:
+        problems.append(f"{len(loaded.warnings)} input file(s) skipped")
+    if cases.empty:
+        problems.append("the records hold no cases")
+
+    title = title or (f"gru-bench: {records[0].label or records[0].suite_name}" if n_runs == 1
+                      else f"gru-bench: {n_runs} runs")
+    runs = [{"name": names[i], "suite": r.suite_name, "created": r.created[:19].replace("T", " "),
+             "commit": (r.git.commit or "")[:10], "dirty": bool(r.git.dirty), "machine": _machine_line(r),
+             "manifest": _manifest(r, loaded.paths[i])} for i, r in enumerate(records)]
+    toc = [("verdict", "Verdict"), ("iso", "Equal parameters"), ("accuracy", "Accuracy vs T"),
+           ("curves", "Learning curves"), ("speed", "Speed"), ("memory", "Memory"), ("backends", "Backends")]
+    if n_runs > 1:
+        toc.append(("comparison", "Runs compared"))
+    if hist_frame is not None:
+        toc.append(("history", "History"))
+    toc += [("manifest", "Machine & commit"), ("warnings", "Warnings")]
+    headline = tables.headline(tables.verdict_frame(groups), groups) if not groups.empty else []
+    context = dict(
+        title=title, version=__version__, generated=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
+        summary={"runs": n_runs, "cases": len(cases),
+                 "by_status": ", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
+                 "problems": "; ".join(problems)},
+        runs=runs, toc=toc, headline=headline, cells=tables.keep_cells(groups), cell_css=tables.CELL_CSS,
+        follows_pct=f"{tables.FOLLOWS_TOLERANCE:.0%}", verdict=vt, iso=tabs["iso"], accuracy=tabs["accuracy"],
+        speed=tabs["speed"], memory=tabs["memory"], backends=tabs["backends"], problems=tabs["problems"],
+        comparison=tabs.get("comparison"), comparison_section=n_runs > 1,
+        history_section=hist_frame is not None, history_note=hist_note, history_table=tabs.get("history"),
+        plots=made, curves_left_out=curves_left_out,
+        input_warnings=loaded.warnings, case_warnings=case_warnings, input_paths=[str(p) for p in loaded.paths],
+    )
+    index = out_dir / "index.html"
+    index.write_text(html.render(context, css_variables()), encoding="utf-8")
+    run_lines = [f"{r['name']}: suite {r['suite']}, {r['created']}, commit {r['commit'] or 'unknown'}, {r['machine']}"
+                 for r in runs]
+    (out_dir / "summary.md").write_text(
+        markdown.summary(title, run_lines, headline, vt, tabs["iso"], tabs["problems"],
+                         [*loaded.warnings, *case_warnings]), encoding="utf-8")
+    return index

@@ -1,0 +1,377 @@
+"""The report's plots: matplotlib ``Figure`` objects (no pyplot, no global state; PNG through Agg), one palette.
+
+Each function takes the frames of ``frame.py`` and returns a ``Plot`` or ``None`` when the data cannot show it
+(the report then says why). ``save`` writes PNG and SVG and returns the PNG as a data URI for the HTML.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from .frame import CELL_KEYS
+from .palette import BASELINE_COLOR, backend_style, cell_color
+
+RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "axes.grid": True,
+      "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "svg.hashsalt": "gru-bench",
+      "figure.dpi": 100, "savefig.dpi": 100}
+WIDTH = 11.0  # inches at 100 dpi: 1100 px, scaled down to the page width
+PANEL_H = 3.4
+MAX_PANELS = 4
+MAX_CURVE_ROWS = 4
+
+
+@dataclass
+class Plot:
+    name: str  # file stem: plots/<name>.png and .svg
+    title: str
+    caption: str
+    fig: Figure
+    uri: str = ""  # data:image/png;base64,..., set by save()
+    files: tuple[str, ...] = ()
+
+
+def text(s: object) -> str:
+    """A string from a record, safe for matplotlib (no mathtext: ``$`` is literal)."""
+    return str(s).replace("$", r"\$")
+
+
+LEGEND_H = 0.45  # inches under the panels for the shared legend
+
+
+def _figure(rows: int, cols: int, height: float = PANEL_H, gap: float = 0.95) -> tuple[Figure, np.ndarray]:
+    """Panels on a fixed grid: each row ``height`` inches of which ``gap`` holds the x label and the next title;
+    margins in inches (a layout engine costs most of the drawing time on 2 cores)."""
+    total = height * rows + LEGEND_H + 0.4
+    fig = Figure(figsize=(WIDTH, total))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    fig.subplots_adjust(left=0.8 / WIDTH, right=1 - 0.25 / WIDTH, top=1 - 0.4 / total,
+                        bottom=(LEGEND_H + 0.55) / total, wspace=0.28, hspace=gap / (height - gap))
+    return fig, axes
+
+
+def _legend(fig: Figure, cells: list[str], backends: list[tuple[str, str]], extra: list = ()) -> None:
+    handles = [Patch(color=cell_color(c), label=c) for c in cells]
+    handles += [Line2D([], [], color="#333333", label=f"{b}/{d}", **backend_style(b, d)) for b, d in backends]
+    handles += list(extra)
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncols=len(handles) if len(handles) <= 8 else (len(handles) + 1) // 2, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))
+
+
+def _log(ax, axis: str, base: int = 10) -> None:
+    """A log axis with labelled major ticks only (minor labels crowd the axis and cost most of the drawing time)."""
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=base)
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if base == 10:  # majors at 1, 2, 5 × 10^k, so a range under a decade still has labels
+        target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _log_if_wide(ax, axis: str, values) -> None:
+    v = np.asarray([x for x in values if x and x > 0], dtype=float)
+    if len(v) and v.max() / v.min() >= 4:
+        _log(ax, axis, base=2 if axis == "x" else 10)
+
+
+def _series_keys(df: pd.DataFrame, with_hidden: bool = False, with_run: bool = False) -> list[str]:
+    keys = ["cell_key", "backend", "device"]
+    if with_hidden:
+        keys.append("hidden")
+    if with_run:
+        keys.append("run")
+    return keys
+
+
+def _series_label(key: dict, with_hidden: bool, with_run: bool) -> str:
+    parts = [key["cell_key"], f"{key['backend']}/{key['device']}"]
+    if with_hidden:
+        parts.append(f"H={key['hidden']}")
+    if with_run:
+        parts.append(text(key["run"]))
+    return " ".join(parts)
+
+
+def _cells_backends(df: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]]]:
+    cells = [c for c in CELL_KEYS if c in set(df["cell_key"])]
+    backends = list(dict.fromkeys(zip(df["backend"], df["device"])))
+    return cells, backends
+
+
+def _tasks(df: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(df["task"]))[:MAX_PANELS]
+
+
+# ---------------------------------------------------------------------------------------------- accuracy
+def accuracy_vs_T(groups: pd.DataFrame) -> Plot | None:
+    df = groups[groups["n_acc"] > 0]
+    if df.empty:
+        return None
+    tasks = _tasks(df)
+    fig, axes = _figure(1, len(tasks))
+    multi_h = df.groupby("task")["hidden"].nunique().max() > 1
+    multi_run = df["run"].nunique() > 1
+    for ax, task in zip(axes[0], tasks):
+        t = df[df["task"] == task].sort_values("seq_len")
+        metric = text(t["metric"].iloc[0] or "metric")
+        for key, s in t.groupby(_series_keys(t, multi_h, multi_run), sort=False):
+            k = dict(zip(_series_keys(t, multi_h, multi_run), key))
+            ax.errorbar(s["seq_len"], s["final_metric"], yerr=s["final_metric_std"].fillna(0),
+                        color=cell_color(k["cell_key"]), capsize=3, **backend_style(k["backend"], k["device"]),
+                        label=_series_label(k, multi_h, multi_run), alpha=0.9)
+        base = t.dropna(subset=["baseline_metric"]).groupby("seq_len")["baseline_metric"].first()
+        if len(base):
+            ax.plot(base.index, base.values, color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.5,
+                    marker="", label="trivial baseline")
+        _log_if_wide(ax, "x", t["seq_len"])
+        ax.set_title(text(task))
+        ax.set_xlabel("dependency length T (steps)")
+        ax.set_ylabel(f"held-out {metric}")
+    cells, backends = _cells_backends(df)
+    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")])
+    return Plot("accuracy_vs_T", "Accuracy vs dependency length",
+                "Held-out metric after the step budget (mean over seeds, bars: ± one standard deviation); "
+                "dashed grey: the task's trivial baseline.", fig)
+
+
+# ----------------------------------------------------------------------------------------- learning curves
+def _band(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 60):
+    """Mean and min–max of several (x, loss) curves on a common x grid (their shared range)."""
+    hi = min(float(x[-1]) for x, _ in curves)
+    lo = max(float(x[0]) for x, _ in curves)
+    if not hi > lo:
+        x, y = curves[0]
+        return x, y, y, y
+    grid = np.linspace(lo, hi, points)
+    ys = np.array([np.interp(grid, x, y) for x, y in curves])
+    return grid, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0)
+
+
+def learning_curves(cases: pd.DataFrame) -> tuple[Plot | None, int]:
+    """Loss vs steps and vs seconds per (task, T, H); seeds of one configuration as a mean line and a min–max band.
+    Returns the plot and how many (task, T, H) panels were left out."""
+    df = cases[(cases["status"] == "ok") & (cases["curve_step"].map(len) > 1)]
+    if df.empty:
+        return None, 0
+    panels = list(df.groupby(["run", "task", "seq_len", "hidden"], sort=False))
+    shown, left_out = panels[:MAX_CURVE_ROWS], max(0, len(panels) - MAX_CURVE_ROWS)
+    fig, axes = _figure(len(shown), 2, height=2.9)
+    multi_run = df["run"].nunique() > 1
+    for (key, p), (ax_s, ax_t) in zip(shown, axes):
+        run, task, T, H = key
+        for skey, s in p.groupby(["cell_key", "backend", "device", "group_id"], sort=False):
+            ck, b, d, _ = skey
+            style = dict(color=cell_color(ck), linestyle=backend_style(b, d)["linestyle"])
+            by_step = [(np.asarray(r.curve_step, float), np.asarray(r.curve_loss, float)) for r in s.itertuples()]
+            by_sec = [(np.asarray(r.curve_seconds, float), np.asarray(r.curve_loss, float)) for r in s.itertuples()
+                      if len(r.curve_seconds) == len(r.curve_loss) > 1]
+            for ax, curves in ((ax_s, by_step), (ax_t, by_sec)):
+                if not curves:
+                    continue
+                x, mean, lo, hi = _band(curves)
+                ax.plot(x, mean, **style)
+                if len(curves) > 1:
+                    ax.fill_between(x, lo, hi, color=style["color"], alpha=0.18, linewidth=0)
+        base = p["baseline_loss"].dropna()
+        for ax in (ax_s, ax_t):
+            if len(base):
+                ax.axhline(float(base.iloc[0]), color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
+            if (p["curve_loss"].map(lambda v: min(v) if v else 1) > 0).all():
+                _log(ax, "y")
+            ax.set_ylabel("training loss")
+        title = f"{text(task)} · T={T} · H={H}" + (f" · {text(run)}"[:40] if multi_run else "")
+        ax_s.set_title(title + " · vs steps")
+        ax_t.set_title(title + " · vs time")
+        ax_s.set_xlabel("training step")
+        ax_t.set_xlabel("wall time (s)")
+    cells, backends = _cells_backends(df)
+    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")])
+    seeds = int(df.groupby("group_id")["seed"].nunique().max())
+    band = "band: min–max over seeds" if seeds > 1 else "one seed per configuration (no band)"
+    return Plot("learning_curves", "Learning curves",
+                f"Training loss vs steps (left) and vs wall time (right), mean over seeds; {band}; "
+                "dashed grey: the trivial baseline's loss.", fig), left_out
+
+
+# --------------------------------------------------------------------------------------------------- speed
+def _speed_vs(groups: pd.DataFrame, x: str, fixed: str, xlabel: str, name: str, title: str) -> Plot | None:
+    df = groups[(groups["n_ok"] > 0) & groups["train_s"].notna()]
+    if df.empty:
+        return None
+    multi_run = df["run"].nunique() > 1
+    keys = _series_keys(df, with_run=multi_run)
+    tasks = [t for t in _tasks(df) if (df[df["task"] == t].groupby(keys)[x].nunique() > 1).any()]
+    if not tasks:
+        return None
+    fig, axes = _figure(1, len(tasks))
+    fixed_notes = []
+    for ax, task in zip(axes[0], tasks):
+        t = df[df["task"] == task]
+        # the most common value of the other size, so lines differ in `x` only
+        at = t.groupby(fixed)[x].nunique().sort_values(ascending=False).index[0]
+        t = t[t[fixed] == at].sort_values(x)
+        fixed_notes.append(f"{text(task)}: {'T' if fixed == 'seq_len' else 'H'}={at}")
+        for key, s in t.groupby(keys + ["num_layers", "batch_size", "dtype"], sort=False):
+            k = dict(zip(keys, key))
+            ax.plot(s[x], s["train_s"] * 1e3, color=cell_color(k["cell_key"]), **backend_style(k["backend"], k["device"]))
+        _log_if_wide(ax, "x", t[x])
+        _log(ax, "y")
+        ax.set_title(f"{text(task)} ({fixed_notes[-1].split(': ')[1]})")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("train step time (ms, log)")
+    cells, backends = _cells_backends(df)
+    _legend(fig, cells, backends)
+    return Plot(name, title, "Median train step (forward, backward, optimizer) per configuration; "
+                + "; ".join(fixed_notes) + ".", fig)
+
+
+def speed_vs_hidden(groups: pd.DataFrame) -> Plot | None:
+    return _speed_vs(groups, "hidden", "seq_len", "hidden size H", "speed_vs_hidden", "Step time vs hidden size")
+
+
+def speed_vs_seq_len(groups: pd.DataFrame) -> Plot | None:
+    return _speed_vs(groups, "seq_len", "hidden", "sequence length T", "speed_vs_seq_len", "Step time vs sequence length")
+
+
+def throughput(groups: pd.DataFrame) -> Plot | None:
+    df = groups[(groups["n_ok"] > 0) & groups["pct_peak"].notna() & groups["flops_train_step"].notna()]
+    if df.empty:
+        return None
+    fig, axes = _figure(1, 1, height=3.8)
+    ax = axes[0][0]
+    for _, r in df.iterrows():
+        ax.plot([r["flops_train_step"]], [r["pct_peak"]], color=cell_color(r["cell_key"]), alpha=0.85,
+                **{**backend_style(r["backend"], r["device"]), "linestyle": "none"})
+    _log(ax, "x")
+    ax.set_xlabel("analytic FLOPs per train step (log)")
+    ax.set_ylabel("achieved, % of calibrated peak")
+    ax.set_ylim(bottom=0)
+    cells, backends = _cells_backends(df)
+    _legend(fig, cells, backends)
+    return Plot("throughput", "Achieved GFLOP/s as % of the machine's peak",
+                "Each point one configuration: spec.py's FLOPs per step over the median step time, divided by the "
+                "run's float32 GEMM calibration.", fig)
+
+
+# -------------------------------------------------------------------------------------------------- memory
+def memory(groups: pd.DataFrame) -> Plot | None:
+    df = groups[(groups["n_ok"] > 0) & (groups["peak_bytes"] > 0) & (groups["activation_bytes"] > 0)]
+    if df.empty:
+        return None
+    fig, axes = _figure(1, 1, height=3.8)
+    ax = axes[0][0]
+    for _, r in df.iterrows():
+        ax.plot([r["activation_bytes"] / 2**20], [r["peak_bytes"] / 2**20], color=cell_color(r["cell_key"]),
+                alpha=0.85, **{**backend_style(r["backend"], r["device"]), "linestyle": "none"})
+    lo = min(df["activation_bytes"].min(), df["peak_bytes"].min()) / 2**20
+    hi = max(df["activation_bytes"].max(), df["peak_bytes"].max()) / 2**20
+    ax.plot([lo, hi], [lo, hi], color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
+    _log(ax, "x")
+    _log(ax, "y")
+    ax.set_xlabel("analytic activation memory (MiB, log)")
+    ax.set_ylabel("measured peak (MiB, log)")
+    cells, backends = _cells_backends(df)
+    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="measured = analytic")])
+    return Plot("memory", "Memory: measured peak vs analytic estimate",
+                "Measured peak (device allocator on GPU, host RSS above baseline on CPU) against B·T·H·gates·bytes; "
+                "dashed: equality.", fig)
+
+
+# -------------------------------------------------------------------------------------------- several runs
+def comparison(cases: pd.DataFrame, run_names: list[str]) -> Plot | None:
+    ok = cases[(cases["status"] == "ok") & cases["train_s"].notna()]
+    if len(run_names) < 2 or ok.empty:
+        return None
+    base = ok[ok["run_index"] == 0].set_index("case_id")["train_s"]
+    fig, axes = _figure(1, 1, height=3.8)
+    ax = axes[0][0]
+    drawn = 0
+    for i in range(1, len(run_names)):
+        other = ok[ok["run_index"] == i]
+        m = other[other["case_id"].isin(base.index)]
+        if m.empty:
+            continue
+        for _, r in m.iterrows():
+            ax.plot([base[r["case_id"]] * 1e3], [r["train_s"] * 1e3], color=cell_color(r["cell_key"]), alpha=0.85,
+                    **{**backend_style(r["backend"], r["device"]), "linestyle": "none"})
+            drawn += 1
+    if not drawn:
+        return None
+    vals = pd.concat([base, ok["train_s"]]) * 1e3
+    lo, hi = float(vals.min()), float(vals.max())
+    ax.plot([lo, hi], [lo, hi], color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
+    _log(ax, "x")
+    _log(ax, "y")
+    ax.set_xlabel(f"run 1 train step (ms, log): {text(run_names[0])}"[:90])
+    ax.set_ylabel("other runs (ms, log)")
+    cells, backends = _cells_backends(ok)
+    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="same time")])
+    return Plot("comparison", "Runs compared", "Each point one case present in run 1 and a later run; above the "
+                "dashed line: slower than run 1.", fig)
+
+
+def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
+    """A history frame (see ``timeline``) as lines over commits, change points starred. Series with a change point
+    come first, then the slowest; at most ``max_series`` lines (all of them are in the history table)."""
+    if series is None or series.empty or series["commit"].nunique() < 2:
+        return None
+    order = list(dict.fromkeys(series.sort_values("created")["commit"]))
+    cp = series["change_point"].fillna(False).astype(bool) if "change_point" in series else pd.Series(False, series.index)
+    rank = (series.assign(_cp=cp).groupby("series").agg(cp=("_cp", "any"), v=("value", "median"))
+            .sort_values(["cp", "v"], ascending=False))
+    top = list(rank.index[:max_series])
+    legend_rows = math.ceil(len(top) / 2)
+    height = 3.6 + 0.22 * legend_rows + 0.9
+    fig = Figure(figsize=(WIDTH, height))
+    ax = fig.subplots()
+    fig.subplots_adjust(left=0.8 / WIDTH, right=1 - 0.25 / WIDTH, top=1 - 0.3 / height,
+                        bottom=(0.22 * legend_rows + 1.3) / height)
+    for name in top:
+        s = series[series["series"] == name].sort_values("created")
+        xs = [order.index(c) for c in s["commit"]]
+        ck = s["cell_key"].iloc[0] if "cell_key" in s else ""
+        ax.plot(xs, s["value"], marker="o", color=cell_color(ck) if ck else None, alpha=0.8, label=text(name)[:70])
+        hit = cp[s.index]
+        if hit.any():
+            ax.plot([order.index(c) for c in s.loc[hit, "commit"]], s.loc[hit, "value"], linestyle="none",
+                    marker="*", markersize=14, color="black")
+    ax.set_xticks(range(len(order)), [text(c)[:10] for c in order], rotation=30, ha="right")
+    _log(ax, "y")
+    ax.set_xlabel("commit (oldest first)")
+    unit = series["unit"].iloc[0] if "unit" in series else "train step (ms)"
+    ax.set_ylabel(f"{text(unit)}, log")
+    fig.legend(loc="lower center", ncols=2, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 0.0))
+    shown = f"the {len(top)} shown" if len(top) < series["series"].nunique() else "every case"
+    return Plot("history", "History over commits", f"One line per case ({shown}; change points first, then the "
+                "slowest); stars mark change points.", fig)
+
+
+# ---------------------------------------------------------------------------------------------------- save
+def style():
+    """The report's matplotlib settings; build and save figures inside ``with style():``."""
+    return matplotlib.rc_context(RC)
+
+
+def save(plot: Plot, directory: Path) -> Plot:
+    """Write ``<name>.png`` and ``<name>.svg`` under ``directory``; keep the PNG as a data URI; free the figure."""
+    directory.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    plot.fig.savefig(buf, format="png")
+    png = buf.getvalue()
+    (directory / f"{plot.name}.png").write_bytes(png)
+    plot.fig.savefig(directory / f"{plot.name}.svg", format="svg", metadata={"Date": None})
+    plot.uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    plot.files = (f"{directory.name}/{plot.name}.png", f"{directory.name}/{plot.name}.svg")
+    plot.fig.clear()
+    return plot

@@ -1,0 +1,134 @@
+"""A table as the report shows it: raw values (for CSV and sorting) plus a display format per column, written
+as HTML cells (display text + sort key), CSV (raw SI units) and Markdown (display text, escaped)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+KINDS = ("text", "int", "seconds_ms", "bytes", "ratio", "float", "pct", "count")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # column of the raw frame; also the CSV header
+    label: str  # header shown in HTML and Markdown
+    kind: str = "text"  # one of KINDS: how a value is shown
+    css: str = ""  # class of the header and cells (e.g. the cell colour, "num")
+    tip: str = ""  # header tooltip: what the column means, its unit
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind={self.kind!r}: expected one of {', '.join(KINDS)}")
+
+
+def _missing(v) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    if ms >= 0.1:
+        return f"{ms:.2f}"
+    return f"{ms:.3g}"
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def format_value(kind: str, v) -> str:
+    """The text a reader sees for one raw value ('' for missing)."""
+    if _missing(v):
+        return ""
+    if kind == "int":
+        return f"{int(v):,}"
+    if kind == "seconds_ms":
+        return _ms(float(v))
+    if kind == "bytes":
+        return _bytes(float(v))
+    if kind == "ratio":
+        return f"{float(v):.2f}×"
+    if kind == "float":
+        x = float(v)
+        return "0" if x == 0 else (f"{x:.4g}" if 1e-4 <= abs(x) < 1e6 else f"{x:.3e}")
+    if kind == "pct":
+        return f"{float(v):.1f} %"
+    return str(v)
+
+
+def sort_key(kind: str, v) -> str:
+    """What the inline sorter compares: a number for numeric kinds (missing: empty, sorted last), else text."""
+    if _missing(v):
+        return ""
+    if kind in ("text", "count"):
+        if kind == "count" and isinstance(v, str) and "/" in v:  # "2/3" sorts by its fraction
+            a, _, b = v.partition("/")
+            try:
+                return repr(float(a) / float(b)) if float(b) else "0"
+            except ValueError:
+                pass
+        return str(v)
+    x = float(v)
+    return "" if math.isnan(x) else repr(x)
+
+
+@dataclass
+class Table:
+    name: str  # file stem: tables/<name>.csv and .md
+    title: str
+    columns: list[Column]
+    df: pd.DataFrame
+    note: str = ""  # one sentence under the title: what a row is, tolerances
+    row_css: list[str] = field(default_factory=list)  # optional class per row (e.g. "failed")
+
+    def __post_init__(self) -> None:
+        missing = [c.key for c in self.columns if c.key not in self.df.columns]
+        if missing:
+            raise ValueError(f"table {self.name!r}: columns {missing} not in the frame: expected {list(self.df.columns)}")
+
+    @property
+    def empty(self) -> bool:
+        return self.df.empty
+
+    def rows(self) -> list[list[tuple[str, str, str]]]:
+        """Per row, per column: (display text, sort key, css class). Strings are escaped by the template."""
+        out = []
+        for _, r in self.df.iterrows():
+            out.append([(format_value(c.kind, r[c.key]), sort_key(c.kind, r[c.key]), c.css) for c in self.columns])
+        return out
+
+    def raw(self) -> pd.DataFrame:
+        return self.df[[c.key for c in self.columns]]
+
+    def to_csv(self, path: Path) -> Path:
+        self.raw().to_csv(path, index=False)
+        return path
+
+    def to_markdown(self, max_rows: int | None = None) -> str:
+        """A GitHub-flavoured Markdown table of the display text (``|``, ``<``, ``>`` and ``&`` escaped)."""
+        def esc(s: str) -> str:
+            return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+                    .replace("\n", " "))
+
+        head = "| " + " | ".join(esc(c.label) for c in self.columns) + " |"
+        rule = "|" + "|".join("---:" if c.kind not in ("text",) else "---" for c in self.columns) + "|"
+        rows = self.rows()
+        shown = rows if max_rows is None else rows[:max_rows]
+        body = ["| " + " | ".join(esc(t) for t, _, _ in row) + " |" for row in shown]
+        more = [f"\n_{len(rows) - len(shown)} more rows in {self.name}.csv_"] if len(shown) < len(rows) else []
+        return "\n".join([head, rule, *body, *more])

@@ -1,0 +1,356 @@
+"""The report: tables (unit), the iso-parameter computation (against spec.py), and whole reports built from
+synthetic records (tests/report_fixtures.py) and from a real small run. The browser test is test_report_browser.py."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gru_bench import spec
+from gru_bench.case import Case
+from gru_bench.errors import InputError
+from gru_bench.report import build_report
+from gru_bench.report.frame import cases_frame, groups_frame
+from gru_bench.report.modelio import ModelIO, io_from_param_pair
+from gru_bench.report.table import Column, Table, format_value, sort_key
+from gru_bench.report.tables import (FOLLOWS_TOLERANCE, follows, iso_frame, problems_table, verdict_frame,
+                                     verdict_table)
+from gru_bench.results import GitInfo, RunRecord
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report_fixtures import (ISO_GRU_H, LSTM_H, TASK_IO, XSS, case_result, real_run_record,  # noqa: E402
+                             synthetic_record)
+
+ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def tiny_record(label: str | None = "tiny", commit: str = "c0ffee1234", created: str = "2025-11-20T10:00:00",
+                seeds=(0, 1, 2), backends=("numpy",), hiddens=(16,), run_id: str | None = None) -> RunRecord:
+    """A small record: GRU (both variants) and LSTM on the adding task, a few seeds."""
+    rng = np.random.default_rng(7)
+    results = []
+    for b in backends:
+        for cell, variant in (("gru", "reset_after"), ("gru", "reset_before"), ("lstm", "standard")):
+            for h in hiddens:
+                for s in seeds:
+                    case = Case(backend=b, cell=cell, variant=variant, task="adding", seq_len=20, hidden=h,
+                                batch_size=16, steps=100, eval_every=20, seed=s, repetitions=12)
+                    results.append(case_result(case, rng))
+    return RunRecord(run_id=run_id or f"tiny-{commit}", suite_name="tiny", label=label, created=created,
+                     git=GitInfo(commit=commit, dirty=False, branch="main"), cases=results)
+
+
+@pytest.fixture(scope="module")
+def fixture_report(tmp_path_factory) -> tuple[Path, str, str]:
+    """One report from the synthetic record, with a corrupt and a foreign file beside it."""
+    d = tmp_path_factory.mktemp("synthetic")
+    (d / "run.json").write_text(synthetic_record().model_dump_json())
+    (d / "corrupt.json").write_text('{"schema_version": 1, "run_id": "cut off')
+    (d / "foreign.json").write_text('{"name": "some other tool", "version": 3}')
+    err = io.StringIO()
+    index = build_report([d], d / "report", stderr=err)
+    return index, index.read_text(encoding="utf-8"), err.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ table (unit)
+def test_format_value_units_and_missing():
+    assert format_value("seconds_ms", 0.0123456) == "12.3"  # seconds shown as ms, 3 significant digits
+    assert format_value("seconds_ms", 0.000456) == "0.46"
+    assert format_value("seconds_ms", 1.5) == "1,500"
+    assert format_value("bytes", 3 * 2**20) == "3 MiB"
+    assert format_value("bytes", 1536) == "1.5 KiB"
+    assert format_value("ratio", 0.7512) == "0.75×"
+    assert format_value("int", 17473.0) == "17,473"
+    assert format_value("pct", 12.345) == "12.3 %"
+    for kind in ("seconds_ms", "bytes", "ratio", "int", "float", "text"):
+        assert format_value(kind, float("nan")) == "" and format_value(kind, None) == ""
+
+
+def test_sort_keys_numeric_fraction_and_missing():
+    assert float(sort_key("seconds_ms", 0.002)) == 0.002  # raw value, not the display text
+    assert sort_key("float", float("nan")) == ""  # missing sorts last (the script keeps "" at the end)
+    assert float(sort_key("count", "2/3")) == pytest.approx(2 / 3, rel=1e-12)
+    assert sort_key("text", "numpy/cpu") == "numpy/cpu"
+
+
+def test_table_markdown_escapes_and_csv_keeps_raw(tmp_path):
+    df = pd.DataFrame({"name": ["a|b", XSS], "t": [0.0015, float("nan")]})
+    t = Table("x", "X", [Column("name", "name"), Column("t", "time (ms)", "seconds_ms", "num")], df)
+    md = t.to_markdown()
+    assert "a\\|b" in md and ESCAPED_XSS in md and "<script>" not in md
+    assert md.splitlines()[1] == "|---|---:|"
+    back = pd.read_csv(t.to_csv(tmp_path / "x.csv"))
+    assert back["t"].iloc[0] == pytest.approx(0.0015, rel=1e-12)  # CSV: SI units, unformatted
+    with pytest.raises(ValueError, match="columns \\['nope'\\] not in the frame"):
+        Table("y", "Y", [Column("nope", "n")], df)
+    with pytest.raises(ValueError, match="kind='weird'"):
+        Column("a", "a", "weird")
+
+
+def test_follows_tolerance():
+    assert follows(0.75, 0.75) == "yes"
+    assert follows(0.75 * (1 + FOLLOWS_TOLERANCE) * 0.999, 0.75) == "yes"
+    assert follows(0.75 * (1 + FOLLOWS_TOLERANCE) * 1.01, 0.75) == "no: GRU relatively slower"
+    assert follows(0.5, 0.75) == "no: GRU relatively faster"
+    assert follows(float("nan"), 0.75) == ""
+
+
+# ----------------------------------------------------------------------------------------- verdict (unit)
+def test_verdict_pairs_gru_with_lstm_and_aggregates_seeds():
+    rec = tiny_record()
+    cases = cases_frame([rec])
+    v = verdict_frame(groups_frame(cases))
+    assert list(v["gru_variant"]) == ["reset_after", "reset_before"]  # one row per GRU variant, LSTM beside it
+    io_ = TASK_IO["adding"]
+    gru = spec.ModelSpec("gru", io_["input_size"], 16, io_["output_size"])
+    lstm = spec.ModelSpec("lstm", io_["input_size"], 16, io_["output_size"])
+    want_params = spec.param_count(gru) / spec.param_count(lstm)
+    want_flops = spec.flops(gru, 16, 20).train_step / spec.flops(lstm, 16, 20).train_step
+    assert v["params_ratio"].tolist() == pytest.approx([want_params] * 2, rel=1e-12)
+    assert v["flops_ratio"].tolist() == pytest.approx([want_flops] * 2, rel=1e-12)
+    assert 0.74 < want_params < 0.76  # ≈ 3/4 at this size (the head moves it slightly)
+    for _, row in v.iterrows():  # seeds aggregate by the median of the per-seed medians
+        g = cases[(cases["cell"] == "gru") & (cases["variant"] == row["gru_variant"])]
+        l = cases[cases["cell"] == "lstm"]
+        assert row["gru_train_s"] == pytest.approx(np.median(g["train_s"]), rel=1e-12)
+        assert row["time_ratio"] == pytest.approx(np.median(g["train_s"]) / np.median(l["train_s"]), rel=1e-12)
+        assert row["follows"] == follows(row["time_ratio"], row["flops_ratio"])
+        assert row["gru_final_loss"] == pytest.approx(g["final_loss"].mean(), rel=1e-12)  # accuracy: the mean
+        assert row["gru_solved"] == f"{int(g['solved'].sum())}/3" and row["lstm_solved"] == f"{int(l['solved'].sum())}/3"
+        assert row["status"] == ""
+
+
+def test_verdict_shows_failed_side_and_missing_partner():
+    rec = tiny_record(seeds=(0,), hiddens=(16, 24))
+    bad = rec.cases[-1]  # the LSTM at H=24
+    assert bad.case.cell == "lstm" and bad.case.hidden == 24
+    rec.cases[-1] = bad.model_copy(update=dict(status="failed", reason="RuntimeError: boom", train_time=None,
+                                               accuracy=None, memory=[]))
+    extra = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=20, hidden=40,
+                 batch_size=16, steps=100, eval_every=20, repetitions=12)
+    rec.cases.append(case_result(extra, np.random.default_rng(0)))
+    t = verdict_table(groups_frame(cases_frame([rec])))
+    df = t.df.set_index(["hidden", "gru_variant"])
+    assert df.loc[(24, "reset_after"), "status"] == "LSTM: failed: RuntimeError: boom"
+    assert math.isnan(df.loc[(24, "reset_after"), "time_ratio"])
+    assert df.loc[(40, "reset_after"), "status"] == "no LSTM at this size"  # kept, not dropped, not "failed"
+    css = dict(zip(zip(t.df["hidden"], t.df["gru_variant"]), t.row_css))
+    assert css[(24, "reset_after")] == "failed" and css[(40, "reset_after")] == "" and css[(16, "reset_after")] == ""
+    probs = problems_table(cases_frame([rec])).df
+    assert probs["status"].tolist() == ["failed"] and probs["reason"].tolist() == ["RuntimeError: boom"]
+
+
+# ------------------------------------------------------------------------------------- iso-parameter (unit)
+@pytest.mark.parametrize("I,O,H,L", [(2, 1, 64, 1), (10, 9, 32, 1), (3, 5, 17, 2), (1, 1, 128, 3)])
+def test_io_from_param_pair_recovers_sizes(I, O, H, L):
+    g = spec.param_count(spec.ModelSpec("gru", I, H, O, L))
+    l = spec.param_count(spec.ModelSpec("lstm", I, H, O, L))
+    io_ = io_from_param_pair(H, L, g, l)
+    assert (io_.input_size, io_.output_size) == (I, O)
+    assert io_from_param_pair(H, L, g + 1, l) is None  # counts no model of these sizes has
+    assert io_from_param_pair(H, L, l, g) is None
+
+
+def test_iso_parameter_matches_spec():
+    """For each LSTM: the GRU hidden size of spec.iso_param_hidden, and the measured GRU at it when within ±10 %."""
+    rec = synthetic_record()
+    iso = iso_frame(groups_frame(cases_frame([rec])))
+    io_ = TASK_IO["adding"]
+    numpy_64 = iso[(iso["task"] == "adding") & (iso["backend_device"] == "numpy/cpu") & (iso["lstm_hidden"] == LSTM_H)
+                   & (iso["seq_len"] == 20)]
+    lspec = spec.ModelSpec("lstm", io_["input_size"], LSTM_H, io_["output_size"])
+    assert ISO_GRU_H == spec.iso_param_hidden(lspec, "gru") == 74  # ≈ 64·√(4/3)
+    assert set(numpy_64["gru_variant"]) == {"reset_after", "reset_before"}
+    for _, r in numpy_64.iterrows():
+        assert r["iso_hidden"] == ISO_GRU_H and r["gru_hidden"] == ISO_GRU_H and r["match"] == "exact"
+        gspec = spec.ModelSpec("gru", io_["input_size"], ISO_GRU_H, io_["output_size"])
+        assert r["iso_params"] == r["gru_params"] == spec.param_count(gspec)
+        assert r["params_ratio"] == pytest.approx(spec.param_count(gspec) / spec.param_count(lspec), rel=1e-12)
+        assert abs(r["params_ratio"] - 1) < 0.01
+        assert r["io_source"] == "solved from the GRU and LSTM parameter counts"
+    small = iso[(iso["backend_device"] == "numpy/cpu") & (iso["lstm_hidden"] == 32) & (iso["task"] == "adding")]
+    want = spec.iso_param_hidden(spec.ModelSpec("lstm", io_["input_size"], 32, io_["output_size"]), "gru")
+    assert set(small["iso_hidden"]) == {want}
+    # the GRUs measured (32, 64, 74) are all more than 10 % off the LSTM's parameters: say what to add
+    assert set(small["match"]) == {f"not measured: add hidden={want} to the suite"}
+    assert small["gru_train_s"].isna().all()
+    # the copy task: GRU and LSTM at H=32 only; the sizes are solved from their counts (I=10, O=9)
+    copy = iso[iso["task"] == "copy"]
+    want_c = spec.iso_param_hidden(spec.ModelSpec("lstm", 10, 32, 9), "gru")
+    assert len(copy) and set(copy["iso_hidden"]) == {want_c}
+
+
+def test_iso_prefers_recorded_model_sizes():
+    rec = tiny_record(seeds=(0,))
+    rec.cases = [r.model_copy(update={"provenance": {"model": {"input_size": 5, "output_size": 3}}}) if
+                 r.case.cell == "lstm" else r for r in rec.cases]
+    iso = iso_frame(groups_frame(cases_frame([rec])))
+    assert set(iso["io_source"]) == {"recorded model"}
+    assert set(iso["iso_hidden"]) == {spec.iso_param_hidden(spec.ModelSpec("lstm", 5, 16, 3), "gru")}
+
+
+# --------------------------------------------------------------------------------------- a whole report
+def test_report_is_self_contained(fixture_report):
+    index, page, _ = fixture_report
+    assert index.name == "index.html"
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # no network reference at all
+    assert not re.search(r"<link\b", page) and not re.search(r"<script[^>]*\bsrc=", page)
+    imgs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(imgs) >= 5
+    for uri in imgs:
+        assert uri.startswith("data:image/png;base64,")
+        png = base64.b64decode(uri.split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    # the one inline script is the one the Content-Security-Policy allows, by hash
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert len(scripts) == 1
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in page
+
+
+def test_report_sections_in_reading_order(fixture_report):
+    _, page, _ = fixture_report
+    order = ["verdict", "iso", "accuracy", "curves", "speed", "memory", "backends", "manifest", "warnings"]
+    pos = [page.index(f'<section id="{s}">') for s in order]
+    assert pos == sorted(pos)
+    assert '<table class="sortable" id="verdict-table"' in page
+    for plot in ("accuracy_vs_T", "learning_curves", "speed_vs_hidden", "speed_vs_seq_len", "throughput", "memory"):
+        assert f'id="plot-{plot}"' in page
+
+
+def test_report_escapes_record_strings(fixture_report):
+    _, page, _ = fixture_report
+    assert XSS not in page and "alert(1)</script>" not in page
+    assert page.count(ESCAPED_XSS) >= 3  # title, run line, manifest
+    assert "&lt;b&gt;boom&lt;/b&gt; &amp; more" in page and "<b>boom</b>" not in page
+
+
+def test_report_keeps_failed_skipped_and_busy(fixture_report):
+    index, page, _ = fixture_report
+    probs = pd.read_csv(index.parent / "tables" / "problems.csv")
+    assert sorted(probs["status"]) == ["failed", "skipped"]
+    assert set(probs["reason"]) == {"RuntimeError: <b>boom</b> & more", "TensorFlow sees no GPU"}
+    assert "1 failed, 1 skipped case(s)" in page
+    warn = page[page.index('<section id="warnings">'):]
+    assert "machine busy: 1-min load 3.9 on 2 cores" in warn and "TensorFlow sees no GPU" in warn
+    v = pd.read_csv(index.parent / "tables" / "verdict.csv")
+    failed = v[v["status"].fillna("").str.contains("failed")]
+    assert len(failed) == 2 and set(failed["hidden"]) == {32} and set(failed["seq_len"]) == {50}
+
+
+def test_report_names_and_skips_bad_inputs(fixture_report):
+    index, page, err = fixture_report
+    for name in ("corrupt.json", "foreign.json"):
+        assert name in err and name in page
+    assert "Inputs skipped" in page
+
+
+def test_report_files_beside_index(fixture_report):
+    index, page, _ = fixture_report
+    out = index.parent
+    names = re.findall(r'id="plot-([a-z_A-Z]+)"', page)
+    for n in names:
+        assert (out / "plots" / f"{n}.png").stat().st_size > 5000
+        assert (out / "plots" / f"{n}.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    verdict = pd.read_csv(out / "tables" / "verdict.csv")
+    assert len(verdict) == page[page.index('id="verdict-table"'):].split("</table>")[0].count("<tr") - 1
+    assert (verdict["params_ratio"].dropna().between(0.74, 0.77)).all()  # ≈ 3/4; the shared head moves it
+    md = (out / "summary.md").read_text(encoding="utf-8")
+    assert md.startswith("# gru-bench: " + ESCAPED_XSS)
+    assert "| task | T | H |" in md and "## Cases that did not finish" in md and "TensorFlow sees no GPU" in md
+    assert "<script>" not in md and "<b>" not in md
+    for t in ("verdict", "iso_parameter", "accuracy", "speed", "memory", "backends", "problems"):
+        assert (out / "tables" / f"{t}.md").exists() and (out / "tables" / f"{t}.csv").exists()
+
+
+# -------------------------------------------------------------------------------------------- bad inputs
+def test_empty_and_missing_inputs_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="none given"):
+        build_report([], tmp_path / "r")
+    with pytest.raises(InputError, match="does not exist|no such file"):
+        build_report([tmp_path / "nope.json"], tmp_path / "r")
+    (tmp_path / "bad.json").write_text("{not json")
+    err = io.StringIO()
+    with pytest.raises(InputError, match="no readable gru-bench run record"):
+        build_report([tmp_path / "bad.json"], tmp_path / "r", stderr=err)
+    assert "bad.json" in err.getvalue()
+    assert not (tmp_path / "r" / "index.html").exists()
+
+
+def test_record_without_cases_still_reports(tmp_path):
+    p = tmp_path / "empty.json"
+    p.write_text(RunRecord(run_id="e", suite_name="s", created="2025-11-20T10:00:00").model_dump_json())
+    page = build_report([p], tmp_path / "r").read_text(encoding="utf-8")
+    assert "the records hold no cases" in page and "0 cases" in page
+
+
+# ----------------------------------------------------------------------------------------- several runs
+@pytest.mark.slow
+def test_several_runs_compare_and_history(tmp_path):
+    a = tiny_record(label="before", commit="aaaa1111", created="2025-11-20T10:00:00", seeds=(0,), hiddens=(16, 32))
+    b = tiny_record(label="after", commit="bbbb2222", created="2025-11-21T10:00:00", seeds=(0,), hiddens=(16, 32))
+    b.cases = [r.model_copy(update={"train_time": r.train_time.model_copy(update={"median": r.train_time.median * 1.5})})
+               for r in b.cases]
+    for rec, name in ((a, "a.json"), (b, "b.json")):
+        (tmp_path / name).write_text(rec.model_dump_json())
+    seen = {}
+
+    def provider(records):
+        seen["runs"] = [r.run_id for r in records]
+        return pd.DataFrame({"series": ["case X", "case X"], "commit": ["aaaa1111", "bbbb2222"],
+                             "created": ["2025-11-20T10:00:00", "2025-11-21T10:00:00"], "value": [1.0, 2.0],
+                             "cell_key": ["LSTM", "LSTM"], "unit": ["train step (ms)"] * 2,
+                             "change_point": [False, True], "verdict": ["", "slower 2.00× (from the provider)"]})
+
+    index = build_report([tmp_path / "b.json", tmp_path / "a.json"], tmp_path / "r", title="two", history=provider)
+    page = index.read_text(encoding="utf-8")
+    assert seen["runs"] == [a.run_id, b.run_id]  # oldest first, whatever the order given
+    assert '<section id="comparison">' in page and '<section id="history">' in page
+    comp = pd.read_csv(index.parent / "tables" / "comparison.csv")
+    assert len(comp) == len(a.cases) and comp["ratio_1"].to_numpy() == pytest.approx(1.5, rel=1e-9)
+    hist = pd.read_csv(index.parent / "tables" / "history.csv")
+    assert "slower 2.00× (from the provider)" in set(hist["verdict"].dropna())
+    assert 'id="plot-history"' in page and 'id="plot-comparison"' in page
+
+    def broken(records):
+        raise RuntimeError("no luck")
+
+    page = build_report([tmp_path], tmp_path / "r2", history=broken).read_text(encoding="utf-8")
+    assert "History module failed (RuntimeError: no luck)" in page and 'id="plot-history"' in page
+
+
+# ---------------------------------------------------------------------------------------------- real run
+@pytest.mark.slow
+def test_report_from_a_real_run(tmp_path_factory):
+    """`gru-bench run` (numpy, six cases, four steps) then `gru-bench report`: the CLI path end to end."""
+    record = real_run_record(tmp_path_factory.mktemp("real"))
+    out = record.parent.parent.parent / "report"
+    exe = Path(sys.executable).with_name("gru-bench")
+    proc = subprocess.run([str(exe), "report", str(record), "-o", str(out)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert str(out / "index.html") in proc.stderr
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert ESCAPED_XSS in page and XSS not in page
+    v = pd.read_csv(out / "tables" / "verdict.csv")
+    assert sorted(v["gru_variant"]) == ["reset_after", "reset_after", "reset_before", "reset_before"]
+    assert v["time_ratio"].notna().all() and (v["time_ratio"] > 0).all()
+    rec = RunRecord.model_validate_json(record.read_text())
+    want = {(r.case.cell, r.case.variant, r.case.seq_len): r.train_time.median for r in rec.cases}
+    for _, row in v.iterrows():
+        ratio = want[("gru", row["gru_variant"], row["seq_len"])] / want[("lstm", "standard", row["seq_len"])]
+        assert row["time_ratio"] == pytest.approx(ratio, rel=1e-12)
+    assert 'id="plot-learning_curves"' in page and 'id="plot-speed_vs_seq_len"' in page
+    bad = subprocess.run([str(exe), "report", str(out / "tables"), "-o", str(out / "x")], capture_output=True,
+                         text=True, timeout=600)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
