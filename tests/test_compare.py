@@ -460,6 +460,8 @@ def test_json_and_markdown_outputs(tmp_path):
     assert code == 1
     data = json.loads((tmp_path / "out" / "cmp.json").read_text())
     assert data["thresholds"]["gating"] == ["train_time"] and data["counts"]["regressed"] >= 1
+    assert set(data["cases"]) == {c.case.case_id for c in base.cases + cand.cases}
+    assert data["cases"][base.cases[0].case.case_id] == "missing" and "regressed" in data["cases"].values()
     assert all(r["fails"] == (r["verdict"] == "regressed" and r["check"] == "train_time") for r in data["rows"])
     md = (tmp_path / "out" / "summary.md").read_text()
     assert "#### Gating regressions and failures" in md and "<details>" in md

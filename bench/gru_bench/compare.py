@@ -287,6 +287,7 @@ class Comparison:
             "thresholds": self.thresholds.to_dict(), "warnings": self.warnings,
             "exit_code": self.exit_code, "counts": self.counts(),
             "failures": [f"{r.label} {r.metric}" for r in self.failures],
+            "cases": self.case_verdicts(),
             "rows": [_finite(asdict(r)) | {"fails": r.fails} for r in self.rows],
         }
 
