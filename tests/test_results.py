@@ -85,6 +85,44 @@ def test_manifest_has_the_facts_and_imports_no_framework():
     assert "gpu" in m  # None without nvidia-smi
 
 
+FAKE_SMI = """#!/bin/sh
+case "$1" in
+  --query-gpu=*) echo "NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0"; echo "NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0";;
+  *) echo "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |";;
+esac
+"""
+
+
+def test_manifest_reads_gpus_and_cuda_builds_without_importing_frameworks(tmp_path):
+    """A fake nvidia-smi on PATH and fake torch/tensorflow packages (files only) stand in for a GPU machine."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(FAKE_SMI)
+    smi.chmod(0o755)
+    pkgs = tmp_path / "pkgs"
+    (pkgs / "torch").mkdir(parents=True)
+    (pkgs / "torch" / "__init__.py").write_text("raise RuntimeError('imported torch')\n")
+    (pkgs / "torch" / "version.py").write_text("__version__ = '2.5.0+cu124'\ncuda: Optional[str] = '12.4'\n"
+                                                "hip: Optional[str] = None\n")
+    (pkgs / "tensorflow" / "python" / "platform").mkdir(parents=True)
+    (pkgs / "tensorflow" / "__init__.py").write_text("raise RuntimeError('imported tensorflow')\n")
+    (pkgs / "tensorflow" / "python" / "platform" / "build_info.py").write_text(
+        "import collections\nbuild_info = collections.OrderedDict([('cpu_compiler', '/usr/bin/gcc'), "
+        "('cuda_compute_capabilities', ['sm_60']), ('cuda_version', '12.3'), ('cudnn_version', '8'), "
+        "('is_cuda_build', True)])\n")
+    code = "import json; from gru_bench.results import machine_manifest as m; x = m(); print(json.dumps([x['gpu'], x['builds']]))"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(pkgs)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    gpu, builds = json.loads(out.stdout)
+    assert gpu["count"] == 2 and gpu["driver_cuda_version"] == "12.4"
+    assert gpu["devices"][0] == {"name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "driver": "550.54.15",
+                                 "compute_capability": "9.0"}
+    assert builds["torch_cuda"] == "12.4" and "torch_hip" not in builds
+    assert builds["tensorflow_cuda_version"] == "12.3" and builds["tensorflow_cudnn_version"] == "8"
+
+
 def test_machine_id_is_a_slug_and_a_hardware_hash():
     m = {"hostname": "My Host.local", "cpu": {"model": "X"}, "cores_logical": 8, "ram_bytes": 1 << 34,
          "versions": {"numpy": "1"}}

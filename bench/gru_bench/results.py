@@ -218,7 +218,7 @@ def _framework_builds() -> dict[str, Any]:
     text = _module_file_text("tensorflow", "python/platform/build_info.py")
     if text:
         for key in ("cuda_version", "cudnn_version", "is_cuda_build"):
-            m = re.search(rf"['\"]{key}['\"]\s*,\s*['\"]?([^'\")\n]+)['\"]?", text)
+            m = re.search(rf"['\"]{key}['\"]\s*[,:]\s*['\"]?([^'\",)}}\n]+)['\"]?", text)
             if m:
                 builds[f"tensorflow_{key}"] = m.group(1)
     return builds
