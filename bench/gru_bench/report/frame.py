@@ -13,7 +13,7 @@ from ..results import CaseResult, RunRecord
 
 # Case fields that pick a configuration; a seed group varies only ``seed``; a GRU/LSTM pair varies cell/variant too.
 CONFIG_FIELDS = [f for f in Case.model_fields if f not in ("seed", "timeout_s")]
-PAIR_FIELDS = ["run", *[f for f in CONFIG_FIELDS if f not in ("cell", "variant")]]
+PAIR_FIELDS = ["run", *[f for f in CONFIG_FIELDS if f not in ("cell", "variant")]]  # what a GRU/LSTM pair shares
 CELL_KEYS = ("GRU reset_after", "GRU reset_before", "LSTM")
 # Which measured memory figure is "the peak", in order of preference (the terminal table's order): the device
 # allocator on a GPU, tracemalloc for NumPy (exact), then the host's high-water mark and sampled RSS.
@@ -69,6 +69,9 @@ def case_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
         commit=(record.git.commit or "")[:10], created=record.created,
         machine=str(record.machine_id or record.machine.get("hostname") or ""),
         case_id=r.case_id, group_id=c.model_copy(update={"seed": 0}).case_id, label=c.label,
+        # the GRU/LSTM pair at equal H (cell and variant ignored), and the pair's family over H (for iso-parameter)
+        pair_id=c.model_copy(update={"seed": 0, "cell": "lstm", "variant": "standard"}).case_id,
+        family_id=c.model_copy(update={"seed": 0, "cell": "lstm", "variant": "standard", "hidden": 1}).case_id,
         cell_key=cell_key(c.cell, c.variant), status=r.status, reason=r.reason or "",
         params=float(r.params) if r.params is not None else np.nan,
         flops_forward=float(r.flops_forward) if r.flops_forward is not None else np.nan,
@@ -117,40 +120,60 @@ def _status_summary(statuses: pd.Series) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
+FIRST_FIELDS = ["run_index", "run", "run_id", "commit", "machine", "created", "group_id", "pair_id", "family_id",
+                "cell_key", "options",
+                *[f for f in CONFIG_FIELDS if f != "options"]]
+MEDIAN_FIELDS = ["train_s", "infer_s", "gflops", "pct_peak", "peak_bytes"]  # over the seeds that ran ok
+FIRST_NUMBER_FIELDS = ["params", "flops_forward", "flops_train_step", "baseline_loss", "baseline_metric"]
+
+
+def _median(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(np.median(x)) if len(x) else np.nan
+
+
+def _first_number(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x[0]) if len(x) else np.nan
+
+
 def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, configuration): seeds aggregated over the cases that ran (status ok).
 
     Times, throughput and memory: median over seeds; final loss/metric: mean and standard deviation over seeds;
     ``solved``/``n_acc``: how many seeds solved the task / had an accuracy phase; statuses and reasons are kept.
     """
+    if cases.empty:
+        return groups_frame(pd.DataFrame([_template_row()])).iloc[0:0]
+    # plain arrays once: per-group pandas indexing of this wide frame is what would cost the time
+    num = {c: cases[c].to_numpy(dtype=float) for c in [*MEDIAN_FIELDS, *FIRST_NUMBER_FIELDS, "activation_bytes",
+                                                        "final_metric", "final_loss"]}
+    obj = {c: cases[c].tolist() for c in [*FIRST_FIELDS, "status", "reason", "implementation", "peak_name",
+                                           "metric", "provenance"]}
+    ok_all = (cases["status"] == "ok").to_numpy()
+    acc_all = ok_all & cases["has_accuracy"].to_numpy(dtype=bool)
+    solved_all = cases["solved"].to_numpy(dtype=bool)
+    busy_all = cases["busy"].to_numpy(dtype=bool)
     out = []
-    for _, g in cases.groupby(["run_index", "group_id"], sort=False):
-        ok = g[g["status"] == "ok"]
-        first = g.iloc[0]
-        row = {f: first[f] for f in ["run_index", "run", "run_id", "commit", "machine", "created", "group_id",
-                                     "cell_key", "options", *[f for f in CONFIG_FIELDS if f != "options"]]}
-        acc = ok[ok["has_accuracy"]]
+    for idx in cases.groupby(["run_index", "group_id"], sort=False).indices.values():
+        idx = np.sort(idx)
+        ok, acc = idx[ok_all[idx]], idx[acc_all[idx]]
+        pick = lambda col, rows: [obj[col][i] for i in rows]  # noqa: E731
+        row = {f: obj[f][idx[0]] for f in FIRST_FIELDS}
+        row.update({f: _median(num[f][ok]) for f in MEDIAN_FIELDS})
+        row.update({f: _first_number(num[f][idx]) for f in FIRST_NUMBER_FIELDS})
+        fm, fl = num["final_metric"][acc], num["final_loss"][acc]
+        fm, fl = fm[~np.isnan(fm)], fl[~np.isnan(fl)]
         row.update(
-            seeds=int(len(g)), n_ok=int(len(ok)), status=_status_summary(g["status"]),
-            all_ok=bool(len(ok) == len(g)), reason=_join_unique(g["reason"]),
-            params=g["params"].dropna().iloc[0] if g["params"].notna().any() else np.nan,
-            flops_forward=g["flops_forward"].dropna().iloc[0] if g["flops_forward"].notna().any() else np.nan,
-            flops_train_step=(g["flops_train_step"].dropna().iloc[0] if g["flops_train_step"].notna().any()
-                              else np.nan),
-            implementation=_join_unique(ok["implementation"]) or _join_unique(g["implementation"]),
-            train_s=ok["train_s"].median(), infer_s=ok["infer_s"].median(), gflops=ok["gflops"].median(),
-            pct_peak=ok["pct_peak"].median(), peak_bytes=ok["peak_bytes"].median(),
-            peak_name=_join_unique(ok["peak_name"]), activation_bytes=g["activation_bytes"].median(),
-            metric=_join_unique(g["metric"]), n_acc=int(len(acc)),
-            final_metric=acc["final_metric"].mean(), final_metric_std=acc["final_metric"].std(ddof=0),
-            final_loss=acc["final_loss"].mean(), final_loss_std=acc["final_loss"].std(ddof=0),
-            baseline_loss=g["baseline_loss"].dropna().iloc[0] if g["baseline_loss"].notna().any() else np.nan,
-            baseline_metric=(g["baseline_metric"].dropna().iloc[0] if g["baseline_metric"].notna().any()
-                             else np.nan),
-            solved=int(acc["solved"].sum()), busy=bool(g["busy"].any()),
-            provenance=ok["provenance"].iloc[0] if len(ok) else first["provenance"],
+            seeds=len(idx), n_ok=len(ok), status=_status_summary(pd.Series(pick("status", idx))),
+            all_ok=len(ok) == len(idx), reason=_join_unique(pick("reason", idx)),
+            implementation=_join_unique(pick("implementation", ok)) or _join_unique(pick("implementation", idx)),
+            peak_name=_join_unique(pick("peak_name", ok)), activation_bytes=_median(num["activation_bytes"][idx]),
+            metric=_join_unique(pick("metric", idx)), n_acc=len(acc),
+            final_metric=float(fm.mean()) if len(fm) else np.nan, final_metric_std=float(fm.std()) if len(fm) else np.nan,
+            final_loss=float(fl.mean()) if len(fl) else np.nan, final_loss_std=float(fl.std()) if len(fl) else np.nan,
+            solved=int(solved_all[acc].sum()), busy=bool(busy_all[idx].any()),
+            provenance=obj["provenance"][ok[0] if len(ok) else idx[0]],
         )
         out.append(row)
-    if not out:
-        return groups_frame(pd.DataFrame([_template_row()])).iloc[0:0]
     return pd.DataFrame(out)

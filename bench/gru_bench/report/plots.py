@@ -165,6 +165,7 @@ def learning_curves(cases: pd.DataFrame) -> tuple[Plot | None, int]:
     if df.empty:
         return None, 0
     panels = list(df.groupby(["run", "task", "seq_len", "hidden"], sort=False))
+    panels.sort(key=lambda kp: -kp[1]["cell"].nunique())  # GRU beside LSTM first (stable otherwise)
     shown, left_out = panels[:MAX_CURVE_ROWS], max(0, len(panels) - MAX_CURVE_ROWS)
     fig, axes = _figure(len(shown), 2, height=2.9)
     multi_run = df["run"].nunique() > 1

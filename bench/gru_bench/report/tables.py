@@ -79,7 +79,7 @@ def verdict_frame(groups: pd.DataFrame) -> pd.DataFrame:
     rows = []
     if groups.empty:
         return pd.DataFrame()
-    for _, pair in groups.groupby(PAIR_FIELDS, sort=False, dropna=False):
+    for _, pair in groups.groupby(["run_index", "pair_id"], sort=False):
         lstm = pair[pair["cell"] == "lstm"]
         grus = pair[pair["cell"] == "gru"]
         l = lstm.iloc[0] if len(lstm) else None
@@ -188,21 +188,18 @@ def headline(verdict: pd.DataFrame, groups: pd.DataFrame) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------- iso-parameter
-def model_io_for(row: pd.Series, groups: pd.DataFrame) -> ModelIO | None:
-    """Input/output sizes of a group's model (see ``modelio``)."""
-    io = from_provenance(row.get("provenance") or {})
+def model_io_for(lstm: pd.Series, family: pd.DataFrame) -> ModelIO | None:
+    """Input/output sizes of an LSTM group's model (see ``modelio``); ``family``: its configurations over H."""
+    io = from_provenance(lstm.get("provenance") or {})
     if io is not None:
         return io
-    same = groups[(groups["run_index"] == row["run_index"]) & (groups["task"] == row["task"])
-                  & (groups["seq_len"] == row["seq_len"]) & (groups["hidden"] == row["hidden"])
-                  & (groups["num_layers"] == row["num_layers"]) & groups["params"].notna()]
+    same = family[(family["hidden"] == lstm["hidden"]) & family["params"].notna()]
     g = same[same["cell"] == "gru"]["params"]
-    l = same[same["cell"] == "lstm"]["params"]
-    if len(g) and len(l):
-        io = io_from_param_pair(int(row["hidden"]), int(row["num_layers"]), int(g.iloc[0]), int(l.iloc[0]))
+    if len(g) and not pd.isna(lstm["params"]):
+        io = io_from_param_pair(int(lstm["hidden"]), int(lstm["num_layers"]), int(g.iloc[0]), int(lstm["params"]))
         if io is not None:
             return io
-    return from_task(str(row["task"]), int(row["seq_len"]))
+    return from_task(str(lstm["task"]), int(lstm["seq_len"]))
 
 
 def iso_frame(groups: pd.DataFrame) -> pd.DataFrame:
@@ -211,46 +208,10 @@ def iso_frame(groups: pd.DataFrame) -> pd.DataFrame:
     rows = []
     if groups.empty:
         return pd.DataFrame()
-    lstms = groups[groups["cell"] == "lstm"]
-    keys = [k for k in PAIR_FIELDS if k != "hidden"]
-    for _, l in lstms.iterrows():
-        io = model_io_for(l, groups)
-        base = {k: l[k] for k in PAIR_FIELDS}
-        base.update(backend_device=f"{l['backend']}/{l['device']}", lstm_hidden=int(l["hidden"]),
-                    lstm_params=l["params"], lstm_train_s=l["train_s"], lstm_infer_s=l["infer_s"],
-                    lstm_final_loss=l["final_loss"], lstm_final_metric=l["final_metric"],
-                    lstm_solved=_solved_text(l["solved"], l["n_acc"]), metric=l["metric"])
-        if io is None:
-            rows.append({**base, "iso_hidden": np.nan, "iso_params": np.nan, "gru_variant": "",
-                         "match": "model sizes unknown (task not recognised)", "io_source": ""})
-            continue
-        lspec = model_spec("lstm", None, int(l["hidden"]), int(l["num_layers"]), io)
-        iso_h = spec.iso_param_hidden(lspec, "gru")
-        iso_p = spec.param_count(model_spec("gru", None, iso_h, int(l["num_layers"]), io))
-        mask = np.ones(len(groups), dtype=bool)
-        for k in keys:
-            mask &= (groups[k] == l[k]).to_numpy()
-        grus = groups[mask & (groups["cell"] == "gru").to_numpy()]
-        variants = sorted(grus["variant"].unique()) or [""]
-        for v in variants:
-            cand = grus[grus["variant"] == v] if v else grus
-            row = {**base, "iso_hidden": iso_h, "iso_params": iso_p, "gru_variant": v, "io_source": io.source}
-            near = None
-            if len(cand):
-                near = cand.iloc[int(np.argmin(np.abs(cand["hidden"].to_numpy() - iso_h)))]
-                pr = _ratio(near["params"], l["params"])
-                if not math.isnan(pr) and abs(pr - 1) <= ISO_TOLERANCE:
-                    row.update(gru_hidden=int(near["hidden"]), gru_params=near["params"], params_ratio=pr,
-                               gru_train_s=near["train_s"], gru_infer_s=near["infer_s"],
-                               gru_final_loss=near["final_loss"], gru_final_metric=near["final_metric"],
-                               gru_solved=_solved_text(near["solved"], near["n_acc"]),
-                               time_ratio=_ratio(near["train_s"], l["train_s"]),
-                               match="exact" if int(near["hidden"]) == iso_h else f"within {abs(pr - 1):.0%}")
-                else:
-                    near = None
-            if near is None:
-                row["match"] = f"not measured: add hidden={iso_h} to the suite"
-            rows.append(row)
+    for _, family in groups.groupby(["run_index", "family_id"], sort=False):
+        grus = family[family["cell"] == "gru"]
+        for _, l in family[family["cell"] == "lstm"].iterrows():
+            rows += _iso_rows(l, grus, model_io_for(l, family))
     df = pd.DataFrame(rows)
     for k in ("gru_hidden", "gru_params", "params_ratio", "gru_train_s", "gru_infer_s", "gru_final_loss",
               "gru_final_metric", "time_ratio"):
@@ -261,6 +222,36 @@ def iso_frame(groups: pd.DataFrame) -> pd.DataFrame:
     df["gru_solved"] = df["gru_solved"].fillna("")
     return df.sort_values(["run", "task", "seq_len", "lstm_hidden", "backend_device", "gru_variant"],
                           kind="stable").reset_index(drop=True)
+
+
+def _iso_rows(l: pd.Series, grus: pd.DataFrame, io: ModelIO | None) -> list[dict]:
+    base = {k: l[k] for k in PAIR_FIELDS}
+    base.update(backend_device=f"{l['backend']}/{l['device']}", lstm_hidden=int(l["hidden"]),
+                lstm_params=l["params"], lstm_train_s=l["train_s"], lstm_infer_s=l["infer_s"],
+                lstm_final_loss=l["final_loss"], lstm_final_metric=l["final_metric"],
+                lstm_solved=_solved_text(l["solved"], l["n_acc"]), metric=l["metric"])
+    if io is None:
+        return [{**base, "iso_hidden": np.nan, "iso_params": np.nan, "gru_variant": "",
+                 "match": "model sizes unknown (task not recognised)", "io_source": ""}]
+    iso_h = spec.iso_param_hidden(model_spec("lstm", None, int(l["hidden"]), int(l["num_layers"]), io), "gru")
+    iso_p = spec.param_count(model_spec("gru", None, iso_h, int(l["num_layers"]), io))
+    rows = []
+    for v in sorted(grus["variant"].unique()) or [""]:
+        cand = grus[grus["variant"] == v] if v else grus
+        row = {**base, "iso_hidden": iso_h, "iso_params": iso_p, "gru_variant": v, "io_source": io.source,
+               "match": f"not measured: add hidden={iso_h} to the suite"}
+        if len(cand):
+            near = cand.iloc[int(np.argmin(np.abs(cand["hidden"].to_numpy() - iso_h)))]
+            pr = _ratio(near["params"], l["params"])
+            if not math.isnan(pr) and abs(pr - 1) <= ISO_TOLERANCE:
+                row.update(gru_hidden=int(near["hidden"]), gru_params=near["params"], params_ratio=pr,
+                           gru_train_s=near["train_s"], gru_infer_s=near["infer_s"],
+                           gru_final_loss=near["final_loss"], gru_final_metric=near["final_metric"],
+                           gru_solved=_solved_text(near["solved"], near["n_acc"]),
+                           time_ratio=_ratio(near["train_s"], l["train_s"]),
+                           match="exact" if int(near["hidden"]) == iso_h else f"within {abs(pr - 1):.0%}")
+        rows.append(row)
+    return rows
 
 
 def iso_table(groups: pd.DataFrame) -> Table:
