@@ -1,16 +1,19 @@
 """One recurrent layer of the NumPy backend: forward and hand-written backprop through time (equations: ``spec.py``).
 
-Inside, everything is time-major: a layer reads ``X (T, B, I)`` and writes ``Hs (T+1, B, H)`` with ``Hs[0] = 0``
-and ``Hs[t+1]`` the state after step ``t``, so ``Hs[:-1]`` (the h_prev of every step) and ``Hs[1:]`` (the outputs)
-are both contiguous ``(T·B, H)`` matrices. The work is arranged around the part that must be sequential:
+Inside, everything is time-major and carries a column of ones, so that every bias rides in its matrix product: a
+layer reads ``X (T, B, I+1)`` (``X[..., I] = 1``) and writes ``Hs (T+1, B, H+1)`` with ``Hs[0, :, :H] = 0``,
+``Hs[t+1, :, :H]`` the state after step ``t`` and ``Hs[..., H] = 1``. ``Hs[:-1]`` (the h_prev of every step) and
+``Hs[1:]`` (the outputs, the next layer's input) are contiguous ``(T·B, H+1)`` matrices; weights are stored with
+their bias as an extra column, ``Wi = [W_ih | b_ih] (G·H, I+1)`` and ``Wh = [W_hh | b_hh] (G·H, H+1)``. The work
+is arranged around the part that must be sequential:
 
-* forward: the input projection of all T steps is ONE GEMM (``X (T·B, I) @ W_ihᵀ``) before the loop, biases added
-  once; a step is one GEMM ``h @ W_hhᵀ`` for all gates (``(B, G·H)``) and a few whole-block element-wise ops;
+* forward: the input projection of all T steps is ONE GEMM (``X (T·B, I+1) @ Wiᵀ``, biases included) before the
+  loop; a step is one GEMM ``[h, 1] @ Whᵀ`` for all gates (``(B, G·H)``) and a few whole-block element-wise ops;
 * backward: a step turns dL/dh into all gate gradients with a few whole-block element-wise ops (on ``(B, H)`` and
   ``(B, 2H…3H)`` blocks that stay in cache: measured faster here than precomputing coefficients for all T at
   once), then one GEMM ``dgates @ W_hh`` for dL/dh_prev;
-* the weight gradients are ONE GEMM each over all ``T·B`` rows after the loop (``dW_hh = dgatesᵀ @ Hs[:-1]``,
-  ``dW_ih = dgatesᵀ @ X``), the bias gradients one GEMV each.
+* the weight gradients are ONE GEMM each over all ``T·B`` rows after the loop: ``dWh = dgatesᵀ @ Hs[:-1]`` gives
+  ``[dW_hh | db_hh]``, ``dWi = dgatesᵀ @ X`` gives ``[dW_ih | db_ih]``.
 
 All GEMMs go through NumPy's BLAS (one thread pool). Buffers live in a ``Workspace`` per ``(T, B)`` and are reused
 across steps and calls (``out=`` everywhere; no allocation inside the loops). Weights and gradients are views into
@@ -27,12 +30,10 @@ from ._np_kernels import sigmoid, sigmoid_grad, sigmoid_of_negated, tanh_grad
 
 @dataclass
 class Params:
-    """One layer's tensors in the backend's internal gate order (views into a flat vector)."""
+    """One layer's tensors in the backend's internal gate order, bias as the last column (views into a flat vector)."""
 
-    W_ih: np.ndarray  # (G·H, I)
-    W_hh: np.ndarray  # (G·H, H)
-    b_ih: np.ndarray  # (G·H,)
-    b_hh: np.ndarray  # (G·H,)
+    Wi: np.ndarray  # (G·H, I+1) [W_ih | b_ih]
+    Wh: np.ndarray  # (G·H, H+1) [W_hh | b_hh]
 
 
 @dataclass
@@ -41,9 +42,8 @@ class Workspace:
 
     T: int
     B: int
-    Hs: np.ndarray  # (T+1, B, H) states, Hs[0] = 0
+    Hs: np.ndarray  # (T+1, B, H+1) [states | 1], Hs[0, :, :H] = 0
     dHs: np.ndarray  # (T, B, H) dL/dh_t: set from outside the layer, completed step by step by the backward loop
-    ones: np.ndarray  # (T·B,) bias gradients as one GEMV
     buf: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -57,9 +57,7 @@ class Layer:
         self.I, self.H, self.dtype = input_size, hidden_size, np.dtype(dtype)
         self.p, self.g = p, g  # parameters and their gradients (internal order)
         self._ws: tuple[tuple[int, int], Workspace] | None = None
-        G = self.gates
-        self.b = np.empty(G * hidden_size, self.dtype)  # (G·H,) scratch: folded biases
-        self.W = np.empty((G * hidden_size, input_size), self.dtype)  # (G·H, I) scratch: W_ih with signs folded in
+        self.Wneg = np.empty((self.gates * hidden_size, input_size + 1), self.dtype)  # (G·H, I+1) scratch: −Wi
 
     def _shapes(self, T: int, B: int) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
@@ -68,14 +66,19 @@ class Layer:
         """The buffers for ``(T, B)``, allocated on first use and kept (one shape at a time)."""
         if self._ws is None or self._ws[0] != (T, B):
             H, dt = self.H, self.dtype
-            ws = Workspace(T, B, Hs=np.zeros((T + 1, B, H), dt), dHs=np.empty((T, B, H), dt),
-                           ones=np.ones(T * B, dt),
+            Hs = np.zeros((T + 1, B, H + 1), dt)
+            Hs[..., H] = 1.0
+            ws = Workspace(T, B, Hs=Hs, dHs=np.empty((T, B, H), dt),
                            buf={k: np.empty(s, dt) for k, s in self._shapes(T, B).items()})
+            self._init_buffers(ws)
             self._ws = ((T, B), ws)
         return self._ws[1]
 
+    def _init_buffers(self, ws: Workspace) -> None:
+        """Set the constant parts of freshly allocated buffers (optional)."""
+
     def forward(self, X: np.ndarray, ws: Workspace) -> np.ndarray:
-        """X (T, B, I) -> Hs (T+1, B, H); keeps what the backward needs in ``ws``."""
+        """X (T, B, I+1) -> Hs (T+1, B, H+1); keeps what the backward needs in ``ws``."""
         raise NotImplementedError
 
     def backward(self, X: np.ndarray, ws: Workspace, dX: np.ndarray | None) -> None:
@@ -83,20 +86,18 @@ class Layer:
         write this layer's parameter gradients into ``self.g`` and, if ``dX`` (T, B, I) is given, dL/dX into it."""
         raise NotImplementedError
 
-    def _input_grads(self, X: np.ndarray, ws: Workspace, dGi: list[tuple[slice, np.ndarray]],
-                     dX: np.ndarray | None) -> None:
-        """dW_ih, db_ih and dX from dL/d(input-projection pre-activations), given as (row block of W_ih,
+    def _input_grads(self, X: np.ndarray, dGi: list[tuple[slice, np.ndarray]], dX: np.ndarray | None) -> None:
+        """[dW_ih | db_ih] and dX from dL/d(input-projection pre-activations), given as (row block of Wi,
         (T·B, rows) matrix) pairs: one GEMM per block over all T·B rows."""
-        X2 = X.reshape(-1, self.I)  # (T·B, I)
+        X2, I = X.reshape(-1, self.I + 1), self.I  # (T·B, I+1)
         for rows, d in dGi:
-            np.matmul(d.T, X2, out=self.g.W_ih[rows])  # (rows, I)
-            np.matmul(ws.ones, d, out=self.g.b_ih[rows])  # (rows,)
+            np.matmul(d.T, X2, out=self.g.Wi[rows])  # (rows, I+1)
         if dX is not None:
-            dX2 = dX.reshape(-1, self.I)  # (T·B, I)
+            dX2 = dX.reshape(-1, I)  # (T·B, I)
             (rows, d), rest = dGi[0], dGi[1:]
-            np.matmul(d, self.p.W_ih[rows], out=dX2)
+            np.matmul(d, self.p.Wi[rows, :I], out=dX2)
             for rows, d in rest:
-                dX2 += d @ self.p.W_ih[rows]  # (T·B, I), once per backward
+                dX2 += d @ self.p.Wi[rows, :I]  # (T·B, I), once per backward
 
 
 # ------------------------------------------------------------------------------------------------------- GRU
@@ -107,9 +108,9 @@ class GRUResetAfter(Layer):
 
     def _shapes(self, T, B):
         H = self.H
-        return dict(NA=(T, B, 2 * H),  # −(x [W_ir; W_iz]ᵀ + b_ir + b_hr | … z): negated input part of a_r, a_z
+        return dict(NA=(T, B, 2 * H),  # −(x [W_ir; W_iz]ᵀ + [b_ir; b_iz]): the input part of −[a_r | a_z]
                     Gin=(T, B, H),  # x W_inᵀ + b_in
-                    Gh=(T, B, 3 * H),  # h W_hhᵀ, its n block + b_hn
+                    Gh=(T, B, 3 * H),  # h W_hhᵀ + b_hh
                     RZ=(T, B, 2 * H),  # [r | z]
                     N=(T, B, H),  # n
                     D=(T, B, H),  # h_prev − n
@@ -120,34 +121,30 @@ class GRUResetAfter(Layer):
     def forward(self, X, ws):
         T, B, H, p, b = ws.T, ws.B, self.H, self.p, ws.buf
         NA, Gin, Gh, RZ, N, D, Hs = b["NA"], b["Gin"], b["Gh"], b["RZ"], b["N"], b["D"], ws.Hs
-        X2 = X.reshape(T * B, -1)  # (T·B, I)
-        np.negative(p.W_ih, out=self.W)
-        np.matmul(X2, self.W[:2 * H].T, out=NA.reshape(T * B, 2 * H))  # all steps, one GEMM
-        NA -= p.b_ih[:2 * H]
-        NA -= p.b_hh[:2 * H]  # (T, B, 2H) −(input part of a_r, a_z)
-        np.matmul(X2, p.W_ih[2 * H:].T, out=Gin.reshape(T * B, H))
-        Gin += p.b_ih[2 * H:]  # (T, B, H)
-        W_hhT, b_hn = p.W_hh.T, p.b_hh[2 * H:]
+        X2 = X.reshape(T * B, -1)  # (T·B, I+1)
+        np.negative(p.Wi[:2 * H], out=self.Wneg[:2 * H])
+        np.matmul(X2, self.Wneg[:2 * H].T, out=NA.reshape(T * B, 2 * H))  # all steps, one GEMM
+        np.matmul(X2, p.Wi[2 * H:].T, out=Gin.reshape(T * B, H))
+        WhT = p.Wh.T  # (H+1, 3H)
         for t in range(T):
-            h, gh, rz, n, d = Hs[t], Gh[t], RZ[t], N[t], D[t]  # (B, H), (B, 3H), (B, 2H), (B, H), (B, H)
-            np.matmul(h, W_hhT, out=gh)  # (B, 3H) all gates, one GEMM
+            h, gh, rz, n, d = Hs[t], Gh[t], RZ[t], N[t], D[t]  # (B, H+1), (B, 3H), (B, 2H), (B, H), (B, H)
+            h_new = Hs[t + 1, :, :H]
+            np.matmul(h, WhT, out=gh)  # (B, 3H) all gates, one GEMM: h W_hhᵀ + b_hh
             np.subtract(NA[t], gh[:, :2 * H], out=rz)  # −[a_r | a_z]
             sigmoid_of_negated(rz, out=rz)  # [r | z]
-            ghn = gh[:, 2 * H:]
-            ghn += b_hn  # h W_hnᵀ + b_hn
-            np.multiply(rz[:, :H], ghn, out=n)
+            np.multiply(rz[:, :H], gh[:, 2 * H:], out=n)  # r ⊙ (h W_hnᵀ + b_hn)
             n += Gin[t]
             np.tanh(n, out=n)  # n
-            np.subtract(h, n, out=d)  # h − n
-            np.multiply(rz[:, H:], d, out=Hs[t + 1])
-            Hs[t + 1] += n  # h' = (1 − z) ⊙ n + z ⊙ h
+            np.subtract(h[:, :H], n, out=d)  # h − n
+            np.multiply(rz[:, H:], d, out=h_new)
+            h_new += n  # h' = (1 − z) ⊙ n + z ⊙ h
         return Hs
 
     def backward(self, X, ws, dX):
         T, B, H, b, g = ws.T, ws.B, self.H, ws.buf, self.g
         Gh, RZ, N, D, dA, dAn, dHs = b["Gh"], b["RZ"], b["N"], b["D"], b["dA"], b["dAn"], ws.dHs
         dhz, dn, t1, t2h = b["t1"], b["t2"], b["t3"], b["t2h"]
-        W_hh = self.p.W_hh
+        W_hh = self.p.Wh[:, :H]  # (3H, H)
         for t in range(T - 1, -1, -1):
             dh, rz, da = dHs[t], RZ[t], dA[t]  # (B, H) complete: from outside plus from step t+1
             np.multiply(dh, D[t], out=da[:, H:2 * H])  # dL/dz = dh ⊙ (h − n)
@@ -163,9 +160,8 @@ class GRUResetAfter(Layer):
                 dHs[t - 1] += t1  # dL/dh_prev
         TB = T * B
         dA2, dAn2 = dA.reshape(TB, 3 * H), dAn.reshape(TB, H)  # (T·B, 3H), (T·B, H)
-        np.matmul(dA2.T, ws.Hs[:-1].reshape(TB, H), out=g.W_hh)  # (3H, H) all steps, one GEMM
-        np.matmul(ws.ones, dA2, out=g.b_hh)  # (3H,)
-        self._input_grads(X, ws, [(slice(0, 2 * H), dA2[:, :2 * H]), (slice(2 * H, 3 * H), dAn2)], dX)
+        np.matmul(dA2.T, ws.Hs[:-1].reshape(TB, H + 1), out=g.Wh)  # (3H, H+1) [dW_hh | db_hh], one GEMM
+        self._input_grads(X, [(slice(0, 2 * H), dA2[:, :2 * H]), (slice(2 * H, 3 * H), dAn2)], dX)
 
 
 class GRUResetBefore(Layer):
@@ -175,68 +171,68 @@ class GRUResetBefore(Layer):
 
     def _shapes(self, T, B):
         H = self.H
-        return dict(NA=(T, B, 2 * H),  # −(input part of a_r, a_z, with both biases)
-                    An=(T, B, H),  # x W_inᵀ + b_in + b_hn
+        return dict(NA=(T, B, 2 * H),  # the input part of −[a_r | a_z]
+                    An=(T, B, H),  # x W_inᵀ + b_in
                     RZ=(T, B, 2 * H),  # [r | z]
-                    RH=(T, B, H),  # r ⊙ h_prev
+                    RH=(T, B, H + 1),  # [r ⊙ h_prev | 1]
                     N=(T, B, H),  # n
                     D=(T, B, H),  # h_prev − n
                     dRZ=(T, B, 2 * H),  # dL/d[a_r | a_z]
                     dAn=(T, B, H),  # dL/da_n
                     g2h=(B, 2 * H), t1=(B, H), t2=(B, H), t3=(B, H), drh=(B, H))
 
+    def _init_buffers(self, ws):
+        ws.buf["RH"][..., self.H] = 1.0  # the ones column that carries b_hn
+
     def forward(self, X, ws):
         T, B, H, p, b = ws.T, ws.B, self.H, self.p, ws.buf
         NA, An, RZ, RH, N, D, Hs, g2h, t1 = (b["NA"], b["An"], b["RZ"], b["RH"], b["N"], b["D"], ws.Hs, b["g2h"],
                                              b["t1"])
-        X2 = X.reshape(T * B, -1)  # (T·B, I)
-        np.negative(p.W_ih, out=self.W)
-        np.add(p.b_ih, p.b_hh, out=self.b)  # every bias sits outside the gates' products here
-        np.matmul(X2, self.W[:2 * H].T, out=NA.reshape(T * B, 2 * H))  # all steps, one GEMM
-        NA -= self.b[:2 * H]  # (T, B, 2H)
-        np.matmul(X2, p.W_ih[2 * H:].T, out=An.reshape(T * B, H))
-        An += self.b[2 * H:]  # (T, B, H)
-        W_hrzT, W_hnT = p.W_hh[:2 * H].T, p.W_hh[2 * H:].T
+        X2 = X.reshape(T * B, -1)  # (T·B, I+1)
+        np.negative(p.Wi[:2 * H], out=self.Wneg[:2 * H])
+        np.matmul(X2, self.Wneg[:2 * H].T, out=NA.reshape(T * B, 2 * H))  # all steps, one GEMM
+        np.matmul(X2, p.Wi[2 * H:].T, out=An.reshape(T * B, H))
+        W_rzT, W_nT = p.Wh[:2 * H].T, p.Wh[2 * H:].T  # (H+1, 2H), (H+1, H)
         for t in range(T):
-            h, rz, rh, n, d = Hs[t], RZ[t], RH[t], N[t], D[t]
-            np.matmul(h, W_hrzT, out=g2h)  # (B, 2H) r and z, one GEMM
+            h, rz, rh, n, d = Hs[t], RZ[t], RH[t], N[t], D[t]  # (B, H+1), (B, 2H), (B, H+1), (B, H), (B, H)
+            h_new = Hs[t + 1, :, :H]
+            np.matmul(h, W_rzT, out=g2h)  # (B, 2H) r and z, one GEMM
             np.subtract(NA[t], g2h, out=rz)
             sigmoid_of_negated(rz, out=rz)  # [r | z]
-            np.multiply(rz[:, :H], h, out=rh)  # r ⊙ h
-            np.matmul(rh, W_hnT, out=t1)  # (B, H) (r ⊙ h) W_hnᵀ
+            np.multiply(rz[:, :H], h[:, :H], out=rh[:, :H])  # r ⊙ h
+            np.matmul(rh, W_nT, out=t1)  # (B, H) (r ⊙ h) W_hnᵀ + b_hn
             np.add(An[t], t1, out=n)
             np.tanh(n, out=n)  # n
-            np.subtract(h, n, out=d)
-            np.multiply(rz[:, H:], d, out=Hs[t + 1])
-            Hs[t + 1] += n  # h' = (1 − z) ⊙ n + z ⊙ h
+            np.subtract(h[:, :H], n, out=d)
+            np.multiply(rz[:, H:], d, out=h_new)
+            h_new += n  # h' = (1 − z) ⊙ n + z ⊙ h
         return Hs
 
     def backward(self, X, ws, dX):
         T, B, H, b, g, p = ws.T, ws.B, self.H, ws.buf, self.g, self.p
         RZ, N, D, dRZ, dAn, dHs, Hs = b["RZ"], b["N"], b["D"], b["dRZ"], b["dAn"], ws.dHs, ws.Hs
         dhz, dn, t1, drh, g2h = b["t1"], b["t2"], b["t3"], b["drh"], b["g2h"]
-        W_hrz, W_hn = p.W_hh[:2 * H], p.W_hh[2 * H:]  # (2H, H), (H, H)
+        W_rz, W_n = p.Wh[:2 * H, :H], p.Wh[2 * H:, :H]  # (2H, H), (H, H)
         for t in range(T - 1, -1, -1):
             dh, rz, drz = dHs[t], RZ[t], dRZ[t]  # (B, H), (B, 2H), (B, 2H)
             np.multiply(dh, D[t], out=drz[:, H:])  # dL/dz = dh ⊙ (h − n)
             np.multiply(dh, rz[:, H:], out=dhz)  # dh ⊙ z
             np.subtract(dh, dhz, out=dn)  # dL/dn = dh ⊙ (1 − z)
             tanh_grad(N[t], dn, out=dAn[t], tmp=t1)  # dL/da_n
-            np.matmul(dAn[t], W_hn, out=drh)  # (B, H) dL/d(r ⊙ h)
-            np.multiply(drh, Hs[t], out=drz[:, :H])  # dL/dr
+            np.matmul(dAn[t], W_n, out=drh)  # (B, H) dL/d(r ⊙ h)
+            np.multiply(drh, Hs[t, :, :H], out=drz[:, :H])  # dL/dr
             sigmoid_grad(rz, drz, tmp=g2h)  # dL/d[a_r | a_z]
             if t:
-                np.matmul(drz, W_hrz, out=t1)  # (B, H)
+                np.matmul(drz, W_rz, out=t1)  # (B, H)
                 t1 += dhz
                 np.multiply(drh, rz[:, :H], out=dhz)  # dL/d(r ⊙ h) ⊙ r
                 t1 += dhz
                 dHs[t - 1] += t1  # dL/dh_prev
         TB = T * B
         dRZ2, dAn2 = dRZ.reshape(TB, 2 * H), dAn.reshape(TB, H)
-        np.matmul(dRZ2.T, Hs[:-1].reshape(TB, H), out=g.W_hh[:2 * H])  # (2H, H) all steps, one GEMM
-        np.matmul(dAn2.T, b["RH"].reshape(TB, H), out=g.W_hh[2 * H:])  # (H, H)
-        self._input_grads(X, ws, [(slice(0, 2 * H), dRZ2), (slice(2 * H, 3 * H), dAn2)], dX)
-        g.b_hh[:] = g.b_ih  # both biases enter the same sums
+        np.matmul(dRZ2.T, Hs[:-1].reshape(TB, H + 1), out=g.Wh[:2 * H])  # (2H, H+1), one GEMM
+        np.matmul(dAn2.T, b["RH"].reshape(TB, H + 1), out=g.Wh[2 * H:])  # (H, H+1) [dW_hn | db_hn]
+        self._input_grads(X, [(slice(0, 2 * H), dRZ2), (slice(2 * H, 3 * H), dAn2)], dX)
 
 
 # ------------------------------------------------------------------------------------------------------ LSTM
@@ -258,13 +254,11 @@ class LSTM(Layer):
         T, B, H, p, b = ws.T, ws.B, self.H, self.p, ws.buf
         S, C, TC, Hs, g4h, t1 = b["S"], b["C"], b["TC"], ws.Hs, b["g4h"], b["t1"]
         C[0] = 0.0
-        np.add(p.b_ih, p.b_hh, out=self.b)
-        np.matmul(X.reshape(T * B, -1), p.W_ih.T, out=S.reshape(T * B, 4 * H))  # all steps, one GEMM
-        S += self.b  # (T, B, 4H)
-        W_hhT = p.W_hh.T
+        np.matmul(X.reshape(T * B, -1), p.Wi.T, out=S.reshape(T * B, 4 * H))  # all steps, one GEMM, + b_ih
+        WhT = p.Wh.T  # (H+1, 4H)
         for t in range(T):
             s = S[t]  # (B, 4H)
-            np.matmul(Hs[t], W_hhT, out=g4h)  # (B, 4H) all gates, one GEMM
+            np.matmul(Hs[t], WhT, out=g4h)  # (B, 4H) all gates, one GEMM: h W_hhᵀ + b_hh
             s += g4h
             sigmoid(s[:, :3 * H], out=s[:, :3 * H])  # o, i, f
             np.tanh(s[:, 3 * H:], out=s[:, 3 * H:])  # g
@@ -273,14 +267,14 @@ class LSTM(Layer):
             np.multiply(i, g, out=t1)
             C[t + 1] += t1  # c' = f ⊙ c + i ⊙ g
             np.tanh(C[t + 1], out=TC[t])
-            np.multiply(o, TC[t], out=Hs[t + 1])  # h' = o ⊙ tanh(c')
+            np.multiply(o, TC[t], out=Hs[t + 1, :, :H])  # h' = o ⊙ tanh(c')
         return Hs
 
     def backward(self, X, ws, dX):
         T, B, H, b, g = ws.T, ws.B, self.H, ws.buf, self.g
         S, C, TC, dA, dHs = b["S"], b["C"], b["TC"], b["dA"], ws.dHs
         t3h, t1, t2, dc = b["t3h"], b["t1"], b["t2"], b["dc"]
-        W_hh = self.p.W_hh
+        W_hh = self.p.Wh[:, :H]  # (4H, H)
         dc[...] = 0.0
         for t in range(T - 1, -1, -1):
             dh, s, da, tc = dHs[t], S[t], dA[t], TC[t]  # (B, H), (B, 4H), (B, 4H), (B, H)
@@ -300,9 +294,8 @@ class LSTM(Layer):
                 dc *= f  # dL/dc through c' = f ⊙ c + …
         TB = T * B
         dA2 = dA.reshape(TB, 4 * H)
-        np.matmul(dA2.T, ws.Hs[:-1].reshape(TB, H), out=g.W_hh)  # (4H, H) all steps, one GEMM
-        self._input_grads(X, ws, [(slice(0, 4 * H), dA2)], dX)
-        g.b_hh[:] = g.b_ih  # both biases enter the same sums
+        np.matmul(dA2.T, ws.Hs[:-1].reshape(TB, H + 1), out=g.Wh)  # (4H, H+1) [dW_hh | db_hh], one GEMM
+        self._input_grads(X, [(slice(0, 4 * H), dA2)], dX)
 
 
 LAYERS: dict[tuple[str, str], type[Layer]] = {

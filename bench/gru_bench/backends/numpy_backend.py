@@ -4,9 +4,10 @@ It is the oracle every other backend is checked against (run in float64) and a C
 (float32). The math is ``spec.py``'s; the layer kernels are in ``_np_layers.py`` (how the work is arranged for
 speed is written there), the optimizer in ``_np_optim.py``.
 
-All parameters live in ONE flat vector (canonical order of ``spec.param_shapes``; LSTM gate blocks permuted to the
-internal order of ``_np_layers.LSTM``), and so do their gradients and the optimizer state: clipping and Adam are a
-handful of vector operations, and every layer's weights are views into it.
+All parameters live in ONE flat vector, and so do their gradients and the optimizer state: clipping and Adam are a
+handful of vector operations. Inside it each layer has two blocks, ``[W_ih | b_ih]`` and ``[W_hh | b_hh]`` (bias as
+the last column, so that biases ride in the matrix products; LSTM gate blocks in the internal order of
+``_np_layers.LSTM``), and the head ``[W | b]``; ``weights``/``gradients`` map them to the canonical layout.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from ..losses import loss_and_grad
-from ..spec import DTYPES, ModelSpec, Weights, check_weights, param_shapes
+from ..spec import DTYPES, ModelSpec, Weights, check_weights, param_count, param_shapes
 from ._np_layers import LAYERS, Layer, Params, Workspace
 from ._np_optim import Optimizer
 from .base import MemoryProbe, TrainConfig
@@ -33,16 +34,23 @@ class NumpyModel:
 
     def __init__(self, spec: ModelSpec, weights: Weights, dtype: str, train: TrainConfig) -> None:
         self.spec, self.dtype, self.train = spec, np.dtype(dtype), train
-        self.shapes = param_shapes(spec)
-        size = sum(math.prod(s) for s in self.shapes.values())
+        G, H, O = spec.gates, spec.hidden_size, spec.output_size
+        # internal blocks, each a weight matrix with its bias as the last column
+        self.blocks: dict[str, tuple[int, int]] = {}
+        for k in range(spec.num_layers):
+            self.blocks[f"Wi{k}"] = (G * H, spec.layer_input_size(k) + 1)  # [W_ih | b_ih]
+            self.blocks[f"Wh{k}"] = (G * H, H + 1)  # [W_hh | b_hh]
+        self.blocks["head"] = (O, H + 1)  # [W | b]
+        size = sum(r * c for r, c in self.blocks.values())
+        assert size == param_count(spec)
         self.theta = np.empty(size, self.dtype)  # (P,) all parameters
         self.grad = np.zeros(size, self.dtype)  # (P,) their gradients
-        self.p, self.g = self._views(self.theta), self._views(self.grad)  # name -> view (internal gate order)
-        H = spec.hidden_size
+        self.p, self.g = self._blocks(self.theta), self._blocks(self.grad)  # block name -> (rows, cols) view
         layer_cls = LAYERS[(spec.cell, spec.variant)]
         self.rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in layer_cls.order])  # internal <- canonical
         self.layers: list[Layer] = [
-            layer_cls(spec.layer_input_size(k), H, self.dtype, self._params(self.p, k), self._params(self.g, k))
+            layer_cls(spec.layer_input_size(k), H, self.dtype, Params(self.p[f"Wi{k}"], self.p[f"Wh{k}"]),
+                      Params(self.g[f"Wi{k}"], self.g[f"Wh{k}"]))
             for k in range(spec.num_layers)]
         self.load(weights)
         self.optimizer = Optimizer(train, size, self.dtype)
@@ -50,38 +58,40 @@ class NumpyModel:
         self._ws: list[Workspace] = []
 
     # ----------------------------------------------------------------------------------------------- layout
-    def _views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+    def _blocks(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         views, start = {}, 0
-        for name, shape in self.shapes.items():
-            n = math.prod(shape)
-            views[name] = flat[start:start + n].reshape(shape)
-            start += n
+        for name, (r, c) in self.blocks.items():
+            views[name] = flat[start:start + r * c].reshape(r, c)
+            start += r * c
         return views
 
-    @staticmethod
-    def _params(views: Mapping[str, np.ndarray], k: int) -> Params:
-        return Params(views[f"weight_ih_l{k}"], views[f"weight_hh_l{k}"], views[f"bias_ih_l{k}"],
-                      views[f"bias_hh_l{k}"])
-
-    def _is_gate_tensor(self, name: str) -> bool:
-        return not name.startswith("head.")
+    def canonical_views(self, blocks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Canonical name -> view into an internal block (internal gate order)."""
+        out: dict[str, np.ndarray] = {}
+        for k in range(self.spec.num_layers):
+            Wi, Wh = blocks[f"Wi{k}"], blocks[f"Wh{k}"]
+            out[f"weight_ih_l{k}"], out[f"weight_hh_l{k}"] = Wi[:, :-1], Wh[:, :-1]
+            out[f"bias_ih_l{k}"], out[f"bias_hh_l{k}"] = Wi[:, -1], Wh[:, -1]
+        out["head.weight"], out["head.bias"] = blocks["head"][:, :-1], blocks["head"][:, -1]
+        return out
 
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         """Canonical weights -> the flat vector (cast to the model's dtype, gate blocks reordered)."""
-        for name, view in self.p.items():
+        for name, view in self.canonical_views(self.p).items():
             w = np.asarray(weights[name])
-            view[...] = w[self.rows] if self._is_gate_tensor(name) else w
+            view[...] = w if name.startswith("head.") else w[self.rows]
 
-    def export(self, views: Mapping[str, np.ndarray]) -> Weights:
-        """Internal views (parameters or gradients) -> canonical copies."""
+    def export(self, blocks: Mapping[str, np.ndarray]) -> Weights:
+        """Internal blocks (parameters or gradients) -> canonical copies, in canonical order."""
+        views = self.canonical_views(blocks)
         out: Weights = {}
-        for name, v in views.items():
-            if self._is_gate_tensor(name):
-                c = np.empty_like(v)
-                c[self.rows] = v
-                out[name] = c
-            else:
+        for name in param_shapes(self.spec):
+            v = views[name]
+            if name.startswith("head."):
                 out[name] = v.copy()
+            else:
+                out[name] = np.empty_like(v, order="C")
+                out[name][self.rows] = v
         return out
 
     # ------------------------------------------------------------------------------------------------ compute
@@ -90,47 +100,47 @@ class NumpyModel:
         if buf is None:
             s, dt = self.spec, self.dtype
             steps = T if s.head == "every" else 1
-            buf = dict(X=np.empty((T, B, s.input_size), dt),  # x, time-major
-                       Y=np.empty((steps, B, s.output_size), dt),  # head output, time-major
-                       dY=np.empty((steps, B, s.output_size), dt),
-                       ones=np.ones(steps * B, dt))
+            X = np.empty((T, B, s.input_size + 1), dt)  # [x | 1], time-major
+            X[..., -1] = 1.0
+            buf = dict(X=X, Y=np.empty((steps, B, s.output_size), dt),  # head output, time-major
+                       dY=np.empty((steps, B, s.output_size), dt))
             self._buffers = {(T, B): buf}
         return buf
 
     def run_forward(self, x: np.ndarray) -> np.ndarray:
         """x (B, T, I) -> the head output (B, O) or (B, T, O): a view of a reused buffer."""
-        B, T, _ = x.shape
+        B, T, I = x.shape
         buf = self._head_buffers(T, B)
-        np.copyto(buf["X"], x.transpose(1, 0, 2))  # (T, B, I)
+        np.copyto(buf["X"][..., :I], x.transpose(1, 0, 2))  # (T, B, I)
         inp = buf["X"]
         self._ws = [layer.workspace(T, B) for layer in self.layers]  # what the backward reads
         with np.errstate(over="ignore"):  # exp(−a) → inf in σ for a < −88 (float32) gives the right 0
             for layer, ws in zip(self.layers, self._ws):
-                inp = layer.forward(inp, ws)[1:]  # (T, B, H)
-        W, b, Y = self.p["head.weight"], self.p["head.bias"], buf["Y"]
-        top = inp if self.spec.head == "every" else inp[-1:]  # (steps, B, H)
-        np.matmul(top.reshape(-1, self.spec.hidden_size), W.T, out=Y.reshape(-1, self.spec.output_size))
-        Y += b  # (steps, B, O)
+                inp = layer.forward(inp, ws)[1:]  # (T, B, H+1)
+        Y = buf["Y"]
+        top = inp if self.spec.head == "every" else inp[-1:]  # (steps, B, H+1)
+        np.matmul(top.reshape(-1, self.spec.hidden_size + 1), self.p["head"].T,
+                  out=Y.reshape(-1, self.spec.output_size))  # (steps·B, O) = h Wᵀ + b
         return Y.transpose(1, 0, 2) if self.spec.head == "every" else Y[0]
 
     def run_backward(self, dY: np.ndarray) -> None:
         """dL/d(head output) (as returned by ``run_forward``) -> every gradient, written into ``self.grad``."""
         spec, H = self.spec, self.spec.hidden_size
-        ws: list[Workspace] = self._ws  # of the latest run_forward
+        ws = self._ws  # of the latest run_forward
         T, B = ws[0].T, ws[0].B
         buf = self._head_buffers(T, B)
         d = buf["dY"]  # (steps, B, O)
         np.copyto(d, dY.transpose(1, 0, 2) if spec.head == "every" else dY[None])
         d2 = d.reshape(-1, spec.output_size)  # (steps·B, O)
-        top, dtop = ws[-1].Hs[1:], ws[-1].dHs  # (T, B, H)
+        top, dtop = ws[-1].Hs[1:], ws[-1].dHs  # (T, B, H+1), (T, B, H)
+        W = self.p["head"][:, :H]  # (O, H)
         if spec.head == "every":
-            np.matmul(d2.T, top.reshape(T * B, H), out=self.g["head.weight"])  # (O, H)
-            np.matmul(d2, self.p["head.weight"], out=dtop.reshape(T * B, H))  # (T·B, H)
+            np.matmul(d2.T, top.reshape(T * B, H + 1), out=self.g["head"])  # (O, H+1) [dW | db]
+            np.matmul(d2, W, out=dtop.reshape(T * B, H))  # (T·B, H)
         else:
-            np.matmul(d2.T, top[-1], out=self.g["head.weight"])
+            np.matmul(d2.T, top[-1], out=self.g["head"])
             dtop[:-1] = 0.0
-            np.matmul(d2, self.p["head.weight"], out=dtop[-1])  # (B, H)
-        np.matmul(buf["ones"], d2, out=self.g["head.bias"])
+            np.matmul(d2, W, out=dtop[-1])  # (B, H)
         for k in range(len(self.layers) - 1, -1, -1):
             X = buf["X"] if k == 0 else ws[k - 1].Hs[1:]
             self.layers[k].backward(X, ws[k], ws[k - 1].dHs if k > 0 else None)
