@@ -62,6 +62,7 @@ def test_each_fault_gets_its_status_and_the_sweep_goes_on(faults):
     assert status == ["ok", "failed", "timeout", "diverged", "oom", "failed", "ok"], [r.reason for r in got]
     assert got[1].reason == "worker died from SIGSEGV (Segmentation fault)"
     assert "time limit of 4 s" in got[2].reason and got[2].wall_s < 30
+    assert got[2].params == got[1].params == got[0].params > 0  # from spec.py, though the worker never answered
     assert got[4].reason.startswith("worker killed by SIGKILL")
     assert got[5].reason == "worker exited with code 7 and no result: fatal: the framework gave up"
     assert got[6].train_time is not None and len(got[6].train_time.samples) == 3

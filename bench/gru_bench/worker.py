@@ -89,6 +89,23 @@ def _check_finite(loss: float, where: str) -> float:
 
 
 # ------------------------------------------------------------------------------------------------- the case
+def model_spec(case: Case) -> tuple[ModelSpec, int]:
+    """The case's model and the length L of the sequences fed to it (copy memory: T + 20)."""
+    task = get_task(case.task)
+    io = task.model_io(case.seq_len)
+    spec = ModelSpec(cell=case.cell, input_size=io["input_size"], hidden_size=case.hidden,
+                     output_size=io["output_size"], num_layers=case.num_layers, variant=case.variant,
+                     head=io["head"], loss=io["loss"])
+    return spec, task.input_len(case.seq_len)
+
+
+def case_costs(case: Case) -> dict[str, Any]:
+    """Parameters and FLOPs from ``spec.py`` alone: known without a backend, even for a worker that died."""
+    spec, L = model_spec(case)
+    cost = flops(spec, case.batch_size, L)
+    return dict(params=param_count(spec), flops_forward=cost.forward, flops_train_step=cost.train_step)
+
+
 def run_case(case: Case, calibration: Calibration | None = None) -> CaseResult:
     """Run ``case`` in this process and return its result; never raises for a case that goes wrong."""
     t0 = time.perf_counter()
@@ -116,13 +133,8 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any]) -> No
         raise Skipped(reason)
 
     task = get_task(case.task)
-    io = task.model_io(case.seq_len)
-    spec = ModelSpec(cell=case.cell, input_size=io["input_size"], hidden_size=case.hidden,
-                     output_size=io["output_size"], num_layers=case.num_layers, variant=case.variant,
-                     head=io["head"], loss=io["loss"])
-    B, L = case.batch_size, task.input_len(case.seq_len)  # L: the length actually fed (copy: T + 20)
-    cost = flops(spec, B, L)
-    out.update(params=param_count(spec), flops_forward=cost.forward, flops_train_step=cost.train_step)
+    spec, L = model_spec(case)
+    out.update(case_costs(case))
 
     threads = case.options.get(THREADS_OPTION)
     out["threads"] = {**measure.fix_threads(threads), **(backend.set_threads(threads) or {})}

@@ -29,7 +29,7 @@ from typing import ClassVar, Sequence
 
 from ..case import Case
 from ..results import CaseResult, Calibration
-from ..worker import now_iso, one_line
+from ..worker import case_costs, now_iso, one_line
 from . import OnResult, OnStart, ShouldStop
 
 CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: "oom_kill N"
@@ -89,8 +89,12 @@ def run_isolated(case: Case, calibration: Calibration | None = None, should_stop
     oom_before = _oom_kills()
 
     def ended(status: str, reason: str) -> CaseResult:
+        try:
+            costs = case_costs(case)
+        except ValueError:  # a case the worker would have failed anyway
+            costs = {}
         return CaseResult(case=case, case_id=case.case_id, status=status, reason=reason, node=socket.gethostname(),
-                          started_at=started, wall_s=time.monotonic() - t0)
+                          started_at=started, wall_s=time.monotonic() - t0, **costs)
 
     try:
         with open(log, "wb") as log_f:
