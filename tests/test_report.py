@@ -255,8 +255,8 @@ def test_table_markdown_escapes_and_csv_keeps_raw(tmp_path):
 def test_follows_tolerance():
     assert follows(0.75, 0.75) == "yes"
     assert follows(0.75 * (1 + FOLLOWS_TOLERANCE) * 0.999, 0.75) == "yes"
-    assert follows(0.75 * (1 + FOLLOWS_TOLERANCE) * 1.01, 0.75) == "no: GRU relatively slower"
-    assert follows(0.5, 0.75) == "no: GRU relatively faster"
+    assert follows(0.75 * (1 + FOLLOWS_TOLERANCE) * 1.01, 0.75) == "no: GRU slower than FLOPs predict"
+    assert follows(0.5, 0.75) == "no: GRU faster than FLOPs predict"
     assert follows(float("nan"), 0.75) == ""
 
 

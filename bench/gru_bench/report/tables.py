@@ -42,7 +42,7 @@ def follows(time_ratio: float, flops_ratio: float, tol: float = FOLLOWS_TOLERANC
     r = time_ratio / flops_ratio
     if abs(r - 1) <= tol:
         return "yes"
-    return "no: GRU relatively slower" if r > 1 else "no: GRU relatively faster"
+    return "no: GRU slower than FLOPs predict" if r > 1 else "no: GRU faster than FLOPs predict"
 
 
 def _config_columns(df: pd.DataFrame, runs: int, skip: tuple[str, ...] = ()) -> tuple[list[Column], str]:
