@@ -1,4 +1,4 @@
-"""The report's plots: matplotlib ``Figure`` objects (no pyplot, no global state; PNG through Agg), one palette.
+"""The report's plots: matplotlib ``Figure`` objects on the Agg canvas (no pyplot, no global state), one palette.
 
 Each function takes the frames of ``frame.py`` and returns a ``Plot`` or ``None`` when the data cannot show it
 (the report then says why). ``save`` writes PNG and SVG and returns the PNG as a data URI for the HTML.
@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -54,6 +55,7 @@ def _figure(rows: int, cols: int, height: float = PANEL_H, gap: float = 0.95) ->
     margins in inches (a layout engine costs most of the drawing time on 2 cores)."""
     total = height * rows + LEGEND_H + 0.4
     fig = Figure(figsize=(WIDTH, total))
+    FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     fig.subplots_adjust(left=0.8 / WIDTH, right=1 - 0.25 / WIDTH, top=1 - 0.4 / total,
                         bottom=(LEGEND_H + 0.55) / total, wspace=0.28, hspace=gap / (height - gap))
@@ -335,6 +337,7 @@ def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
     legend_rows = math.ceil(len(top) / 2)
     height = 3.6 + 0.22 * legend_rows + 0.9
     fig = Figure(figsize=(WIDTH, height))
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
     fig.subplots_adjust(left=0.8 / WIDTH, right=1 - 0.25 / WIDTH, top=1 - 0.3 / height,
                         bottom=(0.22 * legend_rows + 1.3) / height)
