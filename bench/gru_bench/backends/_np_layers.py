@@ -57,7 +57,20 @@ class Layer:
         self.I, self.H, self.dtype = input_size, hidden_size, np.dtype(dtype)
         self.p, self.g = p, g  # parameters and their gradients (internal order)
         self._ws: tuple[tuple[int, int], Workspace] | None = None
-        self.Wneg = np.empty((self.gates * hidden_size, input_size + 1), self.dtype)  # (G·H, I+1) scratch: −Wi
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def _copy(self, name: str, src: np.ndarray, negate: bool = False) -> np.ndarray:
+        """``src`` (or −src) copied into a C-contiguous scratch array kept under ``name``. Once per call: BLAS
+        multiplies a C-contiguous right operand measurably faster than a transposed or strided view (float32,
+        (64, 513) @ (513, 2048): 1.7 vs 2.3 ms here), and the step's GEMM runs T times."""
+        buf = self._scratch.get(name)
+        if buf is None or buf.shape != src.shape:
+            buf = self._scratch[name] = np.empty(src.shape, self.dtype)
+        if negate:
+            np.negative(src, out=buf)
+        else:
+            np.copyto(buf, src)
+        return buf
 
     def _shapes(self, T: int, B: int) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
@@ -122,10 +135,9 @@ class GRUResetAfter(Layer):
         T, B, H, p, b = ws.T, ws.B, self.H, self.p, ws.buf
         NA, Gin, Gh, RZ, N, D, Hs = b["NA"], b["Gin"], b["Gh"], b["RZ"], b["N"], b["D"], ws.Hs
         X2 = X.reshape(T * B, -1)  # (T·B, I+1)
-        np.negative(p.Wi[:2 * H], out=self.Wneg[:2 * H])
-        np.matmul(X2, self.Wneg[:2 * H].T, out=NA.reshape(T * B, 2 * H))  # all steps, one GEMM
-        np.matmul(X2, p.Wi[2 * H:].T, out=Gin.reshape(T * B, H))
-        WhT = p.Wh.T  # (H+1, 3H)
+        np.matmul(X2, self._copy("-WiT_rz", p.Wi[:2 * H].T, negate=True), out=NA.reshape(T * B, 2 * H))  # one GEMM
+        np.matmul(X2, self._copy("WiT_n", p.Wi[2 * H:].T), out=Gin.reshape(T * B, H))
+        WhT = self._copy("WhT", p.Wh.T)  # (H+1, 3H)
         for t in range(T):
             h, gh, rz, n, d = Hs[t], Gh[t], RZ[t], N[t], D[t]  # (B, H+1), (B, 3H), (B, 2H), (B, H), (B, H)
             h_new = Hs[t + 1, :, :H]
@@ -144,7 +156,7 @@ class GRUResetAfter(Layer):
         T, B, H, b, g = ws.T, ws.B, self.H, ws.buf, self.g
         Gh, RZ, N, D, dA, dAn, dHs = b["Gh"], b["RZ"], b["N"], b["D"], b["dA"], b["dAn"], ws.dHs
         dhz, dn, t1, t2h = b["t1"], b["t2"], b["t3"], b["t2h"]
-        W_hh = self.p.Wh[:, :H]  # (3H, H)
+        W_hh = self._copy("W_hh", self.p.Wh[:, :H])  # (3H, H)
         for t in range(T - 1, -1, -1):
             dh, rz, da = dHs[t], RZ[t], dA[t]  # (B, H) complete: from outside plus from step t+1
             np.multiply(dh, D[t], out=da[:, H:2 * H])  # dL/dz = dh ⊙ (h − n)
@@ -189,10 +201,9 @@ class GRUResetBefore(Layer):
         NA, An, RZ, RH, N, D, Hs, g2h, t1 = (b["NA"], b["An"], b["RZ"], b["RH"], b["N"], b["D"], ws.Hs, b["g2h"],
                                              b["t1"])
         X2 = X.reshape(T * B, -1)  # (T·B, I+1)
-        np.negative(p.Wi[:2 * H], out=self.Wneg[:2 * H])
-        np.matmul(X2, self.Wneg[:2 * H].T, out=NA.reshape(T * B, 2 * H))  # all steps, one GEMM
-        np.matmul(X2, p.Wi[2 * H:].T, out=An.reshape(T * B, H))
-        W_rzT, W_nT = p.Wh[:2 * H].T, p.Wh[2 * H:].T  # (H+1, 2H), (H+1, H)
+        np.matmul(X2, self._copy("-WiT_rz", p.Wi[:2 * H].T, negate=True), out=NA.reshape(T * B, 2 * H))  # one GEMM
+        np.matmul(X2, self._copy("WiT_n", p.Wi[2 * H:].T), out=An.reshape(T * B, H))
+        W_rzT, W_nT = self._copy("WhT_rz", p.Wh[:2 * H].T), self._copy("WhT_n", p.Wh[2 * H:].T)  # (H+1, 2H), (H+1, H)
         for t in range(T):
             h, rz, rh, n, d = Hs[t], RZ[t], RH[t], N[t], D[t]  # (B, H+1), (B, 2H), (B, H+1), (B, H), (B, H)
             h_new = Hs[t + 1, :, :H]
@@ -212,7 +223,7 @@ class GRUResetBefore(Layer):
         T, B, H, b, g, p = ws.T, ws.B, self.H, ws.buf, self.g, self.p
         RZ, N, D, dRZ, dAn, dHs, Hs = b["RZ"], b["N"], b["D"], b["dRZ"], b["dAn"], ws.dHs, ws.Hs
         dhz, dn, t1, drh, g2h = b["t1"], b["t2"], b["t3"], b["drh"], b["g2h"]
-        W_rz, W_n = p.Wh[:2 * H, :H], p.Wh[2 * H:, :H]  # (2H, H), (H, H)
+        W_rz, W_n = self._copy("W_rz", p.Wh[:2 * H, :H]), self._copy("W_n", p.Wh[2 * H:, :H])  # (2H, H), (H, H)
         for t in range(T - 1, -1, -1):
             dh, rz, drz = dHs[t], RZ[t], dRZ[t]  # (B, H), (B, 2H), (B, 2H)
             np.multiply(dh, D[t], out=drz[:, H:])  # dL/dz = dh ⊙ (h − n)
@@ -254,8 +265,8 @@ class LSTM(Layer):
         T, B, H, p, b = ws.T, ws.B, self.H, self.p, ws.buf
         S, C, TC, Hs, g4h, t1 = b["S"], b["C"], b["TC"], ws.Hs, b["g4h"], b["t1"]
         C[0] = 0.0
-        np.matmul(X.reshape(T * B, -1), p.Wi.T, out=S.reshape(T * B, 4 * H))  # all steps, one GEMM, + b_ih
-        WhT = p.Wh.T  # (H+1, 4H)
+        np.matmul(X.reshape(T * B, -1), self._copy("WiT", p.Wi.T), out=S.reshape(T * B, 4 * H))  # one GEMM, + b_ih
+        WhT = self._copy("WhT", p.Wh.T)  # (H+1, 4H)
         for t in range(T):
             s = S[t]  # (B, 4H)
             np.matmul(Hs[t], WhT, out=g4h)  # (B, 4H) all gates, one GEMM: h W_hhᵀ + b_hh
@@ -274,7 +285,7 @@ class LSTM(Layer):
         T, B, H, b, g = ws.T, ws.B, self.H, ws.buf, self.g
         S, C, TC, dA, dHs = b["S"], b["C"], b["TC"], b["dA"], ws.dHs
         t3h, t1, t2, dc = b["t3h"], b["t1"], b["t2"], b["dc"]
-        W_hh = self.p.Wh[:, :H]  # (4H, H)
+        W_hh = self._copy("W_hh", self.p.Wh[:, :H])  # (4H, H)
         dc[...] = 0.0
         for t in range(T - 1, -1, -1):
             dh, s, da, tc = dHs[t], S[t], dA[t], TC[t]  # (B, H), (B, 4H), (B, 4H), (B, H)
