@@ -16,12 +16,6 @@ def sigmoid_of_negated(neg_a: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.reciprocal(out, out=out)
 
 
-def sigmoid(a: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """σ(a) into ``out`` (may be ``a``); see ``sigmoid_of_negated``."""
-    np.negative(a, out=out)
-    return sigmoid_of_negated(out, out)
-
-
 def sigmoid_grad(s: np.ndarray, d: np.ndarray, tmp: np.ndarray) -> np.ndarray:
     """d ← d ⊙ σ'(a) = d ⊙ s (1 − s), with ``s = σ(a)``; ``tmp`` is scratch shaped like ``s``."""
     np.multiply(s, s, out=tmp)

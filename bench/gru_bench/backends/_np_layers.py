@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._np_kernels import sigmoid, sigmoid_grad, sigmoid_of_negated, tanh_grad
+from ._np_kernels import sigmoid_grad, sigmoid_of_negated, tanh_grad
 
 
 @dataclass
@@ -265,13 +265,15 @@ class LSTM(Layer):
         T, B, H, p, b = ws.T, ws.B, self.H, self.p, ws.buf
         S, C, TC, Hs, g4h, t1 = b["S"], b["C"], b["TC"], ws.Hs, b["g4h"], b["t1"]
         C[0] = 0.0
-        np.matmul(X.reshape(T * B, -1), self._copy("WiT", p.Wi.T), out=S.reshape(T * B, 4 * H))  # one GEMM, + b_ih
-        WhT = self._copy("WhT", p.Wh.T)  # (H+1, 4H)
+        WiT, WhT = self._copy("WiT", p.Wi.T), self._copy("WhT", p.Wh.T)  # (I+1, 4H), (H+1, 4H)
+        WiT[:, :3 * H] *= -1.0  # the sigmoid gates' columns negated: the products give −a, what σ needs
+        WhT[:, :3 * H] *= -1.0
+        np.matmul(X.reshape(T * B, -1), WiT, out=S.reshape(T * B, 4 * H))  # all steps, one GEMM (with b_ih)
         for t in range(T):
             s = S[t]  # (B, 4H)
-            np.matmul(Hs[t], WhT, out=g4h)  # (B, 4H) all gates, one GEMM: h W_hhᵀ + b_hh
-            s += g4h
-            sigmoid(s[:, :3 * H], out=s[:, :3 * H])  # o, i, f
+            np.matmul(Hs[t], WhT, out=g4h)  # (B, 4H) all gates, one GEMM (with b_hh)
+            s += g4h  # [−a_o, −a_i, −a_f | a_g]
+            sigmoid_of_negated(s[:, :3 * H], out=s[:, :3 * H])  # o, i, f
             np.tanh(s[:, 3 * H:], out=s[:, 3 * H:])  # g
             o, i, f, g = s[:, :H], s[:, H:2 * H], s[:, 2 * H:3 * H], s[:, 3 * H:]
             np.multiply(f, C[t], out=C[t + 1])
