@@ -126,6 +126,17 @@ def test_journal_rejects_what_is_not_a_journal(tmp_path):
         Journal.read(bad)
 
 
+def test_one_process_per_run(tmp_path):
+    suite = load_suite(write_suite(tmp_path / "s.toml"))
+    run = new_run(suite, tmp_path / "out", calibrate=False)  # holds the journal's lock until it ends
+    with pytest.raises(InputError, match="another gru-bench process is running this run"):
+        open_run(run.record.run_id, tmp_path / "out")
+    run.journal.close()
+    again = open_run(run.record.run_id, tmp_path / "out")
+    assert again.remaining == suite.cases()
+    again.journal.close()
+
+
 def test_resolve_run_errors(tmp_path):
     with pytest.raises(InputError, match=r"--resume 'nope': no such run under"):
         resolve_run("nope", tmp_path)

@@ -15,6 +15,7 @@ record (``finished`` unset); a second Ctrl-C aborts at once. A completed record 
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -126,21 +127,31 @@ class Journal:
             raise InputError(f"{path}: empty journal: expected a header line")
         return header, out
 
-    def _open(self) -> Any:
-        if self._f is None:
-            with open(self.path, "rb+") as f:  # drop a partial last line before appending after it
-                data = f.read()
-                keep = data.rfind(b"\n") + 1
-                if keep < len(data):
-                    f.truncate(keep)
-                    f.flush()
-                    os.fsync(f.fileno())
-            self._f = open(self.path, "a", encoding="utf-8")
-        return self._f
+    def acquire(self) -> "Journal":
+        """Open for appending under an exclusive lock (one process per run: a case is never run twice at once),
+        dropping a partial last line first. ``InputError`` when another process holds the run."""
+        if self._f is not None:
+            return self
+        f = open(self.path, "rb+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise InputError(f"{self.path}: another gru-bench process is running this run: expected it to finish "
+                             f"or be stopped first") from None
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        if keep < len(data):  # killed mid-line: the partial line goes, the next append starts a fresh one
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        f.seek(0, os.SEEK_END)
+        self._f = f
+        return self
 
     def append(self, result: CaseResult) -> None:
-        f = self._open()
-        f.write('{"type": "result", "result": ' + result.model_dump_json() + "}\n")  # strict JSON (NaN as "NaN")
+        f = self.acquire()._f
+        f.write(b'{"type": "result", "result": ' + result.model_dump_json().encode() + b"}\n")  # strict JSON
         f.flush()
         os.fsync(f.fileno())
 
@@ -222,7 +233,7 @@ def new_run(suite: Any, out_dir: Path, label: str | None = None, calibrate: bool
                        git=results.git_info(PACKAGE_DIR))
     header = {"record": json.loads(record.model_dump_json()),
               "plan": [c.model_dump(mode="json") for c in plan]}
-    journal = Journal.create(journal_path_for(path), header)
+    journal = Journal.create(journal_path_for(path), header).acquire()
     return Run(record=record, plan=plan, done={}, record_path=path, journal=journal)
 
 
@@ -253,10 +264,14 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
     record_path, jpath = resolve_run(ref, out_dir)
     notes: list[str] = []
     if jpath.exists():
-        header, finished = Journal.read(jpath)
+        journal = Journal(jpath).acquire()  # locked before reading: what it holds cannot change under us
+        try:
+            header, finished = Journal.read(jpath)
+        except InputError:
+            journal.close()
+            raise
         record = RunRecord.model_validate(header["record"])
         plan = [Case.model_validate(c) for c in header["plan"]]
-        journal = Journal(jpath)
         machine = record.machine_id
     elif record_path.exists():  # a record without its journal: complete, or partial with the journal lost
         record = results.load_record(record_path)
@@ -269,7 +284,7 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
             plan = _dedupe(Suite.from_record(record.suite).cases())
         record = record.model_copy(update={"cases": [], "finished": None})
         header = {"record": json.loads(record.model_dump_json()), "plan": [c.model_dump(mode="json") for c in plan]}
-        journal = Journal.create(jpath, header)
+        journal = Journal.create(jpath, header).acquire()
         for r in finished:
             journal.append(r)
         machine = record.machine_id
@@ -372,6 +387,10 @@ def execute(run: Run, executor: Executor | None = None, console: Console | None 
     if callable(machines):
         record = record.model_copy(update={"machines": machines()})
     results.save_record(record, run.record_path)
+    busy = sum(1 for r in record.cases if r.load is not None and r.load.busy)
+    if busy:
+        console.print(f"[yellow]warning[/]: {busy} of {len(record.cases)} cases ran on a busy machine: their timings "
+                      f"may be noisy (see each case's warning)", highlight=False)
     if interrupted:
         console.print(f"[yellow]interrupted[/]: {len(run.done)} of {len(run.plan)} cases kept; finish with "
                       f"[bold]gru-bench run --resume {escape(run.record.run_id)}[/]", highlight=False)

@@ -124,6 +124,8 @@ def run_case(case: Case, calibration: Calibration | None = None) -> CaseResult:
 
 
 def _run(case: Case, calibration: Calibration | None, out: dict[str, Any]) -> None:
+    threads = case.options.get(THREADS_OPTION)
+    blas = measure.fix_threads(threads)  # before the framework is imported: its OpenMP pool reads the env once
     try:
         backend = get_backend(case.backend)
     except BackendUnavailable as e:
@@ -135,9 +137,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any]) -> No
     task = get_task(case.task)
     spec, L = model_spec(case)
     out.update(case_costs(case))
-
-    threads = case.options.get(THREADS_OPTION)
-    out["threads"] = {**measure.fix_threads(threads), **(backend.set_threads(threads) or {})}
+    out["threads"] = {**blas, **(backend.set_threads(threads) or {})}
     options = {k: v for k, v in case.options.items() if k != THREADS_OPTION}
     train_cfg = TrainConfig(optimizer=case.optimizer, lr=case.lr, clip=case.clip)
     timing_ss, train_ss, eval_ss = np.random.SeedSequence(case.seed).spawn(3)
