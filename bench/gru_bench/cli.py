@@ -68,7 +68,7 @@ def _csv(value: Optional[str]) -> Optional[str]:
 
 @app.command()
 def run(
-    suite: Optional[str] = typer.Argument(None, help="A suite name (suites/NAME.toml) or a .toml path [default: quick]."),
+    suite: Optional[str] = typer.Argument(None, help="A suite name (suites/NAME.toml) or a .toml path (default: quick)."),
     backend: Optional[str] = typer.Option(None, help="Backends, comma-separated: numpy,torch,tf."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (comma-separated for several)."),
     cell: Optional[str] = typer.Option(None, help="gru,lstm"),
@@ -347,11 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED
     except Exception as e:
-        if _is(e, "UsageError"):  # bad flags, missing arguments
-            err.print(f"[red]error[/]: {escape(_one_line(e.format_message()))}", highlight=False)
+        if _is(e, "UsageError"):  # bad flags, missing arguments; no arguments at all: the help was shown
+            message = _one_line(e.format_message())
             ctx = getattr(e, "ctx", None)
-            if ctx is not None:
-                err.print(f"see: {escape(ctx.command_path)} --help", highlight=False)
+            if message:
+                err.print(f"[red]error[/]: {escape(message)}", highlight=False)
+                if ctx is not None:
+                    err.print(f"see: {escape(ctx.command_path)} --help", highlight=False)
             return ExitStatus.USAGE
         if _is(e, "Abort"):
             return ExitStatus.INTERRUPTED
