@@ -33,8 +33,8 @@ def _keras_loop(spec: ModelSpec, model: Any, jit: bool) -> Callable[[Any, Any], 
     head = keras.layers.Dense(spec.output_size, dtype=model.dtype)
     rnn.build((None, None, spec.input_size))
     head.build((None, spec.hidden_size))
-    rnn.set_weights(model.layers[0].get_weights())
-    head.set_weights(model.head.get_weights())
+    rnn.set_weights([p.numpy() for p in model.params[:3]])
+    head.set_weights([p.numpy() for p in model.params[3:]])
     variables = rnn.trainable_weights + head.trainable_weights
     opt = keras.optimizers.Adam(learning_rate=1e-3, global_clipnorm=1.0)
     opt.build(variables)
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                                   options={"jit_compile": jit})
             tx, ty = backend.prepare(model, x, y)
             runners[(item, jit, "backend")] = lambda m=model, a=tx, b=ty: backend.train_step(m, a, b)
-            runners[(item, jit, "direct")] = lambda m=model, a=tx, b=ty: float(m.step_fn(a, b))
+            runners[(item, jit, "direct")] = lambda m=model, a=tx, b=ty: float(
+                m.step_fn(m.params, m.pairs, m.m, m.v, m.t, m.hp, a, b))
             runners[(item, jit, "keras")] = lambda f=_keras_loop(spec, model, jit), a=tx, b=ty: f(a, b)
             for fn in (runners[(item, jit, k)] for k in ("backend", "direct", "keras")):
                 for _ in range(3):  # trace, compile, warm up

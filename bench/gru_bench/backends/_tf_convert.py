@@ -19,12 +19,12 @@ Bias folding (the equations are in ``spec.py``):
   ``r``: ``x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn``), so Keras' single bias is ``b = b_ih + b_hh``.
 * LSTM: likewise ``b = b_ih + b_hh``.
 
-A folded bias keeps the function but not the split. ``from_keras`` therefore puts the folded bias in ``bias_ih`` and
-zeros in ``bias_hh`` (the same function), unless it is given ``bias_diff = b_ih − b_hh`` per layer, in which case it
-returns the split ``b_ih = (b + d)/2``, ``b_hh = (b − d)/2``. ``d`` is invariant under training of the canonical model:
-``b_ih`` and ``b_hh`` always receive the same gradient ``dL/db`` (which is why ``gradients_from_keras`` gives both of
-them ``dL/db``), hence, under SGD and Adam with state started at zero and one global clipping coefficient, the same
-update. The backend records ``d`` at build time and so returns the canonical split exactly after any number of steps.
+A folded bias keeps the function but not the split: ``from_keras`` puts the folded bias in ``bias_ih`` and zeros in
+``bias_hh`` (the same function, since only the sum enters it). Gradients are another matter: in the canonical model
+``b_ih`` and ``b_hh`` each get ``dL/db`` (chain rule through the sum), so ``gradients_from_keras`` gives both of them
+``dL/db``, a folded bias counts twice in the canonical global gradient norm and moves by two (identical) canonical
+updates (``multiplicity``). The backend keeps the canonical pair itself so that ``weights`` returns the split it
+was built with, updated exactly as the reference updates it.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def folds_bias(spec: ModelSpec) -> bool:
     return spec.cell == "lstm" or spec.variant == "reset_before"
 
 
-def _gate_perm(spec: ModelSpec) -> np.ndarray:
+def gate_perm(spec: ModelSpec) -> np.ndarray:
     """Row indices that reorder canonical gate blocks into Keras order (an involution: its own inverse)."""
     H = spec.hidden_size
     blocks = [1, 0, 2] if spec.cell == "gru" else [0, 1, 2, 3]  # GRU: [r; z; n] <-> [z | r | h]
@@ -80,7 +80,7 @@ def _check_keras(spec: ModelSpec, keras: Sequence[Sequence[np.ndarray]], name: s
 def to_keras(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> KerasWeights:
     """Canonical weights -> per-layer Keras weights (folding ``b_ih + b_hh`` where Keras has one bias)."""
     check_weights(spec, weights)
-    p = _gate_perm(spec)
+    p = gate_perm(spec)
     out: KerasWeights = []
     for k in range(spec.num_layers):
         w_ih, w_hh = weights[f"weight_ih_l{k}"], weights[f"weight_hh_l{k}"]  # (GH, I), (GH, H)
@@ -93,15 +93,11 @@ def to_keras(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> KerasWeights
     return out
 
 
-def from_keras(spec: ModelSpec, keras: Sequence[Sequence[np.ndarray]],
-               bias_diff: Mapping[int, np.ndarray] | None = None) -> Weights:
-    """Per-layer Keras weights -> canonical weights (the same function).
-
-    A folded bias ``b`` goes to ``bias_ih`` with ``bias_hh = 0``, or, given ``bias_diff[k] = b_ih − b_hh`` (canonical
-    order) for layer ``k``, is split as ``b_ih = (b + d)/2``, ``b_hh = (b − d)/2``.
-    """
+def from_keras(spec: ModelSpec, keras: Sequence[Sequence[np.ndarray]]) -> Weights:
+    """Per-layer Keras weights -> canonical weights, the same function: a folded bias ``b`` goes to ``bias_ih`` and
+    ``bias_hh`` is zero."""
     _check_keras(spec, keras, "keras weights")
-    p = _gate_perm(spec)
+    p = gate_perm(spec)
     w: Weights = {}
     for k in range(spec.num_layers):
         kernel, recurrent, bias = (np.asarray(a) for a in keras[k])
@@ -109,9 +105,6 @@ def from_keras(spec: ModelSpec, keras: Sequence[Sequence[np.ndarray]],
         w[f"weight_hh_l{k}"] = np.ascontiguousarray(recurrent.T[p])  # (GH, H)
         if not folds_bias(spec):
             w[f"bias_ih_l{k}"], w[f"bias_hh_l{k}"] = bias[0][p].copy(), bias[1][p].copy()
-        elif bias_diff is not None and k in bias_diff:
-            b, d = bias[p], np.asarray(bias_diff[k], dtype=bias.dtype)
-            w[f"bias_ih_l{k}"], w[f"bias_hh_l{k}"] = (b + d) / 2, (b - d) / 2
         else:
             w[f"bias_ih_l{k}"], w[f"bias_hh_l{k}"] = bias[p].copy(), np.zeros_like(bias)
     head_w, head_b = (np.asarray(a) for a in keras[-1])
@@ -128,11 +121,3 @@ def gradients_from_keras(spec: ModelSpec, grads: Sequence[Sequence[np.ndarray]])
         for k in range(spec.num_layers):
             g[f"bias_hh_l{k}"] = g[f"bias_ih_l{k}"].copy()
     return g
-
-
-def bias_diffs(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
-    """``b_ih − b_hh`` (float64, canonical order) of each layer whose bias Keras folds; ``{}`` when none fold."""
-    if not folds_bias(spec):
-        return {}
-    return {k: np.asarray(weights[f"bias_ih_l{k}"], np.float64) - np.asarray(weights[f"bias_hh_l{k}"], np.float64)
-            for k in range(spec.num_layers)}

@@ -20,6 +20,8 @@ space: a Keras bias that folds ``b_ih + b_hh`` counts twice in the global norm a
 """
 from __future__ import annotations
 
+import functools
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
@@ -32,6 +34,17 @@ from ._tf_env import onednn_state, quiet_import, tf_device, threads_in_force
 from .base import MemoryProbe, TrainConfig
 
 tf, keras = quiet_import()
+
+
+class _NoRetracingNotice(logging.Filter):
+    """Drops TF's "N out of the last N calls ... triggered tf.function retracing" notice, and only it: each program
+    is traced once by design, but TF counts traces per code object, across the programs of different models."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NoRetracingNotice())
 
 _JIT_CHOICES = (True, False, "auto")
 _CUDNN_CHOICES = (True, False, "auto")
@@ -49,7 +62,7 @@ def _option(options: Mapping[str, Any], key: str, choices: tuple, default: Any) 
     return value
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Plan:
     """What will run on the device, decided before building: the cuDNN flag handed to Keras, XLA, and why."""
 
@@ -98,18 +111,17 @@ def _graph_ops(concrete: Any) -> set[str]:
     return ops
 
 
-class TFModel:
-    """Keras layers holding the weights, the Adam/SGD state, and the compiled functions over them."""
+class _Program:
+    """Keras layers used as a template (``stateless_call``) and the compiled functions over them, for one
+    configuration. The weights and optimizer state are *arguments* (``tf.Variable``s of the model), so every model of
+    the same configuration shares one trace and one XLA compilation: tracing a Keras RNN's gradient takes seconds."""
 
-    def __init__(self, spec: ModelSpec, weights: Weights, device: str, dtype: str, train: TrainConfig,
-                 plan: _Plan) -> None:
-        self.spec, self.device, self.dtype, self.train, self.plan = spec, device, dtype, train, plan
-        self.tf_device = tf_device(device)
+    def __init__(self, spec: ModelSpec, dtype: str, device: str, plan: _Plan) -> None:
+        self.spec, self.dtype, self.device, self.plan = spec, dtype, device, plan
         self.tf_dtype = tf.as_dtype(dtype)
-        self.bias_diff = convert.bias_diffs(spec, weights)  # invariant b_ih − b_hh of folded biases
         Layer = keras.layers.GRU if spec.cell == "gru" else keras.layers.LSTM
         extra = {"reset_after": spec.variant == "reset_after"} if spec.cell == "gru" else {}
-        with tf.device(self.tf_device):
+        with tf.device("/CPU:0"):  # the template's own variables are never read: keep them off the GPU
             self.layers = []
             for k in range(spec.num_layers):
                 seq = k < spec.num_layers - 1 or spec.head == "every"
@@ -117,65 +129,116 @@ class TFModel:
                               name=f"{spec.cell}_l{k}", **extra)
                 layer.build((None, None, spec.layer_input_size(k)))
                 self.layers.append(layer)
-            self.head = keras.layers.Dense(spec.output_size, dtype=dtype, name="head")
-            self.head.build((None, spec.hidden_size))
-            for layer, values in zip(self.layers + [self.head], convert.to_keras(spec, weights)):
-                layer.set_weights(values)
-            self.variables = [v for layer in self.layers + [self.head] for v in layer.trainable_weights]
-            self.mult = [k for layer_mult in convert.multiplicity(spec) for k in layer_mult]
-            zeros = lambda v: tf.Variable(tf.zeros(v.shape, self.tf_dtype), trainable=False)  # noqa: E731
-            self.m = [zeros(v) for v in self.variables] if train.optimizer == "adam" else []
-            self.v = [zeros(v) for v in self.variables] if train.optimizer == "adam" else []
-            self.t = tf.Variable(0.0, dtype=tf.float64, trainable=False)  # Adam step number
-        assert len(self.mult) == len(self.variables), "Keras layer weights differ from _tf_convert.keras_shapes"
-        opts = {"jit_compile": plan.jit, "reduce_retracing": True}
-        self.forward_fn = tf.function(self._forward, **opts)
-        self.grad_fn = tf.function(self._loss_and_grads, **opts)
-        self.step_fn = tf.function(self._step, **opts)
-        self.last_call: tuple[Any, tuple] | None = None  # (function, args) of the latest call, for provenance
+            head = keras.layers.Dense(spec.output_size, dtype=dtype, name="head")
+            head.build((None, spec.hidden_size))
+            self.layers.append(head)
+            self.fixed = [[tf.convert_to_tensor(v.value) for v in layer.non_trainable_variables]  # dropout seeds
+                          for layer in self.layers]
+        self.counts = [len(layer.trainable_variables) for layer in self.layers]
+        shapes = convert.keras_shapes(spec)
+        assert [[tuple(v.shape) for v in layer.trainable_variables] for layer in self.layers] == shapes, (
+            "Keras' layer weights differ from _tf_convert.keras_shapes")
+        self.mult = [k for layer_mult in convert.multiplicity(spec) for k in layer_mult]
+        self.folded = {3 * k + 2: k for k in range(spec.num_layers)} if convert.folds_bias(spec) else {}
+        self._opts = {"jit_compile": plan.jit, "reduce_retracing": True}
+        self.forward = tf.function(self._forward, **self._opts)
+        self.loss_and_grads = tf.function(self._loss_and_grads, **self._opts)
+        self._steps: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------ traced bodies
-    def _forward(self, x: Any) -> Any:
-        with tf.device(self.tf_device):
-            h = x  # (B, T, I)
-            for layer in self.layers:
-                h = layer(h)  # (B, T, H), the last one (B, H) unless head == "every"
-            return self.head(h)  # (B, O) | (B, T, O)
+    def _forward(self, params: list, x: Any) -> Any:
+        with tf.device(self.device):
+            h, i = x, 0  # (B, T, I)
+            for layer, n, fixed in zip(self.layers, self.counts, self.fixed):
+                h, _ = layer.stateless_call(params[i:i + n], fixed, h)  # (B, T, H) | (B, H); head: (B, O) | (B, T, O)
+                i += n
+            return h
 
     def _loss(self, yhat: Any, y: Any) -> Any:
         if self.spec.loss == "mse":
             return tf.reduce_mean(tf.square(yhat - y))  # mean over all elements
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=yhat))
 
-    def _loss_and_grads(self, x: Any, y: Any) -> tuple[Any, list]:
+    def _loss_and_grads(self, params: list, x: Any, y: Any) -> tuple[Any, list]:
         with tf.GradientTape() as tape:
-            loss = self._loss(self._forward(x), y)
-        return loss, tape.gradient(loss, self.variables)
+            loss = self._loss(self._forward(params, x), y)
+        return loss, tape.gradient(loss, params)
 
-    def _step(self, x: Any, y: Any) -> Any:
-        """Forward, backward, canonical global-norm clipping, PyTorch SGD/Adam (formulas in ``spec.py``)."""
-        loss, grads = self._loss_and_grads(x, y)
-        cfg, dt = self.train, self.tf_dtype
-        with tf.device(self.tf_device):
-            if cfg.clip is not None:
-                # a folded bias stands for k canonical tensors with the same gradient: it counts k times
-                sq = tf.add_n([k * tf.reduce_sum(tf.square(g)) for k, g in zip(self.mult, grads)])
-                coef = tf.minimum(tf.constant(1.0, dt), tf.constant(cfg.clip, dt) / (tf.sqrt(sq) + 1e-6))
-                grads = [g * coef for g in grads]
-            if cfg.optimizer == "sgd":
-                for var, g, k in zip(self.variables, grads, self.mult):
-                    var.assign_sub(tf.constant(k * cfg.lr, dt) * g)
-                return loss
-            b1, b2 = cfg.betas
-            t = self.t.assign_add(1.0)
-            step_size = tf.cast(cfg.lr / (1.0 - tf.pow(tf.constant(b1, tf.float64), t)), dt)  # lr / (1 − β1^t)
-            bc2_sqrt = tf.cast(tf.sqrt(1.0 - tf.pow(tf.constant(b2, tf.float64), t)), dt)  # sqrt(1 − β2^t)
-            for var, g, m, v, k in zip(self.variables, grads, self.m, self.v, self.mult):
-                m_t = m.assign(tf.constant(b1, dt) * m + tf.constant(1.0 - b1, dt) * g)
-                v_t = v.assign(tf.constant(b2, dt) * v + tf.constant(1.0 - b2, dt) * tf.square(g))
-                update = step_size * m_t / (tf.sqrt(v_t) / bc2_sqrt + tf.constant(cfg.eps, dt))
-                var.assign_sub(update if k == 1 else tf.constant(float(k), dt) * update)
+    def step(self, optimizer: str) -> Any:
+        """The compiled training step for ``optimizer``; hyperparameters are a tensor argument, so one trace serves
+        every learning rate, clipping norm, β and ε."""
+        if optimizer not in self._steps:
+            self._steps[optimizer] = tf.function(functools.partial(self._step, optimizer), **self._opts)
+        return self._steps[optimizer]
+
+    def _step(self, optimizer: str, params: list, pairs: list, m: list, v: list, t: Any, hp: Any, x: Any,
+              y: Any) -> Any:
+        """Forward, backward, canonical global-norm clipping, PyTorch SGD/Adam (formulas in ``spec.py``).
+
+        ``hp`` = float64 ``[lr, clip (inf: none), β1, β2, ε]``. ``pairs[k]`` holds the canonical ``(b_ih, b_hh)``
+        (Keras gate order) of layer ``k`` when Keras folds its bias: both move by the update ``u`` of ``dL/db``, and
+        the Keras bias is set to their sum."""
+        loss, grads = self._loss_and_grads(params, x, y)
+        dt = self.tf_dtype
+        lr64, clip64, b1_64, b2_64, eps64 = tf.unstack(hp)
+        lr, clip, b1, b2, eps = (tf.cast(a, dt) for a in (lr64, clip64, b1_64, b2_64, eps64))
+        one = tf.constant(1.0, dt)
+        with tf.device(self.device):
+            # a folded bias stands for k canonical tensors with its gradient: it counts k times in the norm
+            sq = tf.add_n([float(k) * tf.reduce_sum(tf.square(g)) for k, g in zip(self.mult, grads)])
+            coef = tf.minimum(one, clip / (tf.sqrt(sq) + tf.constant(1e-6, dt)))  # 1 when clip = inf
+            grads = [g * coef for g in grads]
+            if optimizer == "adam":
+                t = t.assign_add(1.0)
+                step_size = tf.cast(lr64 / (1.0 - tf.pow(b1_64, t)), dt)  # lr / (1 − β1^t)
+                bc2_sqrt = tf.cast(tf.sqrt(1.0 - tf.pow(b2_64, t)), dt)  # sqrt(1 − β2^t)
+                one_b1, one_b2 = tf.cast(1.0 - b1_64, dt), tf.cast(1.0 - b2_64, dt)
+            for i, (var, g) in enumerate(zip(params, grads)):
+                if optimizer == "sgd":
+                    u = lr * g
+                else:
+                    m_t = m[i].assign(b1 * m[i] + one_b1 * g)
+                    v_t = v[i].assign(b2 * v[i] + one_b2 * tf.square(g))
+                    u = step_size * m_t / (tf.sqrt(v_t) / bc2_sqrt + eps)
+                if i in self.folded:
+                    b_ih, b_hh = pairs[self.folded[i]]
+                    var.assign(b_ih.assign_sub(u) + b_hh.assign_sub(u))
+                else:
+                    var.assign_sub(u)
         return loss
+
+
+@functools.lru_cache(maxsize=64)
+def _program(spec: ModelSpec, dtype: str, device: str, plan: _Plan) -> _Program:
+    return _Program(spec, dtype, device, plan)
+
+
+class TFModel:
+    """One model: its weights and optimizer state as ``tf.Variable``s on the device, and the shared program."""
+
+    def __init__(self, spec: ModelSpec, weights: Weights, device: str, dtype: str, train: TrainConfig,
+                 plan: _Plan) -> None:
+        self.spec, self.device, self.dtype, self.train, self.plan = spec, device, dtype, train, plan
+        self.tf_device = tf_device(device)
+        self.program = _program(spec, dtype, self.tf_device, plan)
+        self.step_fn = self.program.step(train.optimizer)
+        self.perm = convert.gate_perm(spec)
+        with tf.device(self.tf_device):
+            var = lambda a: tf.Variable(a, trainable=True)  # noqa: E731
+            self.params = [var(a) for layer in convert.to_keras(spec, weights) for a in layer]  # Keras order
+            self.pairs = [(var(weights[f"bias_ih_l{k}"][self.perm]), var(weights[f"bias_hh_l{k}"][self.perm]))
+                          for k in range(spec.num_layers)] if convert.folds_bias(spec) else []
+            adam = train.optimizer == "adam"
+            self.m = [tf.Variable(tf.zeros_like(p), trainable=False) for p in self.params] if adam else []
+            self.v = [tf.Variable(tf.zeros_like(p), trainable=False) for p in self.params] if adam else []
+            self.t = tf.Variable(0.0, dtype=tf.float64, trainable=False)  # Adam's step number
+            clip = np.inf if train.clip is None else train.clip
+            self.hp = tf.constant([train.lr, clip, *train.betas, train.eps], tf.float64)
+        self.last_call: tuple[Any, tuple] | None = None  # (function, args) of the latest call, for provenance
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        self.last_call = (fn, args)
+        return fn(*args)
 
     # ------------------------------------------------------------------------------------------- data
     def tensor(self, a: Any, what: str) -> Any:
@@ -204,10 +267,6 @@ class TFModel:
         if tuple(y.shape) != want:
             raise ValueError(f"y has shape {tuple(y.shape)}: expected {want} for head={self.spec.head!r}, "
                              f"loss={self.spec.loss!r}")
-
-    def call(self, fn: Any, *args: Any) -> Any:
-        self.last_call = (fn, args)
-        return fn(*args)
 
 
 class TFBackend:
@@ -253,14 +312,14 @@ class TFBackend:
 
     def train_step(self, model: TFModel, x: Any, y: Any) -> float:
         x, y = self.prepare(model, x, y)
-        return float(model.call(model.step_fn, x, y))  # .numpy(): waits for the loss
+        return float(model.call(model.step_fn, model.params, model.pairs, model.m, model.v, model.t, model.hp, x, y))
 
     def forward(self, model: TFModel, x: Any) -> np.ndarray:
-        return model.call(model.forward_fn, model.tensor(x, "x")).numpy()
+        return model.call(model.program.forward, model.params, model.tensor(x, "x")).numpy()
 
     def gradients(self, model: TFModel, x: Any, y: Any) -> Weights:
         x, y = self.prepare(model, x, y)
-        _, grads = model.call(model.grad_fn, x, y)
+        _, grads = model.call(model.program.loss_and_grads, model.params, x, y)
         per_layer, i = [], 0
         for layer_mult in convert.multiplicity(model.spec):
             per_layer.append([g.numpy() for g in grads[i:i + len(layer_mult)]])
@@ -268,8 +327,13 @@ class TFBackend:
         return convert.gradients_from_keras(model.spec, per_layer)
 
     def weights(self, model: TFModel) -> Weights:
-        keras_w = [layer.get_weights() for layer in model.layers + [model.head]]
-        return convert.from_keras(model.spec, keras_w, bias_diff=model.bias_diff)
+        flat, per_layer = [p.numpy() for p in model.params], []
+        for n in model.program.counts:
+            per_layer, flat = per_layer + [flat[:n]], flat[n:]
+        w = convert.from_keras(model.spec, per_layer)
+        for k, (b_ih, b_hh) in enumerate(model.pairs):  # the canonical split, kept in Keras gate order
+            w[f"bias_ih_l{k}"], w[f"bias_hh_l{k}"] = b_ih.numpy()[model.perm], b_hh.numpy()[model.perm]
+        return w
 
     def sync(self, device: str) -> None:
         if tf_device(device) != "/CPU:0":
@@ -307,8 +371,8 @@ class TFBackend:
             fn, args = model.last_call
             concrete = fn.get_concrete_function(*args)  # the cached trace of the latest call
         else:  # nothing ran yet: trace the forward pass symbolically
-            concrete = model.forward_fn.get_concrete_function(
-                tf.TensorSpec([None, None, model.spec.input_size], model.tf_dtype))
+            concrete = model.program.forward.get_concrete_function(
+                model.params, tf.TensorSpec([None, None, model.spec.input_size], model.program.tf_dtype))
         ops = _graph_ops(concrete)
         if ops & set(_CUDNN_OPS):
             kernel = "cuDNN"
@@ -323,7 +387,8 @@ class TFBackend:
         xla = ", XLA" if plan.jit else ""
         implementation = f"keras {cell} ({kernel}{xla})" if kernel == "cuDNN" else f"keras {cell} ({kernel}{xla}: {why})"
         onednn, onednn_why = onednn_state()
-        compute = {layer.compute_dtype for layer in model.layers + [model.head]}
+        compute = {layer.compute_dtype for layer in model.program.layers}
+        folded = sum(int(np.prod(b.shape)) for b, _ in model.pairs)
         return {
             "implementation": implementation,
             "kernel": kernel,
@@ -341,5 +406,7 @@ class TFBackend:
             "keras": keras.__version__,
             "keras_backend": keras.backend.backend(),
             "cuda_build": bool(tf.test.is_built_with_cuda()),
+            "param_count": sum(layer.count_params() for layer in model.program.layers),  # Keras' own count
+            "folded_bias_params": folded,  # canonical biases Keras keeps as one (b_ih + b_hh)
             "optimizer": f"{model.train.optimizer} (PyTorch formula, custom tf.function update)",
         }
