@@ -117,7 +117,9 @@ def experiment(pairs: int, slowdown: float, out: Path, overrides: dict) -> dict:
                 recs[side] = _run(kinds[side], runs / study, overrides, f"{study} pair {i} side {side}")
             cmp = compare_records([recs[0]], [recs[1]])
             rows = _timing_rows(cmp)
-            sink.append({"pair": i, "ratios": [r.change for r in rows], "verdicts": [r.verdict for r in rows],
+            busy = sum(1 for rec in recs for c in rec.cases if c.load is not None and c.load.busy)
+            sink.append({"pair": i, "busy_cases": busy, "cases": sum(len(r.cases) for r in recs), "ratios": [r.change for r in rows],
+                         "verdicts": [r.verdict for r in rows],
                          "q": [r.q_value for r in rows], "n": [min(r.n_baseline, r.n_candidate) for r in rows],
                          "metric": [r.metric for r in rows], "case": [r.label for r in rows]})
         done = (i + 1) / pairs
@@ -147,6 +149,8 @@ def experiment(pairs: int, slowdown: float, out: Path, overrides: dict) -> dict:
         "slowdown_detection": {"comparisons": det_n, "regressed": det_k, "rate": det_k / det_n,
                                "rate_ci95": _wilson(det_k, det_n), "ratio_min": min(ratios),
                                "ratio_max": max(ratios)},
+        "busy_cases": sum(p["busy_cases"] for p in aa + det),  # cases the runner flagged as run on a busy machine
+        "cases": sum(p["cases"] for p in aa + det),
         "load_before": load_before, "load_after": {"loadavg": load_avg, "other_cpu_percent": cpu_pct},
         "pairs_detail": {"aa": aa, "slow": det},
     }
