@@ -261,12 +261,12 @@ def test_same_seed_gives_identical_numbers():
 
 
 def test_buffers_reused_across_shapes_give_fresh_results():
-    """One model fed (B, T) shapes in turn (buffers reallocated and reused) = a fresh model per shape, bit for bit;
-    forward returns a copy that later calls do not overwrite."""
+    """One model fed (B, T) shapes in turn (buffers kept for two shapes: reused, evicted, reallocated) = a fresh model
+    per shape, bit for bit; forward returns a copy that later calls do not overwrite."""
     spec = _spec("lstm", "standard", head="every", loss="mse", layers=2)
     w = init_weights(spec, 13)
     model = be.build(spec, w, dtype="float64")
-    shapes = [(3, 5), (2, 7), (3, 5), (3, 5)]
+    shapes = [(3, 5), (2, 7), (3, 5), (4, 2), (2, 7), (3, 5), (3, 5)]
     outs = []
     for b, t in shapes:
         x, y = _batch(spec, b * 100 + t, b=b, t=t)

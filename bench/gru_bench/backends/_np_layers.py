@@ -28,6 +28,9 @@ import numpy as np
 from ._np_kernels import sigmoid_grad, sigmoid_of_negated, tanh_grad
 
 
+KEEP_SHAPES = 2  # workspaces kept per layer (and head buffers per model), by (T, B)
+
+
 @dataclass
 class Params:
     """One layer's tensors in the backend's internal gate order, bias as the last column (views into a flat vector)."""
@@ -56,7 +59,7 @@ class Layer:
     def __init__(self, input_size: int, hidden_size: int, dtype: np.dtype, p: Params, g: Params) -> None:
         self.I, self.H, self.dtype = input_size, hidden_size, np.dtype(dtype)
         self.p, self.g = p, g  # parameters and their gradients (internal order)
-        self._ws: tuple[tuple[int, int], Workspace] | None = None
+        self._ws: dict[tuple[int, int], Workspace] = {}  # the last KEEP_SHAPES (T, B) used, oldest first
         self._scratch: dict[str, np.ndarray] = {}
 
     def _copy(self, name: str, src: np.ndarray, negate: bool = False) -> np.ndarray:
@@ -76,16 +79,20 @@ class Layer:
         raise NotImplementedError
 
     def workspace(self, T: int, B: int) -> Workspace:
-        """The buffers for ``(T, B)``, allocated on first use and kept (one shape at a time)."""
-        if self._ws is None or self._ws[0] != (T, B):
+        """The buffers for ``(T, B)``, allocated on first use and kept for the ``KEEP_SHAPES`` latest shapes (say
+        a training batch and an evaluation batch of another size)."""
+        ws = self._ws.pop((T, B), None)
+        if ws is None:
             H, dt = self.H, self.dtype
             Hs = np.zeros((T + 1, B, H + 1), dt)
             Hs[..., H] = 1.0
             ws = Workspace(T, B, Hs=Hs, dHs=np.empty((T, B, H), dt),
                            buf={k: np.empty(s, dt) for k, s in self._shapes(T, B).items()})
             self._init_buffers(ws)
-            self._ws = ((T, B), ws)
-        return self._ws[1]
+            while len(self._ws) >= KEEP_SHAPES:
+                self._ws.pop(next(iter(self._ws)))  # the least recently used
+        self._ws[(T, B)] = ws  # most recent last
+        return ws
 
     def _init_buffers(self, ws: Workspace) -> None:
         """Set the constant parts of freshly allocated buffers (optional)."""

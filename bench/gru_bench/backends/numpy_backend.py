@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from ..losses import loss_and_grad
 from ..spec import DTYPES, ModelSpec, Weights, check_weights, param_count, param_shapes
-from ._np_layers import LAYERS, Layer, Params, Workspace
+from ._np_layers import KEEP_SHAPES, LAYERS, Layer, Params, Workspace
 from ._np_optim import Optimizer
 from .base import MemoryProbe, TrainConfig
 
@@ -96,7 +96,7 @@ class NumpyModel:
 
     # ------------------------------------------------------------------------------------------------ compute
     def _head_buffers(self, T: int, B: int) -> dict[str, np.ndarray]:
-        buf = self._buffers.get((T, B))
+        buf = self._buffers.pop((T, B), None)
         if buf is None:
             s, dt = self.spec, self.dtype
             steps = T if s.head == "every" else 1
@@ -104,7 +104,9 @@ class NumpyModel:
             X[..., -1] = 1.0
             buf = dict(X=X, Y=np.empty((steps, B, s.output_size), dt),  # head output, time-major
                        dY=np.empty((steps, B, s.output_size), dt))
-            self._buffers = {(T, B): buf}
+            while len(self._buffers) >= KEEP_SHAPES:
+                self._buffers.pop(next(iter(self._buffers)))  # the least recently used
+        self._buffers[(T, B)] = buf  # most recent last
         return buf
 
     def run_forward(self, x: np.ndarray) -> np.ndarray:
