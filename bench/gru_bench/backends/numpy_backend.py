@@ -258,19 +258,21 @@ class NumpyBackend:
     def provenance(self, model: NumpyModel) -> dict[str, Any]:
         model = _check_model(model)
         blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        mine = [p for p in blas if "numpy" in str(p.get("filepath", ""))] or blas  # NumPy's own BLAS does the GEMMs
         return {
             "implementation": IMPLEMENTATION,
             "dtype": str(model.dtype),
             "numpy": np.__version__,
             "blas": ", ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')})"
-                              f" x{p.get('num_threads')}" for p in blas),
+                              f" x{p.get('num_threads')} threads" for p in mine),
             "optimizer": model.train.optimizer,
             "sigmoid": "1/(1+exp(-a))",
             "elementwise_threads": 1,
         }
 
     def set_threads(self, n: int | None) -> dict[str, int]:
-        """BLAS threads (NumPy's and SciPy's BLAS) = ``n`` through threadpoolctl; element-wise work is single-threaded."""
+        """Threads of every loaded BLAS = ``n`` (threadpoolctl); returns them by library. NumPy's element-wise work
+        is single-threaded whatever ``n``."""
         if n is not None:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
                 raise ValueError(f"threads={n!r}: expected a positive integer or None")
