@@ -3,11 +3,12 @@
 What runs (the equations are ``spec.py``'s):
 
 * GRU ``reset_after`` and LSTM: ``torch.nn.GRU`` / ``torch.nn.LSTM`` (batch-first, ``num_layers`` stacked). Which
-  kernel PyTorch dispatches to is *observed*, not assumed: at build, one tiny forward+backward runs under a
-  ``TorchDispatchMode`` that records the ATen ops, and the RNN op names are the evidence kept in the provenance
-  (``aten._cudnn_rnn`` -> cuDNN, ``aten.mkldnn_rnn_layer`` -> oneDNN, otherwise ATen's native cell loop). On this
-  project's CPU wheel (torch 2.13): nn.LSTM in float32 runs oneDNN; nn.LSTM in float64 and nn.GRU in any dtype run
-  the native cell loop (ATen's oneDNN RNN path covers LSTM only).
+  kernel PyTorch dispatches to is *observed*, not assumed: at build, one tiny forward runs with grad enabled and
+  the nodes of its autograd graph are the evidence kept in the provenance (``CudnnRnnBackward0`` -> cuDNN,
+  ``MkldnnRnnLayerBackward0`` -> oneDNN, GEMM and gate nodes -> ATen's native cell loop). On the CPU wheel of
+  torch 2.13 (checked against ``torch.profiler``'s op names in the tests): nn.LSTM in float32 runs oneDNN
+  (``aten::mkldnn_rnn_layer``); nn.LSTM in float64 and nn.GRU in any dtype run the native cell loop (ATen's oneDNN
+  RNN path serves LSTM only).
 * GRU ``reset_before``: no fused PyTorch kernel computes it, so it runs as a step loop (``_torch_cells``), in one of
   ``"plain"`` (eager autograd), ``"scripted"`` (TorchScript) or ``"compiled"`` (``torch.compile``, fullgraph, so a
   graph break is an error and never a silent fallback). Never ``nn.GRU``: that would be the other function.
@@ -17,12 +18,15 @@ What runs (the equations are ``spec.py``'s):
 
 Options (``build(..., options=)``; unknown keys and values are a ``ValueError``):
 
-* ``loop``: ``"auto"`` | ``"plain"`` | ``"scripted"`` | ``"compiled"``: the reset_before loop. ``auto`` is ``"plain"``
-  on the CPU (measured fastest there, and nothing to compile) and ``"scripted"`` on CUDA (TorchScript's fuser merges
-  the gate math; no compile wait). Ignored (recorded as n/a) for the fused variants.
+* ``loop``: ``"auto"`` | ``"plain"`` | ``"scripted"`` | ``"compiled"``: the reset_before loop. ``auto`` is ``"plain"``:
+  measured fastest on the CPU (TorchScript's interpreter adds overhead there and cannot autodiff through a loop;
+  Inductor's unrolled compile takes minutes), and the most robust on CUDA, where the ranking has not been measured
+  by this project yet (pass ``"scripted"`` or ``"compiled"`` to measure it). Ignored (recorded as n/a) for the fused
+  variants.
 * ``compile``: ``"auto"`` (default) | ``True`` | ``False``: ``True`` is ``loop="compiled"``; ``False`` forbids it.
   ``torch.compile`` unrolls the T steps: on a 2-core CPU it compiles for many minutes at T=100 (see
-  ``bench/perf/torch_loop.py``), so it is never the automatic choice; ask for it where the wait pays.
+  ``python -m gru_bench.backends._torch_bench --compile``), so it is never the automatic choice; ask for it where
+  the wait pays.
 * ``compile_mode``: ``torch.compile``'s ``mode`` (``"default"``, ``"reduce-overhead"`` = CUDA graphs,
   ``"max-autotune"``).
 * ``autocast``: ``None`` | ``"bfloat16"`` | ``"float16"``: ``torch.autocast`` around forward + loss (CUDA, float32
@@ -48,7 +52,6 @@ from typing import Any, Callable, ClassVar, Mapping
 import numpy as np
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..spec import DTYPES, ModelSpec, Weights, check_weights
 from ._torch_cells import LOOP_IMPLS, Net, make_rnn
@@ -57,7 +60,7 @@ from .base import MemoryProbe, TrainConfig
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-AUTO_LOOP = {"cpu": "plain", "cuda": "scripted"}
+AUTO_LOOP = {"cpu": "plain", "cuda": "plain"}  # see ``loop`` above
 LOOP_NAMES = {"plain": "eager reset_before loop", "scripted": "scripted reset_before loop",
               "compiled": "compiled reset_before loop"}
 OPTIMIZER_IMPLS = ("auto", "for-loop", "foreach", "fused")
@@ -114,40 +117,52 @@ def _check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- kernel evidence
-class _OpRecorder(TorchDispatchMode):
-    """Records the ATen ops that actually run below autograd (``aten._cudnn_rnn``, ``aten.mkldnn_rnn_layer``, ...)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: set[str] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
-        self.ops.add(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
+# A fused RNN kernel leaves its own node in the autograd graph (``CudnnRnnBackward0`` for ``aten._cudnn_rnn``,
+# ``MkldnnRnnLayerBackward0`` for ``aten.mkldnn_rnn_layer``, ...); ATen's native cell loop leaves GEMM and gate nodes.
+_KERNELS = (("CudnnRnn", "cuDNN"), ("MiopenRnn", "MIOpen"), ("MkldnnRnn", "oneDNN/mkldnn"),
+            ("ThnnFused", "native fused CUDA cell"))
+_PROBED: dict[tuple, tuple[str, tuple[str, ...]]] = {}
 
 
-_KERNELS = (("cudnn_rnn", "cuDNN"), ("miopen_rnn", "MIOpen"), ("mkldnn_rnn", "oneDNN/mkldnn"),
-            ("_thnn_fused", "native fused CUDA cell"))
-
-
-def _kernel_name(ops: set[str]) -> str:
+def _kernel_name(nodes: set[str]) -> str:
     for marker, name in _KERNELS:
-        if any(marker in op for op in ops):
+        if any(marker in node for node in nodes):
             return name
     return "native ATen cell loop"
 
 
+def _autograd_nodes(out: torch.Tensor) -> set[str]:
+    """The names of every node of ``out``'s autograd graph."""
+    names: set[str] = set()
+    seen: set[Any] = set()
+    stack = [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(fn.name())
+        stack.extend(f for f, _ in fn.next_functions)
+    return names
+
+
 def _probe_kernel(rnn: nn.Module, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
-                  autocast: Callable[[], Any]) -> tuple[str, list[str]]:
-    """Run ``rnn`` forward + backward on a (2, 2, I) batch with grad enabled and record the RNN ops dispatched."""
-    x = torch.zeros(2, 2, spec.input_size, dtype=dtype, device=device)  # (B, T, I)
-    params = list(rnn.parameters())
-    rec = _OpRecorder()
-    with torch.enable_grad(), rec, autocast():
-        out = rnn(x)[0]  # (2, 2, H)
-        torch.autograd.grad(out.float().sum(), params)
-    fused = sorted(op for op in rec.ops if any(k in op for k in ("rnn", "lstm", "gru")))
-    return _kernel_name(rec.ops), fused or sorted(rec.ops)  # no fused RNN op: the cell loop's own ops
+                  autocast_dtype: torch.dtype | None, autocast: Callable[[], Any]) -> tuple[str, list[str]]:
+    """Run ``rnn`` forward on a (2, 2, I) batch with grad enabled and read which kernel built the autograd graph.
+
+    ATen picks the RNN kernel from the module type, device, dtype, autocast and the cuDNN/oneDNN switches (not from
+    sizes), so the answer is kept per process for that key. Returns the kernel's name and the evidence: the fused
+    kernel's autograd node, or all node names when there is none."""
+    key = (type(rnn).__name__, str(device), dtype, autocast_dtype, spec.num_layers > 1,
+           bool(torch.backends.cudnn.enabled), bool(torch.backends.mkldnn.enabled))
+    if key not in _PROBED:
+        x = torch.zeros(2, 2, spec.input_size, dtype=dtype, device=device)  # (B, T, I)
+        with torch.enable_grad(), autocast():
+            nodes = _autograd_nodes(rnn(x)[0])
+        fused = sorted(n for n in nodes if any(marker in n for marker, _ in _KERNELS))
+        _PROBED[key] = _kernel_name(nodes), tuple(fused or sorted(nodes))
+    kernel, evidence = _PROBED[key]
+    return kernel, list(evidence)
 
 
 # -------------------------------------------------------------------------------------------------- model
@@ -312,7 +327,7 @@ class TorchBackend:
         model = TorchModel(spec, net, call, dev, tdtype, autocast_dtype, train, optimizer, scaler, loss_fn, info,
                            compiled=compiled)
         if loop is None:
-            kernel, evidence = _probe_kernel(rnn, spec, dev, tdtype, model.autocast)
+            kernel, evidence = _probe_kernel(rnn, spec, dev, tdtype, autocast_dtype, model.autocast)
             implementation = f"torch.nn.{type(rnn).__name__} ({kernel})"
         else:
             kernel, evidence = "step loop", []
@@ -320,8 +335,8 @@ class TorchBackend:
         info.update({
             "implementation": implementation,
             "kernel": kernel,
-            "kernel_evidence": evidence,  # ATen ops seen at build: the fused RNN ops, or all ops when there are none
-            "kernel_evidence_method": "TorchDispatchMode over one forward+backward at build" if loop is None else
+            "kernel_evidence": evidence,  # autograd nodes of a forward at build: the fused kernel's, else all
+            "kernel_evidence_method": "autograd graph of one forward at build" if loop is None else
                                       "n/a (no fused kernel computes reset_before)",
             "loop": loop if loop is not None else "n/a (fused kernel)",
             "compile": ({"backend": "inductor", "mode": opts["compile_mode"], "fullgraph": True, "dynamic": False,

@@ -1,0 +1,104 @@
+"""Timing of the PyTorch backend's implementations (a benchmark script, not a test)::
+
+    python -m gru_bench.backends._torch_bench [--device cpu] [--threads 2] [--reps 30] [--compile]
+
+One training step (forward, backward, clipping, Adam) at B=64, T=100, I=1, H=128, float32 on the adding-problem
+shapes, for ``nn.GRU``, ``nn.LSTM`` and the reset_before loop (eager, scripted and, with ``--compile``, compiled),
+each through ``TorchBackend.train_step`` on prepared tensors, next to a hand-written PyTorch step of the same model
+(``nn.GRU``/``nn.LSTM`` + ``nn.Linear`` + ``MSELoss`` + ``clip_grad_norm_`` + ``Adam``) as the harness-overhead
+baseline. The two are timed in alternation, so drift in the machine's load hits both alike. Prints medians (ms).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..spec import ModelSpec, init_weights
+from .base import TrainConfig
+from .torch_backend import TorchBackend
+
+B_, T_, I_, H_ = 64, 100, 1, 128
+
+
+def _hand_written(cell: str, device: torch.device, x: torch.Tensor, y: torch.Tensor) -> Callable[[], float]:
+    """The step a PyTorch user writes by hand (the baseline for the harness overhead)."""
+    torch.manual_seed(0)
+    rnn = (torch.nn.GRU if cell == "gru" else torch.nn.LSTM)(I_, H_, batch_first=True, device=device)
+    head = torch.nn.Linear(H_, 1, device=device)
+    params = [*rnn.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3, fused=device.type == "cuda", foreach=False if device.type == "cpu" else None)
+    loss_fn = torch.nn.MSELoss()
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(head(rnn(x)[0][:, -1]), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def _time_ms(fn: Callable[[], float], sync: Callable[[], None]) -> float:
+    sync()
+    t = time.perf_counter()
+    fn()
+    sync()
+    return (time.perf_counter() - t) * 1e3
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--compile", action="store_true", help="also time the torch.compile'd loop (compiles for long)")
+    args = ap.parse_args(argv)
+    backend = TorchBackend()
+    reason = backend.available(args.device)
+    if reason is not None:
+        raise SystemExit(f"device {args.device!r}: {reason}")
+    print("threads:", backend.set_threads(args.threads))
+    dev = torch.device(args.device)
+    rng = np.random.default_rng(0)
+    x_np = rng.random((B_, T_, I_), dtype=np.float32)
+    y_np = rng.random((B_, 1), dtype=np.float32)
+    variants = [("gru", "reset_after", {}), ("lstm", "standard", {}),
+                ("gru", "reset_before", {"loop": "plain"}), ("gru", "reset_before", {"loop": "scripted"})]
+    if args.compile:
+        variants.append(("gru", "reset_before", {"loop": "compiled"}))
+    for cell, variant, options in variants:
+        spec = ModelSpec(cell, I_, H_, 1, variant=variant)
+        model = backend.build(spec, init_weights(spec, 0, dtype="float32"), args.device, "float32",
+                              TrainConfig(optimizer="adam", lr=1e-3, clip=1.0), options)
+        x, y = backend.prepare(model, x_np, y_np)
+        ours = lambda: backend.train_step(model, x, y)  # noqa: E731
+        theirs = _hand_written(cell, dev, x, y) if variant != "reset_before" else None
+        t0 = time.perf_counter()
+        ours()
+        first = time.perf_counter() - t0
+        for _ in range(args.warmup):
+            ours()
+            if theirs:
+                theirs()
+        a, b = [], []
+        for _ in range(args.reps):  # alternate: drift in the machine's load hits both alike
+            a.append(_time_ms(ours, lambda: backend.sync(args.device)))
+            if theirs:
+                b.append(_time_ms(theirs, lambda: backend.sync(args.device)))
+        impl = backend.provenance(model)["implementation"]
+        line = f"{impl:42s} median {np.median(a):8.2f} ms  (IQR {np.subtract(*np.percentile(a, [75, 25])):.2f};" \
+               f" first call {first:.1f} s)"
+        if b:
+            line += f"  hand-written {np.median(b):8.2f} ms  ratio {np.median(a) / np.median(b):.3f}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
