@@ -449,6 +449,26 @@ def test_record_without_cases_still_reports(tmp_path):
     assert "the records hold no cases" in page and "0 cases" in page
 
 
+def test_stopped_run_lists_cases_never_run(tmp_path):
+    """A record of a run stopped midway (no ``finished``): the planned cases it never reached are listed."""
+    from gru_bench.suite import load_suite
+
+    (tmp_path / "tiny.toml").write_text(TINY_SUITE)
+    suite = load_suite(tmp_path / "tiny.toml")
+    planned = suite.cases()
+    assert len(planned) == 6
+    rng = np.random.default_rng(0)
+    rec = RunRecord(run_id="stopped", suite_name="tiny", suite=suite.record(), label="stopped run",
+                    created="2025-11-20T10:00:00", finished=None, cases=[case_result(c, rng) for c in planned[:2]])
+    (tmp_path / "r.json").write_text(rec.model_dump_json())
+    index = build_report([tmp_path / "r.json"], tmp_path / "out")
+    probs = pd.read_csv(index.parent / "tables" / "problems.csv")
+    assert sorted(probs["case_id"]) == sorted(c.case_id for c in planned[2:])
+    assert set(probs["status"]) == {"not run"}
+    page = index.read_text(encoding="utf-8")
+    assert "4 planned case(s) not run" in page and "did not finish (interrupted, or still running): 2 of 6" in page
+
+
 # ----------------------------------------------------------------------------------------- several runs
 @pytest.mark.slow
 def test_several_runs_compare_and_history(tmp_path):

@@ -67,6 +67,29 @@ def _manifest(rec: RunRecord, path: Path) -> list[tuple[str, str]]:
     return items
 
 
+def _not_run(records: list[RunRecord], names: list[str]) -> tuple[list[dict], list[str]]:
+    """Cases a run planned but never recorded (it was stopped), from the suite stored in the record; and a warning
+    per run that did not finish."""
+    rows, warnings = [], []
+    for rec, name in zip(records, names):
+        if rec.finished:
+            continue
+        try:
+            from ..suite import Suite  # configuration only: no backend, no framework
+
+            planned = {c.case_id: c for c in Suite.from_record(rec.suite).cases()} if rec.suite else {}
+        except Exception:  # noqa: BLE001 - a suite this version cannot read: say so, without the count
+            planned = {}
+        done = {r.case_id for r in rec.cases}
+        missing = [c for cid, c in planned.items() if cid not in done]
+        rows += [{"run": name, "label": c.label, "status": "not run", "case_id": c.case_id,
+                  "reason": "the run stopped before this case (resume it with gru-bench run --resume)"}
+                 for c in missing]
+        count = f": {len(rec.cases)} of {len(planned)} planned cases recorded" if planned else ""
+        warnings.append(f"run {name} did not finish (interrupted, or still running){count}")
+    return rows, warnings
+
+
 def _case_warnings(cases: pd.DataFrame, runs: int) -> list[str]:
     out: list[str] = []
     for _, r in cases.iterrows():
@@ -118,10 +141,11 @@ def build_report(inputs: list[Path], out_dir: Path, title: str | None = None, *,
     names = [run_name(r, i) for i, r in enumerate(records)]
     n_runs = len(records)
 
+    not_run, unfinished = _not_run(records, names)
     vt = tables.verdict_table(groups)
     tabs = {"verdict": vt, "iso": tables.iso_table(groups), "accuracy": tables.accuracy_table(groups),
             "speed": tables.speed_table(groups), "memory": tables.memory_table(groups),
-            "backends": tables.backends_table(groups), "problems": tables.problems_table(cases)}
+            "backends": tables.backends_table(groups), "problems": tables.problems_table(cases, not_run)}
     comp = tables.comparison_table(cases, names)
     if comp is not None:
         tabs["comparison"] = comp
@@ -159,6 +183,10 @@ def build_report(inputs: list[Path], out_dir: Path, title: str | None = None, *,
         problems.append(f"{busy} case(s) on a busy machine")
     if len(case_warnings) > busy:
         problems.append(f"{len(case_warnings)} measurement warning(s)")
+    if not_run:
+        problems.append(f"{len(not_run)} planned case(s) not run")
+    elif unfinished:
+        problems.append(f"{len(unfinished)} run(s) not finished")
     if loaded.warnings:
         problems.append(f"{len(loaded.warnings)} input file(s) skipped")
     if cases.empty:
@@ -188,7 +216,8 @@ def build_report(inputs: list[Path], out_dir: Path, title: str | None = None, *,
         comparison=tabs.get("comparison"), comparison_section=n_runs > 1,
         history_section=hist_frame is not None, history_note=hist_note, history_table=tabs.get("history"),
         plots=made, curves_left_out=curves_left_out,
-        input_warnings=loaded.warnings, case_warnings=case_warnings, input_paths=[str(p) for p in loaded.paths],
+        input_warnings=loaded.warnings, case_warnings=[*unfinished, *case_warnings],
+        input_paths=[str(p) for p in loaded.paths],
     )
     index = out_dir / "index.html"
     index.write_text(html.render(context, css_variables()), encoding="utf-8")
@@ -196,5 +225,5 @@ def build_report(inputs: list[Path], out_dir: Path, title: str | None = None, *,
                  for r in runs]
     (out_dir / "summary.md").write_text(
         markdown.summary(title, run_lines, headline, vt, tabs["iso"], tabs["problems"],
-                         [*loaded.warnings, *case_warnings]), encoding="utf-8")
+                         [*loaded.warnings, *unfinished, *case_warnings]), encoding="utf-8")
     return index

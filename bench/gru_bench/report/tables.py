@@ -212,6 +212,8 @@ def iso_frame(groups: pd.DataFrame) -> pd.DataFrame:
         grus = family[family["cell"] == "gru"]
         for _, l in family[family["cell"] == "lstm"].iterrows():
             rows += _iso_rows(l, grus, model_io_for(l, family))
+    if not rows:  # no LSTM in these runs
+        return pd.DataFrame()
     df = pd.DataFrame(rows)
     for k in ("gru_hidden", "gru_params", "params_ratio", "gru_train_s", "gru_infer_s", "gru_final_loss",
               "gru_final_metric", "time_ratio"):
@@ -370,14 +372,16 @@ def backends_table(groups: pd.DataFrame) -> Table:
                  row_css=["failed" if s != "ok" else "" for s in df.get("status", [])])
 
 
-def problems_table(cases: pd.DataFrame) -> Table:
-    """Every case that did not finish ok, with its reason: never dropped."""
-    df = cases[cases["status"] != "ok"].copy() if not cases.empty else cases.copy()
+def problems_table(cases: pd.DataFrame, not_run: list[dict] | None = None) -> Table:
+    """Every case that did not finish ok, with its reason, and the planned cases a stopped run never reached
+    (``not_run``: dicts with run, label, status, reason, case_id): never dropped."""
     cols = [Column("run", "run"), Column("label", "case", css="wrap"), Column("status", "status"),
-            Column("reason", "reason", css="wrap"),
-            Column("case_id", "case id")]
-    if df.empty:
-        df = pd.DataFrame(columns=[c.key for c in cols])
+            Column("reason", "reason", css="wrap"), Column("case_id", "case id")]
+    keys = [c.key for c in cols]
+    bad = cases.loc[cases["status"] != "ok", keys] if not cases.empty else pd.DataFrame(columns=keys)
+    extra = pd.DataFrame(not_run or [], columns=keys)
+    df = pd.concat([f for f in (bad, extra) if not f.empty], ignore_index=True) if len(bad) or len(extra) else \
+        pd.DataFrame(columns=keys)
     return Table("problems", "Cases that did not finish", cols, df.reset_index(drop=True),
                  row_css=["failed"] * len(df))
 
