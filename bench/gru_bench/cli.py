@@ -83,7 +83,12 @@ def run(
     out_dir: Path = typer.Option(Path("results"), "--out", help="Where run records go (OUT/<machine-id>/...)."),
     resume: Optional[str] = typer.Option(None, help="Finish an interrupted run: its id, record or journal path."),
     label: Optional[str] = typer.Option(None, help="Free text stored with the run and shown in reports."),
-    executor: str = typer.Option("local", help="What runs the workers."),
+    executor: str = typer.Option("local", help="What runs the workers: local | ray."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="The Ray cluster (--executor ray), e.g. auto or HOST:6379."),
+    ray_cpus_per_case: Optional[int] = typer.Option(None, "--ray-cpus-per-case",
+                                                    help="CPUs a CPU timing case reserves (--executor ray; default: "
+                                                         "a whole node)."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> int:
@@ -96,7 +101,14 @@ def run(
                  "hidden": hidden, "seq_len": seq_len, "steps": steps, "seeds": seeds, "repetitions": repetitions,
                  "threads": threads}
     overrides = {k: _csv(v) for k, v in overrides.items() if v is not None}
-    ex = get_executor(executor)
+    ray_opts = {"address": ray_address, "cpus_per_case": ray_cpus_per_case}
+    if executor == "ray":
+        ex = get_executor(executor, **ray_opts)
+    elif any(v is not None for v in ray_opts.values()):
+        flag = "--ray-address" if ray_address is not None else "--ray-cpus-per-case"
+        raise InputError(f"{flag} with --executor {executor}: expected --executor ray")
+    else:
+        ex = get_executor(executor)
     if resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in overrides] + (["SUITE"] if suite else []) + \
             (["--label"] if label else [])
@@ -108,7 +120,8 @@ def run(
                   f"already finished", highlight=False)
     else:
         suite_ = load_suite(suite or "quick", overrides)
-        check_devices(suite_)
+        if executor == "local":  # a cluster's devices are its nodes', not this machine's
+            check_devices(suite_)
         err.print(f"suite [bold]{escape(suite_.name)}[/]: {len(suite_.cases())} cases; calibrating …", highlight=False)
         run_ = runner.new_run(suite_, out_dir, label)
         if run_.record.calibration is not None:

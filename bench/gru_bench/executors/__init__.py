@@ -41,6 +41,7 @@ class Executor(Protocol):
 # name -> (module, class, pip extra that provides the framework)
 _EXECUTORS: dict[str, tuple[str, str, str | None]] = {
     "local": ("gru_bench.executors.local", "LocalExecutor", None),
+    "ray": ("gru_bench.executors.ray", "RayExecutor", "ray"),
 }
 
 
