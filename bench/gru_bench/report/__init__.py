@@ -119,111 +119,125 @@ def _history_table(series: pd.DataFrame) -> Table:
                  row_css=["failed" if v else "" for v in series.get("change_point", [False] * len(series))])
 
 
+def _make_tables(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], not_run: list[dict]) -> dict[str, Table]:
+    tabs = {"verdict": tables.verdict_table(groups), "iso": tables.iso_table(groups),
+            "accuracy": tables.accuracy_table(groups), "speed": tables.speed_table(groups),
+            "memory": tables.memory_table(groups), "backends": tables.backends_table(groups),
+            "problems": tables.problems_table(cases, not_run)}
+    comp = tables.comparison_table(cases, names)
+    if comp is not None:
+        tabs["comparison"] = comp
+    return tabs
+
+
+PLOTS = ("accuracy_vs_T", "learning_curves", "speed_vs_hidden", "speed_vs_seq_len", "throughput", "memory",
+         "comparison", "history")
+
+
+def _make_plots(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], hist: pd.DataFrame | None,
+                plot_dir: Path) -> tuple[dict[str, plots.Plot | None], int]:
+    """Every plot the data can show (``None`` where it cannot), saved as PNG and SVG; and the curve panels left out."""
+    if cases.empty:
+        return dict.fromkeys(PLOTS), 0
+    with plots.style():
+        curves, left_out = plots.learning_curves(cases)
+        made = {"accuracy_vs_T": plots.accuracy_vs_T(groups), "learning_curves": curves,
+                "speed_vs_hidden": plots.speed_vs_hidden(groups), "speed_vs_seq_len": plots.speed_vs_seq_len(groups),
+                "throughput": plots.throughput(groups), "memory": plots.memory(groups),
+                "comparison": plots.comparison(cases, names),
+                "history": plots.history(hist) if hist is not None else None}
+        return {k: plots.save(p, plot_dir) if p is not None else None for k, p in made.items()}, left_out
+
+
+def _problems(cases: pd.DataFrame, case_warnings: list[str], not_run: list[dict], unfinished: list[str],
+              skipped_inputs: list[str]) -> str:
+    """One line for the top of the page: what did not go as planned (empty when everything did)."""
+    statuses = cases["status"].value_counts()
+    out = []
+    not_ok = [f"{n} {s}" for s, n in statuses.items() if s != "ok"]
+    if not_ok:
+        out.append(", ".join(not_ok) + " case(s)")
+    busy = int(cases["busy"].sum())
+    if busy:
+        out.append(f"{busy} case(s) on a busy machine")
+    if len(case_warnings) > busy:
+        out.append(f"{len(case_warnings)} measurement warning(s)")
+    if not_run:
+        out.append(f"{len(not_run)} planned case(s) not run")
+    elif unfinished:
+        out.append(f"{len(unfinished)} run(s) not finished")
+    if skipped_inputs:
+        out.append(f"{len(skipped_inputs)} input file(s) skipped")
+    if cases.empty:
+        out.append("the records hold no cases")
+    return "; ".join(out)
+
+
+def _toc(n_runs: int, history: bool) -> list[tuple[str, str]]:
+    toc = [("verdict", "Verdict"), ("iso", "Equal parameters"), ("accuracy", "Accuracy vs T"),
+           ("curves", "Learning curves"), ("speed", "Speed"), ("memory", "Memory"), ("backends", "Backends")]
+    toc += [("comparison", "Runs compared")] if n_runs > 1 else []
+    toc += [("history", "History")] if history else []
+    return toc + [("manifest", "Machine & commit"), ("warnings", "Warnings")]
+
+
 def build_report(inputs: list[Path], out_dir: Path, title: str | None = None, *,
                  history: HistoryProvider | None = None, stderr: TextIO | None = None) -> Path:
     """Build the report from run records (files or directories) into ``out_dir``; return ``out_dir/index.html``.
 
     A corrupt or foreign file is named, skipped and warned about (on ``stderr`` and in the report); no record at
-    all is an ``InputError``. ``history`` turns the records into a history frame (see ``timeline``) when they span
-    commits; by default ``gru_bench.history``'s series and change points (see ``timeline``).
+    all is an ``InputError``. When the records span commits, ``history(records)`` gives the history view's frame
+    (default: ``gru_bench.history``'s series and change points; see ``timeline``).
     """
     loaded = load_records(list(inputs), stderr=stderr if stderr is not None else sys.stderr)
-    records = loaded.records
+    records, n_runs = loaded.records, len(loaded.records)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     plot_dir, table_dir = out_dir / "plots", out_dir / "tables"
     _clear(plot_dir, (".png", ".svg"))
     _clear(table_dir, (".csv", ".md"))
-    table_dir.mkdir(exist_ok=True)
+    table_dir.mkdir(parents=True, exist_ok=True)
 
     cases = cases_frame(records)
     groups = groups_frame(cases)
     names = [run_name(r, i) for i, r in enumerate(records)]
-    n_runs = len(records)
-
     not_run, unfinished = _not_run(records, names)
-    vt = tables.verdict_table(groups)
-    tabs = {"verdict": vt, "iso": tables.iso_table(groups), "accuracy": tables.accuracy_table(groups),
-            "speed": tables.speed_table(groups), "memory": tables.memory_table(groups),
-            "backends": tables.backends_table(groups), "problems": tables.problems_table(cases, not_run)}
-    comp = tables.comparison_table(cases, names)
-    if comp is not None:
-        tabs["comparison"] = comp
-
-    hist_frame, hist_note = None, ""
+    tabs = _make_tables(cases, groups, names, not_run)
+    hist, hist_note = None, ""
     if spans_commits(records):
-        hist_frame, hist_note = history_frame(records, cases, history)
-        hist_frame = hist_frame.sort_values(["created", "series"], kind="stable")
-        tabs["history"] = _history_table(hist_frame)
-
-    with plots.style():
-        curves, curves_left_out = plots.learning_curves(cases) if not cases.empty else (None, 0)
-        made = {"accuracy_vs_T": plots.accuracy_vs_T(groups) if not groups.empty else None,
-                "learning_curves": curves,
-                "speed_vs_hidden": plots.speed_vs_hidden(groups) if not groups.empty else None,
-                "speed_vs_seq_len": plots.speed_vs_seq_len(groups) if not groups.empty else None,
-                "throughput": plots.throughput(groups) if not groups.empty else None,
-                "memory": plots.memory(groups) if not groups.empty else None,
-                "comparison": plots.comparison(cases, names) if not cases.empty else None,
-                "history": plots.history(hist_frame) if hist_frame is not None else None}
-        made = {k: plots.save(p, plot_dir) if p is not None else None for k, p in made.items()}
-
+        hist, hist_note = history_frame(records, cases, history)
+        hist = hist.sort_values(["created", "series"], kind="stable")
+        tabs["history"] = _history_table(hist)
+    made, curves_left_out = _make_plots(cases, groups, names, hist, plot_dir)
     for t in tabs.values():
         t.to_csv(table_dir / f"{t.name}.csv")
         (table_dir / f"{t.name}.md").write_text(f"## {t.title}\n\n{t.note}\n\n{t.to_markdown()}\n", encoding="utf-8")
 
-    statuses = cases["status"].value_counts() if not cases.empty else pd.Series(dtype=int)
-    not_ok = int(statuses.drop("ok", errors="ignore").sum())
-    case_warnings = _case_warnings(cases, n_runs) if not cases.empty else []
-    busy = int(cases["busy"].sum()) if not cases.empty else 0
-    problems = []
-    if not_ok:
-        problems.append(", ".join(f"{n} {s}" for s, n in statuses.items() if s != "ok") + " case(s)")
-    if busy:
-        problems.append(f"{busy} case(s) on a busy machine")
-    if len(case_warnings) > busy:
-        problems.append(f"{len(case_warnings)} measurement warning(s)")
-    if not_run:
-        problems.append(f"{len(not_run)} planned case(s) not run")
-    elif unfinished:
-        problems.append(f"{len(unfinished)} run(s) not finished")
-    if loaded.warnings:
-        problems.append(f"{len(loaded.warnings)} input file(s) skipped")
-    if cases.empty:
-        problems.append("the records hold no cases")
-
+    case_warnings = [*unfinished, *_case_warnings(cases, n_runs)]
+    statuses = cases["status"].value_counts()
     title = title or (f"gru-bench: {records[0].label or records[0].suite_name}" if n_runs == 1
                       else f"gru-bench: {n_runs} runs")
     runs = [{"name": names[i], "suite": r.suite_name, "created": r.created[:19].replace("T", " "),
              "commit": (r.git.commit or "")[:10], "dirty": bool(r.git.dirty), "machine": _machine_line(r),
              "manifest": _manifest(r, loaded.paths[i])} for i, r in enumerate(records)]
-    toc = [("verdict", "Verdict"), ("iso", "Equal parameters"), ("accuracy", "Accuracy vs T"),
-           ("curves", "Learning curves"), ("speed", "Speed"), ("memory", "Memory"), ("backends", "Backends")]
-    if n_runs > 1:
-        toc.append(("comparison", "Runs compared"))
-    if hist_frame is not None:
-        toc.append(("history", "History"))
-    toc += [("manifest", "Machine & commit"), ("warnings", "Warnings")]
-    headline = tables.headline(tables.verdict_frame(groups), groups) if not groups.empty else []
+    headline = tables.headline(tabs["verdict"].df, groups)
     context = dict(
         title=title, version=__version__, generated=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
         summary={"runs": n_runs, "cases": len(cases),
                  "by_status": ", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
-                 "problems": "; ".join(problems)},
-        runs=runs, toc=toc, headline=headline, cells=tables.keep_cells(groups), cell_css=tables.CELL_CSS,
-        follows_pct=f"{tables.FOLLOWS_TOLERANCE:.0%}", verdict=vt, iso=tabs["iso"], accuracy=tabs["accuracy"],
-        speed=tabs["speed"], memory=tabs["memory"], backends=tabs["backends"], problems=tabs["problems"],
-        comparison=tabs.get("comparison"), comparison_section=n_runs > 1,
-        history_section=hist_frame is not None, history_note=hist_note, history_table=tabs.get("history"),
-        plots=made, curves_left_out=curves_left_out,
-        input_warnings=loaded.warnings, case_warnings=[*unfinished, *case_warnings],
-        input_paths=[str(p) for p in loaded.paths],
+                 "problems": _problems(cases, case_warnings, not_run, unfinished, loaded.warnings)},
+        runs=runs, toc=_toc(n_runs, hist is not None), headline=headline, cells=tables.keep_cells(groups),
+        cell_css=tables.CELL_CSS, follows_pct=f"{tables.FOLLOWS_TOLERANCE:.0%}", verdict=tabs["verdict"],
+        iso=tabs["iso"], accuracy=tabs["accuracy"], speed=tabs["speed"], memory=tabs["memory"],
+        backends=tabs["backends"], problems=tabs["problems"], comparison=tabs.get("comparison"),
+        comparison_section=n_runs > 1, history_section=hist is not None, history_note=hist_note,
+        history_table=tabs.get("history"), plots=made, curves_left_out=curves_left_out,
+        input_warnings=loaded.warnings, case_warnings=case_warnings, input_paths=[str(p) for p in loaded.paths],
     )
     index = out_dir / "index.html"
     index.write_text(html.render(context, css_variables()), encoding="utf-8")
     run_lines = [f"{r['name']}: suite {r['suite']}, {r['created']}, commit {r['commit'] or 'unknown'}, {r['machine']}"
                  for r in runs]
     (out_dir / "summary.md").write_text(
-        markdown.summary(title, run_lines, headline, vt, tabs["iso"], tabs["problems"],
-                         [*loaded.warnings, *unfinished, *case_warnings]), encoding="utf-8")
+        markdown.summary(title, run_lines, headline, tabs["verdict"], tabs["iso"], tabs["problems"],
+                         [*loaded.warnings, *case_warnings]), encoding="utf-8")
     return index
