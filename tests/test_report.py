@@ -7,6 +7,7 @@ each task's model; times follow the FLOPs with a per-backend efficiency and seed
 per-cell floor. Among the cases: a failed one (its reason holds HTML), a skipped one, a busy-machine warning; the
 run label is a script tag.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,23 +31,38 @@ from gru_bench.report import build_report
 from gru_bench.report.frame import cases_frame, groups_frame
 from gru_bench.report.modelio import io_from_param_pair
 from gru_bench.report.table import Column, Table, format_value, sort_key
-from gru_bench.report.tables import (FOLLOWS_TOLERANCE, follows, iso_frame, problems_table, verdict_frame,
-                                     verdict_table)
-from gru_bench.results import (Accuracy, Calibration, CaseResult, Curve, GitInfo, Load, MemoryFigure, RunRecord,
-                               TimingStats)
+from gru_bench.report.tables import FOLLOWS_TOLERANCE, follows, iso_frame, problems_table, verdict_frame, verdict_table
+from gru_bench.results import (
+    Accuracy,
+    Calibration,
+    CaseResult,
+    Curve,
+    GitInfo,
+    Load,
+    MemoryFigure,
+    RunRecord,
+    TimingStats,
+)
 
 ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
 # ================================================================================ record builders (fixtures)
 XSS = "<script>alert(1)</script>"
-TASK_IO = {"adding": dict(input_size=2, output_size=1, head="last", loss="mse"),
-           "copy": dict(input_size=10, output_size=9, head="every", loss="xent")}
+TASK_IO = {
+    "adding": dict(input_size=2, output_size=1, head="last", loss="mse"),
+    "copy": dict(input_size=10, output_size=9, head="every", loss="xent"),
+}
 BASELINE = {"adding": (1 / 6, 1 / 6), "copy": None}
 EFFICIENCY = {"numpy": 0.35, "torch": 0.5, "tf": 0.3}  # fraction of the calibrated peak each backend reaches
-IMPL = {("numpy", "gru"): "numpy (hand-written BPTT)", ("numpy", "lstm"): "numpy (hand-written BPTT)",
-        ("torch", "gru"): "torch.nn.GRU (native CPU)", ("torch", "lstm"): "torch.nn.LSTM (native CPU)",
-        ("tf", "gru"): "keras GRU (generic loop)", ("tf", "lstm"): "keras LSTM (generic loop)"}
+IMPL = {
+    ("numpy", "gru"): "numpy (hand-written BPTT)",
+    ("numpy", "lstm"): "numpy (hand-written BPTT)",
+    ("torch", "gru"): "torch.nn.GRU (native CPU)",
+    ("torch", "lstm"): "torch.nn.LSTM (native CPU)",
+    ("tf", "gru"): "keras GRU (generic loop)",
+    ("tf", "lstm"): "keras LSTM (generic loop)",
+}
 PEAK_GFLOPS = 60.0
 LSTM_H = 64
 ISO_GRU_H = spec.iso_param_hidden(spec.ModelSpec("lstm", 2, LSTM_H, 1), "gru")  # 74 for the adding task
@@ -54,58 +70,110 @@ ISO_GRU_H = spec.iso_param_hidden(spec.ModelSpec("lstm", 2, LSTM_H, 1), "gru")  
 
 def model_spec(case: Case) -> spec.ModelSpec:
     io = TASK_IO[case.task]
-    return spec.ModelSpec(case.cell, io["input_size"], case.hidden, io["output_size"], case.num_layers,
-                          variant=case.variant, head=io["head"], loss=io["loss"])
+    return spec.ModelSpec(
+        case.cell,
+        io["input_size"],
+        case.hidden,
+        io["output_size"],
+        case.num_layers,
+        variant=case.variant,
+        head=io["head"],
+        loss=io["loss"],
+    )
 
 
 def timing(rng: np.random.Generator, center: float, n: int = 12, flops: float | None = None) -> TimingStats:
     s = np.sort(center * (1 + 0.04 * rng.standard_normal(n)).clip(0.8, None))
     med = float(np.median(s))
     g = flops / med / 1e9 if flops else None
-    return TimingStats(samples=s.tolist(), median=med, iqr=float(np.subtract(*np.percentile(s, [75, 25]))),
-                       min=float(s[0]), mean=float(s.mean()), ci_low=float(np.percentile(s, 30)),
-                       ci_high=float(np.percentile(s, 70)), gflops=g, pct_peak=100 * g / PEAK_GFLOPS if g else None)
+    return TimingStats(
+        samples=s.tolist(),
+        median=med,
+        iqr=float(np.subtract(*np.percentile(s, [75, 25]))),
+        min=float(s[0]),
+        mean=float(s.mean()),
+        ci_low=float(np.percentile(s, 30)),
+        ci_high=float(np.percentile(s, 70)),
+        gflops=g,
+        pct_peak=100 * g / PEAK_GFLOPS if g else None,
+    )
 
 
-def case_result(case: Case, rng: np.random.Generator, status: str = "ok", reason: str | None = None,
-                busy: bool = False) -> CaseResult:
+def case_result(
+    case: Case, rng: np.random.Generator, status: str = "ok", reason: str | None = None, busy: bool = False
+) -> CaseResult:
     ms = model_spec(case)
     fl = spec.flops(ms, case.batch_size, case.seq_len)
-    common = dict(case=case, case_id=case.case_id, params=spec.param_count(ms), params_backend=spec.param_count(ms),
-                  flops_forward=fl.forward, flops_train_step=fl.train_step)
+    common = dict(
+        case=case,
+        case_id=case.case_id,
+        params=spec.param_count(ms),
+        params_backend=spec.param_count(ms),
+        flops_forward=fl.forward,
+        flops_train_step=fl.train_step,
+    )
     if status != "ok":
         return CaseResult(**common, status=status, reason=reason)
     step = fl.train_step / (PEAK_GFLOPS * 1e9 * EFFICIENCY[case.backend]) + 2e-4 * case.seq_len
     act = spec.activation_bytes(ms, case.batch_size, case.seq_len, 4)
-    mem = [MemoryFigure(name="host_peak_rss_delta", bytes=int(act * 2.5 + 3e6), method="psutil RSS sampling"),
-           MemoryFigure(name="activation_estimate", bytes=act, method="analytic B·T·H·G·bytes")]
+    mem = [
+        MemoryFigure(name="host_peak_rss_delta", bytes=int(act * 2.5 + 3e6), method="psutil RSS sampling"),
+        MemoryFigure(name="activation_estimate", bytes=act, method="analytic B·T·H·G·bytes"),
+    ]
     acc = None
     if case.steps:
         floor = {"gru": 0.004, "lstm": 0.012}[case.cell] * (1 + case.seq_len / 50)
         base = BASELINE[case.task][0] if BASELINE[case.task] else 10 * math.log(8) / (case.seq_len + 20)
         steps = list(range(0, case.steps + 1, case.eval_every))
-        loss = [float(base * math.exp(-s / (case.steps / 4)) + floor * (1 + 0.1 * rng.standard_normal()) ** 2)
-                for s in steps]
+        loss = [
+            float(base * math.exp(-s / (case.steps / 4)) + floor * (1 + 0.1 * rng.standard_normal()) ** 2)
+            for s in steps
+        ]
         seconds = [s * step * 1.1 for s in steps]
         final = loss[-1] * 1.05
         metric = "mse" if case.task == "adding" else "accuracy"
         fm = final if metric == "mse" else float(min(1.0, 0.125 + (1 - final / base)))
         solved = final < 0.1 * base
-        acc = Accuracy(metric=metric, final_metric=fm, final_loss=final, baseline_loss=base,
-                       baseline_metric=base if metric == "mse" else 0.125, solved=solved,
-                       steps_to_solve=steps[-2] if solved else None, seconds_to_solve=seconds[-2] if solved else None,
-                       curve=Curve(step=steps, loss=loss, seconds=seconds))
-    load = Load(before=[3.5, 1.0, 0.5], after=[3.9, 1.2, 0.6], busy=True) if busy else Load(before=[0.1] * 3,
-                                                                                          after=[0.2] * 3)
+        acc = Accuracy(
+            metric=metric,
+            final_metric=fm,
+            final_loss=final,
+            baseline_loss=base,
+            baseline_metric=base if metric == "mse" else 0.125,
+            solved=solved,
+            steps_to_solve=steps[-2] if solved else None,
+            seconds_to_solve=seconds[-2] if solved else None,
+            curve=Curve(step=steps, loss=loss, seconds=seconds),
+        )
+    load = (
+        Load(before=[3.5, 1.0, 0.5], after=[3.9, 1.2, 0.6], busy=True)
+        if busy
+        else Load(before=[0.1] * 3, after=[0.2] * 3)
+    )
     warnings = ["machine busy: 1-min load 3.9 on 2 cores"] if busy else []
-    return CaseResult(**common, status="ok", implementation=IMPL[(case.backend, case.cell)],
-                      provenance={"implementation": IMPL[(case.backend, case.cell)]},
-                      train_time=timing(rng, step, flops=fl.train_step), forward_time=timing(rng, step / 3),
-                      memory=mem, accuracy=acc, load=load, warnings=warnings, wall_s=step * 40)
+    return CaseResult(
+        **common,
+        status="ok",
+        implementation=IMPL[(case.backend, case.cell)],
+        provenance={"implementation": IMPL[(case.backend, case.cell)]},
+        train_time=timing(rng, step, flops=fl.train_step),
+        forward_time=timing(rng, step / 3),
+        memory=mem,
+        accuracy=acc,
+        load=load,
+        warnings=warnings,
+        wall_s=step * 40,
+    )
 
 
-def synthetic_record(label: str | None = XSS, commit: str = "a1b2c3d4e5f60718", created: str = "2025-11-20T10:00:00",
-                     slowdown: float = 1.0, seed: int = 0, run_id: str | None = None) -> RunRecord:
+def synthetic_record(
+    label: str | None = XSS,
+    commit: str = "a1b2c3d4e5f60718",
+    created: str = "2025-11-20T10:00:00",
+    slowdown: float = 1.0,
+    seed: int = 0,
+    run_id: str | None = None,
+) -> RunRecord:
     rng = np.random.default_rng(seed)
     results: list[CaseResult] = []
     cells = [("gru", "reset_after"), ("gru", "reset_before"), ("lstm", "standard")]
@@ -115,8 +183,19 @@ def synthetic_record(label: str | None = XSS, commit: str = "a1b2c3d4e5f60718", 
             for hidden in hiddens:
                 for T in (20, 50):
                     for s in (0, 1):
-                        case = Case(backend=backend, cell=cell, variant=variant, task="adding", seq_len=T,
-                                    hidden=hidden, batch_size=32, steps=200, eval_every=20, seed=s, repetitions=12)
+                        case = Case(
+                            backend=backend,
+                            cell=cell,
+                            variant=variant,
+                            task="adding",
+                            seq_len=T,
+                            hidden=hidden,
+                            batch_size=32,
+                            steps=200,
+                            eval_every=20,
+                            seed=s,
+                            repetitions=12,
+                        )
                         if backend == "torch" and cell == "lstm" and hidden == 32 and T == 50 and s == 1:
                             results.append(case_result(case, rng, "failed", "RuntimeError: <b>boom</b> & more"))
                             continue
@@ -126,21 +205,55 @@ def synthetic_record(label: str | None = XSS, commit: str = "a1b2c3d4e5f60718", 
                         results.append(r)
     for cell, variant in cells:  # the copy task on numpy only
         for T in (10, 20):
-            case = Case(backend="numpy", cell=cell, variant=variant, task="copy", seq_len=T, hidden=32,
-                        batch_size=32, steps=100, eval_every=20, seed=0, repetitions=12)
+            case = Case(
+                backend="numpy",
+                cell=cell,
+                variant=variant,
+                task="copy",
+                seq_len=T,
+                hidden=32,
+                batch_size=32,
+                steps=100,
+                eval_every=20,
+                seed=0,
+                repetitions=12,
+            )
             results.append(case_result(case, rng))
-    skipped = Case(backend="tf", device="cuda", cell="gru", variant="reset_after", task="adding", seq_len=20,
-                   hidden=32, batch_size=32, steps=200, eval_every=20, repetitions=12)
+    skipped = Case(
+        backend="tf",
+        device="cuda",
+        cell="gru",
+        variant="reset_after",
+        task="adding",
+        seq_len=20,
+        hidden=32,
+        batch_size=32,
+        steps=200,
+        eval_every=20,
+        repetitions=12,
+    )
     results.append(case_result(skipped, rng, "skipped", "TensorFlow sees no GPU"))
-    return RunRecord(run_id=run_id or f"run-{commit[:6]}-{seed}", suite_name="fixture", label=label, created=created,
-                     finished=created, suite={"name": "fixture", "backend": ["numpy", "torch", "tf"]},
-                     machine_id="ci-box-1a2b3c",
-                     machine={"hostname": "ci-box", "cpu": {"model": "Test CPU @ 2.0GHz", "arch": "x86_64"},
-                              "cores_logical": 2, "ram_bytes": 8 * 2**30, "python": "CPython 3.11.9",
-                              "versions": {"numpy": "2.4.0", "torch": "2.13.0+cpu", "tensorflow": "2.21.0"},
-                              "env": {"OMP_NUM_THREADS": "2"}},
-                     calibration=Calibration(gemm_gflops=PEAK_GFLOPS, method="float32 GEMM 1024³, median of 5"),
-                     git=GitInfo(commit=commit, dirty=False, branch="main"), cases=results)
+    return RunRecord(
+        run_id=run_id or f"run-{commit[:6]}-{seed}",
+        suite_name="fixture",
+        label=label,
+        created=created,
+        finished=created,
+        suite={"name": "fixture", "backend": ["numpy", "torch", "tf"]},
+        machine_id="ci-box-1a2b3c",
+        machine={
+            "hostname": "ci-box",
+            "cpu": {"model": "Test CPU @ 2.0GHz", "arch": "x86_64"},
+            "cores_logical": 2,
+            "ram_bytes": 8 * 2**30,
+            "python": "CPython 3.11.9",
+            "versions": {"numpy": "2.4.0", "torch": "2.13.0+cpu", "tensorflow": "2.21.0"},
+            "env": {"OMP_NUM_THREADS": "2"},
+        },
+        calibration=Calibration(gemm_gflops=PEAK_GFLOPS, method="float32 GEMM 1024³, median of 5"),
+        git=GitInfo(commit=commit, dirty=False, branch="main"),
+        cases=results,
+    )
 
 
 # ------------------------------------------------------------------------------------------- a real small run
@@ -176,9 +289,13 @@ def real_run_record(tmp_root) -> Path:
     (root / "tiny.toml").write_text(TINY_SUITE)
     exe = Path(sys.executable).with_name("gru-bench")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "gru_bench.cli"]
-    proc = subprocess.run([*cmd, "run", str(root / "tiny.toml"), "--out", str(root / "results"), "--label", XSS,
-                           "--no-progress"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc = subprocess.run(
+        [*cmd, "run", str(root / "tiny.toml"), "--out", str(root / "results"), "--label", XSS, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert proc.returncode == 0, f"gru-bench run failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     records = sorted((root / "results").rglob("*_tiny.json"))
     assert len(records) == 1, f"expected one record, found {records}"
@@ -188,9 +305,17 @@ def real_run_record(tmp_root) -> Path:
 
 # ================================================================================================ tests
 
+
 # ------------------------------------------------------------------------------------------------- helpers
-def tiny_record(label: str | None = "tiny", commit: str = "c0ffee1234", created: str = "2025-11-20T10:00:00",
-                seeds=(0, 1, 2), backends=("numpy",), hiddens=(16,), run_id: str | None = None) -> RunRecord:
+def tiny_record(
+    label: str | None = "tiny",
+    commit: str = "c0ffee1234",
+    created: str = "2025-11-20T10:00:00",
+    seeds=(0, 1, 2),
+    backends=("numpy",),
+    hiddens=(16,),
+    run_id: str | None = None,
+) -> RunRecord:
     """A small record: GRU (both variants) and LSTM on the adding task, a few seeds."""
     rng = np.random.default_rng(7)
     results = []
@@ -198,11 +323,28 @@ def tiny_record(label: str | None = "tiny", commit: str = "c0ffee1234", created:
         for cell, variant in (("gru", "reset_after"), ("gru", "reset_before"), ("lstm", "standard")):
             for h in hiddens:
                 for s in seeds:
-                    case = Case(backend=b, cell=cell, variant=variant, task="adding", seq_len=20, hidden=h,
-                                batch_size=16, steps=100, eval_every=20, seed=s, repetitions=12)
+                    case = Case(
+                        backend=b,
+                        cell=cell,
+                        variant=variant,
+                        task="adding",
+                        seq_len=20,
+                        hidden=h,
+                        batch_size=16,
+                        steps=100,
+                        eval_every=20,
+                        seed=s,
+                        repetitions=12,
+                    )
                     results.append(case_result(case, rng))
-    return RunRecord(run_id=run_id or f"tiny-{commit}", suite_name="tiny", label=label, created=created,
-                     git=GitInfo(commit=commit, dirty=False, branch="main"), cases=results)
+    return RunRecord(
+        run_id=run_id or f"tiny-{commit}",
+        suite_name="tiny",
+        label=label,
+        created=created,
+        git=GitInfo(commit=commit, dirty=False, branch="main"),
+        cases=results,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +423,9 @@ def test_verdict_pairs_gru_with_lstm_and_aggregates_seeds():
         assert row["time_ratio"] == pytest.approx(np.median(g["train_s"]) / np.median(l["train_s"]), rel=1e-12)
         assert row["follows"] == follows(row["time_ratio"], row["flops_ratio"])
         assert row["gru_final_loss"] == pytest.approx(g["final_loss"].mean(), rel=1e-12)  # accuracy: the mean
-        assert row["gru_solved"] == f"{int(g['solved'].sum())}/3" and row["lstm_solved"] == f"{int(l['solved'].sum())}/3"
+        assert (
+            row["gru_solved"] == f"{int(g['solved'].sum())}/3" and row["lstm_solved"] == f"{int(l['solved'].sum())}/3"
+        )
         assert row["status"] == ""
 
 
@@ -289,10 +433,21 @@ def test_verdict_shows_failed_side_and_missing_partner():
     rec = tiny_record(seeds=(0,), hiddens=(16, 24))
     bad = rec.cases[-1]  # the LSTM at H=24
     assert bad.case.cell == "lstm" and bad.case.hidden == 24
-    rec.cases[-1] = bad.model_copy(update=dict(status="failed", reason="RuntimeError: boom", train_time=None,
-                                               accuracy=None, memory=[]))
-    extra = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=20, hidden=40,
-                 batch_size=16, steps=100, eval_every=20, repetitions=12)
+    rec.cases[-1] = bad.model_copy(
+        update=dict(status="failed", reason="RuntimeError: boom", train_time=None, accuracy=None, memory=[])
+    )
+    extra = Case(
+        backend="numpy",
+        cell="gru",
+        variant="reset_after",
+        task="adding",
+        seq_len=20,
+        hidden=40,
+        batch_size=16,
+        steps=100,
+        eval_every=20,
+        repetitions=12,
+    )
     rec.cases.append(case_result(extra, np.random.default_rng(0)))
     t = verdict_table(groups_frame(cases_frame([rec])))
     df = t.df.set_index(["hidden", "gru_variant"])
@@ -321,8 +476,12 @@ def test_iso_parameter_matches_spec():
     rec = synthetic_record()
     iso = iso_frame(groups_frame(cases_frame([rec])))
     io_ = TASK_IO["adding"]
-    numpy_64 = iso[(iso["task"] == "adding") & (iso["backend_device"] == "numpy/cpu") & (iso["lstm_hidden"] == LSTM_H)
-                   & (iso["seq_len"] == 20)]
+    numpy_64 = iso[
+        (iso["task"] == "adding")
+        & (iso["backend_device"] == "numpy/cpu")
+        & (iso["lstm_hidden"] == LSTM_H)
+        & (iso["seq_len"] == 20)
+    ]
     lspec = spec.ModelSpec("lstm", io_["input_size"], LSTM_H, io_["output_size"])
     assert ISO_GRU_H == spec.iso_param_hidden(lspec, "gru") == 74  # ≈ 64·√(4/3)
     assert set(numpy_64["gru_variant"]) == {"reset_after", "reset_before"}
@@ -347,8 +506,12 @@ def test_iso_parameter_matches_spec():
 
 def test_iso_prefers_recorded_model_sizes():
     rec = tiny_record(seeds=(0,))
-    rec.cases = [r.model_copy(update={"provenance": {"model": {"input_size": 5, "output_size": 3}}}) if
-                 r.case.cell == "lstm" else r for r in rec.cases]
+    rec.cases = [
+        r.model_copy(update={"provenance": {"model": {"input_size": 5, "output_size": 3}}})
+        if r.case.cell == "lstm"
+        else r
+        for r in rec.cases
+    ]
     iso = iso_frame(groups_frame(cases_frame([rec])))
     assert set(iso["io_source"]) == {"recorded model"}
     assert set(iso["iso_hidden"]) == {spec.iso_param_hidden(spec.ModelSpec("lstm", 5, 16, 3), "gru")}
@@ -396,7 +559,7 @@ def test_report_keeps_failed_skipped_and_busy(fixture_report):
     assert sorted(probs["status"]) == ["failed", "skipped"]
     assert set(probs["reason"]) == {"RuntimeError: <b>boom</b> & more", "TensorFlow sees no GPU"}
     assert "1 failed, 1 skipped case(s)" in page
-    warn = page[page.index('<section id="warnings">'):]
+    warn = page[page.index('<section id="warnings">') :]
     assert "machine busy: 1-min load 3.9 on 2 cores" in warn and "TensorFlow sees no GPU" in warn
     v = pd.read_csv(index.parent / "tables" / "verdict.csv")
     failed = v[v["status"].fillna("").str.contains("failed")]
@@ -418,7 +581,7 @@ def test_report_files_beside_index(fixture_report):
         assert (out / "plots" / f"{n}.png").stat().st_size > 5000
         assert (out / "plots" / f"{n}.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
     verdict = pd.read_csv(out / "tables" / "verdict.csv")
-    assert len(verdict) == page[page.index('id="verdict-table"'):].split("</table>")[0].count("<tr") - 1
+    assert len(verdict) == page[page.index('id="verdict-table"') :].split("</table>")[0].count("<tr") - 1
     assert (verdict["params_ratio"].dropna().between(0.74, 0.77)).all()  # ≈ 3/4; the shared head moves it
     md = (out / "summary.md").read_text(encoding="utf-8")
     assert md.startswith("# gru-bench: " + ESCAPED_XSS)
@@ -458,8 +621,15 @@ def test_stopped_run_lists_cases_never_run(tmp_path):
     planned = suite.cases()
     assert len(planned) == 6
     rng = np.random.default_rng(0)
-    rec = RunRecord(run_id="stopped", suite_name="tiny", suite=suite.record(), label="stopped run",
-                    created="2025-11-20T10:00:00", finished=None, cases=[case_result(c, rng) for c in planned[:2]])
+    rec = RunRecord(
+        run_id="stopped",
+        suite_name="tiny",
+        suite=suite.record(),
+        label="stopped run",
+        created="2025-11-20T10:00:00",
+        finished=None,
+        cases=[case_result(c, rng) for c in planned[:2]],
+    )
     (tmp_path / "r.json").write_text(rec.model_dump_json())
     index = build_report([tmp_path / "r.json"], tmp_path / "out")
     probs = pd.read_csv(index.parent / "tables" / "problems.csv")
@@ -474,18 +644,28 @@ def test_stopped_run_lists_cases_never_run(tmp_path):
 def test_several_runs_compare_and_history(tmp_path):
     a = tiny_record(label="before", commit="aaaa1111", created="2025-11-20T10:00:00", seeds=(0,), hiddens=(16, 32))
     b = tiny_record(label="after", commit="bbbb2222", created="2025-11-21T10:00:00", seeds=(0,), hiddens=(16, 32))
-    b.cases = [r.model_copy(update={"train_time": r.train_time.model_copy(update={"median": r.train_time.median * 1.5})})
-               for r in b.cases]
+    b.cases = [
+        r.model_copy(update={"train_time": r.train_time.model_copy(update={"median": r.train_time.median * 1.5})})
+        for r in b.cases
+    ]
     for rec, name in ((a, "a.json"), (b, "b.json")):
         (tmp_path / name).write_text(rec.model_dump_json())
     seen = {}
 
     def provider(records):
         seen["runs"] = [r.run_id for r in records]
-        return pd.DataFrame({"series": ["case X", "case X"], "commit": ["aaaa1111", "bbbb2222"],
-                             "created": ["2025-11-20T10:00:00", "2025-11-21T10:00:00"], "value": [1.0, 2.0],
-                             "cell_key": ["LSTM", "LSTM"], "unit": ["train step (ms)"] * 2,
-                             "change_point": [False, True], "verdict": ["", "slower 2.00× (from the provider)"]})
+        return pd.DataFrame(
+            {
+                "series": ["case X", "case X"],
+                "commit": ["aaaa1111", "bbbb2222"],
+                "created": ["2025-11-20T10:00:00", "2025-11-21T10:00:00"],
+                "value": [1.0, 2.0],
+                "cell_key": ["LSTM", "LSTM"],
+                "unit": ["train step (ms)"] * 2,
+                "change_point": [False, True],
+                "verdict": ["", "slower 2.00× (from the provider)"],
+            }
+        )
 
     index = build_report([tmp_path / "b.json", tmp_path / "a.json"], tmp_path / "r", title="two", history=provider)
     page = index.read_text(encoding="utf-8")
@@ -511,8 +691,9 @@ def test_report_from_a_real_run(tmp_path_factory):
     record = real_run_record(tmp_path_factory.mktemp("real"))
     out = record.parent.parent.parent / "report"
     exe = Path(sys.executable).with_name("gru-bench")
-    proc = subprocess.run([str(exe), "report", str(record), "-o", str(out)], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [str(exe), "report", str(record), "-o", str(out)], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr
     assert str(out / "index.html") in proc.stderr
     page = (out / "index.html").read_text(encoding="utf-8")
@@ -526,6 +707,7 @@ def test_report_from_a_real_run(tmp_path_factory):
         ratio = want[("gru", row["gru_variant"], row["seq_len"])] / want[("lstm", "standard", row["seq_len"])]
         assert row["time_ratio"] == pytest.approx(ratio, rel=1e-12)
     assert 'id="plot-learning_curves"' in page and 'id="plot-speed_vs_seq_len"' in page
-    bad = subprocess.run([str(exe), "report", str(out / "tables"), "-o", str(out / "x")], capture_output=True,
-                         text=True, timeout=600)
+    bad = subprocess.run(
+        [str(exe), "report", str(out / "tables"), "-o", str(out / "x")], capture_output=True, text=True, timeout=600
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

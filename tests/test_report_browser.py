@@ -4,6 +4,7 @@ it), driven by playwright with a fresh profile — never playwright's own browse
 The report is built from a real small run (label ``<script>alert(1)</script>``) plus a synthetic run of another
 commit, so every section (comparison and history included) is on the page.
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,12 +18,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_report import XSS, real_run_record, synthetic_record  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 EVENTS: dict[str, list] = {}  # what the page did: console messages, uncaught errors, dialogs (alert/confirm)
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (`make browser` installs it)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (`make browser` installs it)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +43,11 @@ def index(tmp_path_factory) -> Path:
     (root / "real").mkdir()
     real = real_run_record(root / "real")
     other = root / "synthetic.json"
-    other.write_text(synthetic_record(label="synthetic, another commit", commit="5eed5eed5eed",
-                                      created="2025-01-01T00:00:00").model_dump_json())
+    other.write_text(
+        synthetic_record(
+            label="synthetic, another commit", commit="5eed5eed5eed", created="2025-01-01T00:00:00"
+        ).model_dump_json()
+    )
     return build_report([real, other], root / "report")
 
 
@@ -42,8 +57,13 @@ def page(index, tmp_path_factory):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(profile), executable_path=str(CHROMIUM), headless=True,
-                                                       args=ARGS, viewport={"width": 1280, "height": 900})
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             pg = context.new_page()
             EVENTS.update(console=[], errors=[], dialogs=[])
@@ -86,7 +106,8 @@ def test_every_plot_image_loaded(page):
 
 def column_keys(page, table: str, col: int) -> list[str]:
     return page.evaluate(
-        f"Array.from(document.querySelectorAll('{table} tbody tr')).map(r => r.cells[{col}].dataset.sort)")
+        f"Array.from(document.querySelectorAll('{table} tbody tr')).map(r => r.cells[{col}].dataset.sort)"
+    )
 
 
 def test_table_sorts_on_header_click(page):
@@ -98,12 +119,12 @@ def test_table_sorts_on_header_click(page):
     keys = column_keys(page, table, col)
     nums = [float(k) for k in keys if k != ""]
     assert len(nums) >= 4 and nums == sorted(nums)
-    assert all(k == "" for k in keys[len(nums):])  # missing values last
+    assert all(k == "" for k in keys[len(nums) :])  # missing values last
     assert th.get_attribute("aria-sort") == "ascending"
     th.click()
     keys = column_keys(page, table, col)
     nums = [float(k) for k in keys if k != ""]
-    assert nums == sorted(nums, reverse=True) and all(k == "" for k in keys[len(nums):])
+    assert nums == sorted(nums, reverse=True) and all(k == "" for k in keys[len(nums) :])
     assert th.get_attribute("aria-sort") == "descending"
     # a text column sorts too, and by keyboard
     tcol = headers.index("backend")

@@ -3,6 +3,7 @@ PNG and SVG, the tables as CSV and Markdown, and ``summary.md`` for a CI job sum
 
 Reads run records only (no backend, no framework). Entry point: ``build_report``.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -43,22 +44,39 @@ def _machine_line(rec: RunRecord) -> str:
     cpu = cpu.get("model") if isinstance(cpu, dict) else cpu
     cores = m.get("cores_logical") or m.get("cores")
     gpu = m.get("gpu")
-    gpus = [d.get("name") for d in gpu.get("devices", []) if isinstance(d, dict)] if isinstance(gpu, dict) else (
-        [gpu] if gpu else [])
-    parts = [rec.machine_id or m.get("machine_id") or m.get("hostname") or "machine", cpu,
-             f"{cores} cores" if cores else None, *gpus]
+    gpus = (
+        [d.get("name") for d in gpu.get("devices", []) if isinstance(d, dict)]
+        if isinstance(gpu, dict)
+        else ([gpu] if gpu else [])
+    )
+    parts = [
+        rec.machine_id or m.get("machine_id") or m.get("hostname") or "machine",
+        cpu,
+        f"{cores} cores" if cores else None,
+        *gpus,
+    ]
     return ", ".join(str(p) for p in parts if p)
 
 
 def _manifest(rec: RunRecord, path: Path) -> list[tuple[str, str]]:
-    items = [("file", str(path)), ("run id", rec.run_id), ("label", rec.label or ""), ("suite", rec.suite_name),
-             ("created", rec.created), ("finished", rec.finished or "not finished"),
-             ("commit", rec.git.commit or "unknown"), ("dirty", "" if rec.git.dirty is None else str(rec.git.dirty)),
-             ("branch", rec.git.branch or ""), ("schema version", str(rec.schema_version)),
-             ("cases", str(len(rec.cases)))]
+    items = [
+        ("file", str(path)),
+        ("run id", rec.run_id),
+        ("label", rec.label or ""),
+        ("suite", rec.suite_name),
+        ("created", rec.created),
+        ("finished", rec.finished or "not finished"),
+        ("commit", rec.git.commit or "unknown"),
+        ("dirty", "" if rec.git.dirty is None else str(rec.git.dirty)),
+        ("branch", rec.git.branch or ""),
+        ("schema version", str(rec.schema_version)),
+        ("cases", str(len(rec.cases))),
+    ]
     if rec.calibration:
-        items += [("calibrated peak", f"{rec.calibration.gemm_gflops:.1f} GFLOP/s"),
-                  ("calibration method", rec.calibration.method)]
+        items += [
+            ("calibrated peak", f"{rec.calibration.gemm_gflops:.1f} GFLOP/s"),
+            ("calibration method", rec.calibration.method),
+        ]
     items += [(f"machine.{k}", v) for k, v in _flatten(rec.machine)]
     for node, m in rec.machines.items():
         items += [(f"node {node}.{k}", v) for k, v in _flatten(m)]
@@ -82,9 +100,16 @@ def _not_run(records: list[RunRecord], names: list[str]) -> tuple[list[dict], li
             planned = {}
         done = {r.case_id for r in rec.cases}
         missing = [c for cid, c in planned.items() if cid not in done]
-        rows += [{"run": name, "label": c.label, "status": "not run", "case_id": c.case_id,
-                  "reason": "the run stopped before this case (resume it with gru-bench run --resume)"}
-                 for c in missing]
+        rows += [
+            {
+                "run": name,
+                "label": c.label,
+                "status": "not run",
+                "case_id": c.case_id,
+                "reason": "the run stopped before this case (resume it with gru-bench run --resume)",
+            }
+            for c in missing
+        ]
         count = f": {len(rec.cases)} of {len(planned)} planned cases recorded" if planned else ""
         warnings.append(f"run {name} did not finish (interrupted, or still running){count}")
     return rows, warnings
@@ -110,47 +135,76 @@ def _clear(directory: Path, suffixes: tuple[str, ...]) -> None:
 
 def _history_table(series: pd.DataFrame) -> Table:
     unit = str(series["unit"].iloc[0]) if "unit" in series and len(series) else "value"
-    cols = [Column("series", "case", css="wrap"), Column("commit", "commit"), Column("created", "run created"),
-            Column("value", unit, "float", "num")]
+    cols = [
+        Column("series", "case", css="wrap"),
+        Column("commit", "commit"),
+        Column("created", "run created"),
+        Column("value", unit, "float", "num"),
+    ]
     if "verdict" in series:
         cols.append(Column("verdict", "change point", css="wrap"))
-    return Table("history", "History", cols, series.reset_index(drop=True),
-                 note="One row per case and commit, oldest first.",
-                 row_css=["failed" if v else "" for v in series.get("change_point", [False] * len(series))])
+    return Table(
+        "history",
+        "History",
+        cols,
+        series.reset_index(drop=True),
+        note="One row per case and commit, oldest first.",
+        row_css=["failed" if v else "" for v in series.get("change_point", [False] * len(series))],
+    )
 
 
 def _make_tables(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], not_run: list[dict]) -> dict[str, Table]:
-    tabs = {"verdict": tables.verdict_table(groups), "iso": tables.iso_table(groups),
-            "accuracy": tables.accuracy_table(groups), "speed": tables.speed_table(groups),
-            "memory": tables.memory_table(groups), "backends": tables.backends_table(groups),
-            "problems": tables.problems_table(cases, not_run)}
+    tabs = {
+        "verdict": tables.verdict_table(groups),
+        "iso": tables.iso_table(groups),
+        "accuracy": tables.accuracy_table(groups),
+        "speed": tables.speed_table(groups),
+        "memory": tables.memory_table(groups),
+        "backends": tables.backends_table(groups),
+        "problems": tables.problems_table(cases, not_run),
+    }
     comp = tables.comparison_table(cases, names)
     if comp is not None:
         tabs["comparison"] = comp
     return tabs
 
 
-PLOTS = ("accuracy_vs_T", "learning_curves", "speed_vs_hidden", "speed_vs_seq_len", "throughput", "memory",
-         "comparison", "history")
+PLOTS = (
+    "accuracy_vs_T",
+    "learning_curves",
+    "speed_vs_hidden",
+    "speed_vs_seq_len",
+    "throughput",
+    "memory",
+    "comparison",
+    "history",
+)
 
 
-def _make_plots(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], hist: pd.DataFrame | None,
-                plot_dir: Path) -> tuple[dict[str, plots.Plot | None], int]:
+def _make_plots(
+    cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], hist: pd.DataFrame | None, plot_dir: Path
+) -> tuple[dict[str, plots.Plot | None], int]:
     """Every plot the data can show (``None`` where it cannot), saved as PNG and SVG; and the curve panels left out."""
     if cases.empty:
         return dict.fromkeys(PLOTS), 0
     with plots.style():
         curves, left_out = plots.learning_curves(cases)
-        made = {"accuracy_vs_T": plots.accuracy_vs_T(groups), "learning_curves": curves,
-                "speed_vs_hidden": plots.speed_vs_hidden(groups), "speed_vs_seq_len": plots.speed_vs_seq_len(groups),
-                "throughput": plots.throughput(groups), "memory": plots.memory(groups),
-                "comparison": plots.comparison(cases, names),
-                "history": plots.history(hist) if hist is not None else None}
+        made = {
+            "accuracy_vs_T": plots.accuracy_vs_T(groups),
+            "learning_curves": curves,
+            "speed_vs_hidden": plots.speed_vs_hidden(groups),
+            "speed_vs_seq_len": plots.speed_vs_seq_len(groups),
+            "throughput": plots.throughput(groups),
+            "memory": plots.memory(groups),
+            "comparison": plots.comparison(cases, names),
+            "history": plots.history(hist) if hist is not None else None,
+        }
         return {k: plots.save(p, plot_dir) if p is not None else None for k, p in made.items()}, left_out
 
 
-def _problems(cases: pd.DataFrame, case_warnings: list[str], not_run: list[dict], unfinished: list[str],
-              skipped_inputs: list[str]) -> str:
+def _problems(
+    cases: pd.DataFrame, case_warnings: list[str], not_run: list[dict], unfinished: list[str], skipped_inputs: list[str]
+) -> str:
     """One line for the top of the page: what did not go as planned (empty when everything did)."""
     statuses = cases["status"].value_counts()
     out = []
@@ -174,15 +228,28 @@ def _problems(cases: pd.DataFrame, case_warnings: list[str], not_run: list[dict]
 
 
 def _toc(n_runs: int, history: bool) -> list[tuple[str, str]]:
-    toc = [("verdict", "Verdict"), ("iso", "Equal parameters"), ("accuracy", "Accuracy vs T"),
-           ("curves", "Learning curves"), ("speed", "Speed"), ("memory", "Memory"), ("backends", "Backends")]
+    toc = [
+        ("verdict", "Verdict"),
+        ("iso", "Equal parameters"),
+        ("accuracy", "Accuracy vs T"),
+        ("curves", "Learning curves"),
+        ("speed", "Speed"),
+        ("memory", "Memory"),
+        ("backends", "Backends"),
+    ]
     toc += [("comparison", "Runs compared")] if n_runs > 1 else []
     toc += [("history", "History")] if history else []
     return toc + [("manifest", "Machine & commit"), ("warnings", "Warnings")]
 
 
-def build_report(inputs: list[Path], out_dir: Path, title: str | None = None, *,
-                 history: HistoryProvider | None = None, stderr: TextIO | None = None) -> Path:
+def build_report(
+    inputs: list[Path],
+    out_dir: Path,
+    title: str | None = None,
+    *,
+    history: HistoryProvider | None = None,
+    stderr: TextIO | None = None,
+) -> Path:
     """Build the report from run records (files or directories) into ``out_dir``; return ``out_dir/index.html``.
 
     A corrupt or foreign file is named, skipped and warned about (on ``stderr`` and in the report); no record at
@@ -214,30 +281,72 @@ def build_report(inputs: list[Path], out_dir: Path, title: str | None = None, *,
 
     case_warnings = [*unfinished, *_case_warnings(cases, n_runs)]
     statuses = cases["status"].value_counts()
-    title = title or (f"gru-bench: {records[0].label or records[0].suite_name}" if n_runs == 1
-                      else f"gru-bench: {n_runs} runs")
-    runs = [{"name": names[i], "suite": r.suite_name, "created": r.created[:19].replace("T", " "),
-             "commit": (r.git.commit or "")[:10], "dirty": bool(r.git.dirty), "machine": _machine_line(r),
-             "manifest": _manifest(r, loaded.paths[i])} for i, r in enumerate(records)]
+    title = title or (
+        f"gru-bench: {records[0].label or records[0].suite_name}" if n_runs == 1 else f"gru-bench: {n_runs} runs"
+    )
+    runs = [
+        {
+            "name": names[i],
+            "suite": r.suite_name,
+            "created": r.created[:19].replace("T", " "),
+            "commit": (r.git.commit or "")[:10],
+            "dirty": bool(r.git.dirty),
+            "machine": _machine_line(r),
+            "manifest": _manifest(r, loaded.paths[i]),
+        }
+        for i, r in enumerate(records)
+    ]
     headline = tables.headline(tabs["verdict"].df, groups)
     context = dict(
-        title=title, version=__version__, generated=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
-        summary={"runs": n_runs, "cases": len(cases),
-                 "by_status": ", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
-                 "problems": _problems(cases, case_warnings, not_run, unfinished, loaded.warnings)},
-        runs=runs, toc=_toc(n_runs, hist is not None), headline=headline, cells=tables.keep_cells(groups),
-        cell_css=tables.CELL_CSS, follows_pct=f"{tables.FOLLOWS_TOLERANCE:.0%}", verdict=tabs["verdict"],
-        iso=tabs["iso"], accuracy=tabs["accuracy"], speed=tabs["speed"], memory=tabs["memory"],
-        backends=tabs["backends"], problems=tabs["problems"], comparison=tabs.get("comparison"),
-        comparison_section=n_runs > 1, history_section=hist is not None, history_note=hist_note,
-        history_table=tabs.get("history"), plots=made, curves_left_out=curves_left_out,
-        input_warnings=loaded.warnings, case_warnings=case_warnings, input_paths=[str(p) for p in loaded.paths],
+        title=title,
+        version=__version__,
+        generated=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
+        summary={
+            "runs": n_runs,
+            "cases": len(cases),
+            "by_status": ", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
+            "problems": _problems(cases, case_warnings, not_run, unfinished, loaded.warnings),
+        },
+        runs=runs,
+        toc=_toc(n_runs, hist is not None),
+        headline=headline,
+        cells=tables.keep_cells(groups),
+        cell_css=tables.CELL_CSS,
+        follows_pct=f"{tables.FOLLOWS_TOLERANCE:.0%}",
+        verdict=tabs["verdict"],
+        iso=tabs["iso"],
+        accuracy=tabs["accuracy"],
+        speed=tabs["speed"],
+        memory=tabs["memory"],
+        backends=tabs["backends"],
+        problems=tabs["problems"],
+        comparison=tabs.get("comparison"),
+        comparison_section=n_runs > 1,
+        history_section=hist is not None,
+        history_note=hist_note,
+        history_table=tabs.get("history"),
+        plots=made,
+        curves_left_out=curves_left_out,
+        input_warnings=loaded.warnings,
+        case_warnings=case_warnings,
+        input_paths=[str(p) for p in loaded.paths],
     )
     index = out_dir / "index.html"
     index.write_text(html.render(context, css_variables()), encoding="utf-8")
-    run_lines = [f"{r['name']}: suite {r['suite']}, {r['created']}, commit {r['commit'] or 'unknown'}, {r['machine']}"
-                 for r in runs]
+    run_lines = [
+        f"{r['name']}: suite {r['suite']}, {r['created']}, commit {r['commit'] or 'unknown'}, {r['machine']}"
+        for r in runs
+    ]
     (out_dir / "summary.md").write_text(
-        markdown.summary(title, run_lines, headline, tabs["verdict"], tabs["iso"], tabs["problems"],
-                         [*loaded.warnings, *case_warnings]), encoding="utf-8")
+        markdown.summary(
+            title,
+            run_lines,
+            headline,
+            tabs["verdict"],
+            tabs["iso"],
+            tabs["problems"],
+            [*loaded.warnings, *case_warnings],
+        ),
+        encoding="utf-8",
+    )
     return index

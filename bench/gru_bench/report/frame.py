@@ -1,5 +1,6 @@
 """Run records -> pandas frames: one row per case (``cases_frame``), one row per configuration with its seeds
 aggregated (``groups_frame``). Everything downstream (tables, plots) reads these frames only."""
+
 from __future__ import annotations
 
 import json
@@ -65,32 +66,55 @@ def case_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
         pct = 100.0 * gflops / gemm
     curve = acc.curve if acc is not None else None
     row.update(
-        run_index=index, run=run_name(record, index), run_id=record.run_id,
-        commit=(record.git.commit or "")[:10], created=record.created,
+        run_index=index,
+        run=run_name(record, index),
+        run_id=record.run_id,
+        commit=(record.git.commit or "")[:10],
+        created=record.created,
         machine=str(record.machine_id or record.machine.get("hostname") or ""),
-        case_id=r.case_id, group_id=c.model_copy(update={"seed": 0}).case_id, label=c.label,
+        case_id=r.case_id,
+        group_id=c.model_copy(update={"seed": 0}).case_id,
+        label=c.label,
         # the GRU/LSTM pair at equal H (cell and variant ignored), and the pair's family over H (for iso-parameter)
         pair_id=c.model_copy(update={"seed": 0, "cell": "lstm", "variant": "standard"}).case_id,
         family_id=c.model_copy(update={"seed": 0, "cell": "lstm", "variant": "standard", "hidden": 1}).case_id,
-        cell_key=cell_key(c.cell, c.variant), status=r.status, reason=r.reason or "",
+        cell_key=cell_key(c.cell, c.variant),
+        status=r.status,
+        reason=r.reason or "",
         params=float(r.params) if r.params is not None else np.nan,
         flops_forward=float(r.flops_forward) if r.flops_forward is not None else np.nan,
         flops_train_step=float(r.flops_train_step) if r.flops_train_step is not None else np.nan,
-        implementation=r.implementation or "", provenance=r.provenance,
-        train_s=_stat(tt, "median"), train_ci_low=_stat(tt, "ci_low"), train_ci_high=_stat(tt, "ci_high"),
-        train_iqr=_stat(tt, "iqr"), n_samples=len(tt.samples) if tt is not None else 0,
-        infer_s=_stat(ft, "median"), gflops=gflops, pct_peak=pct, calibrated_gflops=gemm if gemm else np.nan,
-        peak_bytes=peak, peak_name=peak_name or "", peak_method=peak_method or "",
+        implementation=r.implementation or "",
+        provenance=r.provenance,
+        train_s=_stat(tt, "median"),
+        train_ci_low=_stat(tt, "ci_low"),
+        train_ci_high=_stat(tt, "ci_high"),
+        train_iqr=_stat(tt, "iqr"),
+        n_samples=len(tt.samples) if tt is not None else 0,
+        infer_s=_stat(ft, "median"),
+        gflops=gflops,
+        pct_peak=pct,
+        calibrated_gflops=gemm if gemm else np.nan,
+        peak_bytes=peak,
+        peak_name=peak_name or "",
+        peak_method=peak_method or "",
         activation_bytes=float(analytic.bytes) if analytic is not None else np.nan,
-        metric=acc.metric if acc is not None else "", final_metric=_stat(acc, "final_metric"),
-        final_loss=_stat(acc, "final_loss"), baseline_loss=_stat(acc, "baseline_loss"),
-        baseline_metric=_stat(acc, "baseline_metric"), solved=bool(acc.solved) if acc is not None else False,
+        metric=acc.metric if acc is not None else "",
+        final_metric=_stat(acc, "final_metric"),
+        final_loss=_stat(acc, "final_loss"),
+        baseline_loss=_stat(acc, "baseline_loss"),
+        baseline_metric=_stat(acc, "baseline_metric"),
+        solved=bool(acc.solved) if acc is not None else False,
         has_accuracy=acc is not None and acc.final_loss is not None,
-        steps_to_solve=_stat(acc, "steps_to_solve"), seconds_to_solve=_stat(acc, "seconds_to_solve"),
-        curve_step=list(curve.step) if curve else [], curve_loss=list(curve.loss) if curve else [],
+        steps_to_solve=_stat(acc, "steps_to_solve"),
+        seconds_to_solve=_stat(acc, "seconds_to_solve"),
+        curve_step=list(curve.step) if curve else [],
+        curve_loss=list(curve.loss) if curve else [],
         curve_seconds=list(curve.seconds) if curve else [],
-        busy=bool(r.load.busy) if r.load is not None else False, warnings=list(r.warnings),
-        node=r.node or "", wall_s=r.wall_s if r.wall_s is not None else np.nan,
+        busy=bool(r.load.busy) if r.load is not None else False,
+        warnings=list(r.warnings),
+        node=r.node or "",
+        wall_s=r.wall_s if r.wall_s is not None else np.nan,
         memory=[m.model_dump() for m in r.memory],
     )
     return row
@@ -120,9 +144,20 @@ def _status_summary(statuses: pd.Series) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
-FIRST_FIELDS = ["run_index", "run", "run_id", "commit", "machine", "created", "group_id", "pair_id", "family_id",
-                "cell_key", "options",
-                *[f for f in CONFIG_FIELDS if f != "options"]]
+FIRST_FIELDS = [
+    "run_index",
+    "run",
+    "run_id",
+    "commit",
+    "machine",
+    "created",
+    "group_id",
+    "pair_id",
+    "family_id",
+    "cell_key",
+    "options",
+    *[f for f in CONFIG_FIELDS if f != "options"],
+]
 MEDIAN_FIELDS = ["train_s", "infer_s", "gflops", "pct_peak", "peak_bytes"]  # over the seeds that ran ok
 FIRST_NUMBER_FIELDS = ["params", "flops_forward", "flops_train_step", "baseline_loss", "baseline_metric"]
 
@@ -146,10 +181,14 @@ def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
     if cases.empty:
         return groups_frame(pd.DataFrame([_template_row()])).iloc[0:0]
     # plain arrays once: per-group pandas indexing of this wide frame is what would cost the time
-    num = {c: cases[c].to_numpy(dtype=float) for c in [*MEDIAN_FIELDS, *FIRST_NUMBER_FIELDS, "activation_bytes",
-                                                        "final_metric", "final_loss"]}
-    obj = {c: cases[c].tolist() for c in [*FIRST_FIELDS, "status", "reason", "implementation", "peak_name",
-                                           "metric", "provenance"]}
+    num = {
+        c: cases[c].to_numpy(dtype=float)
+        for c in [*MEDIAN_FIELDS, *FIRST_NUMBER_FIELDS, "activation_bytes", "final_metric", "final_loss"]
+    }
+    obj = {
+        c: cases[c].tolist()
+        for c in [*FIRST_FIELDS, "status", "reason", "implementation", "peak_name", "metric", "provenance"]
+    }
     ok_all = (cases["status"] == "ok").to_numpy()
     acc_all = ok_all & cases["has_accuracy"].to_numpy(dtype=bool)
     solved_all = cases["solved"].to_numpy(dtype=bool)
@@ -165,14 +204,22 @@ def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
         fm, fl = num["final_metric"][acc], num["final_loss"][acc]
         fm, fl = fm[~np.isnan(fm)], fl[~np.isnan(fl)]
         row.update(
-            seeds=len(idx), n_ok=len(ok), status=_status_summary(pd.Series(pick("status", idx))),
-            all_ok=len(ok) == len(idx), reason=_join_unique(pick("reason", idx)),
+            seeds=len(idx),
+            n_ok=len(ok),
+            status=_status_summary(pd.Series(pick("status", idx))),
+            all_ok=len(ok) == len(idx),
+            reason=_join_unique(pick("reason", idx)),
             implementation=_join_unique(pick("implementation", ok)) or _join_unique(pick("implementation", idx)),
-            peak_name=_join_unique(pick("peak_name", ok)), activation_bytes=_median(num["activation_bytes"][idx]),
-            metric=_join_unique(pick("metric", idx)), n_acc=len(acc),
-            final_metric=float(fm.mean()) if len(fm) else np.nan, final_metric_std=float(fm.std()) if len(fm) else np.nan,
-            final_loss=float(fl.mean()) if len(fl) else np.nan, final_loss_std=float(fl.std()) if len(fl) else np.nan,
-            solved=int(solved_all[acc].sum()), busy=bool(busy_all[idx].any()),
+            peak_name=_join_unique(pick("peak_name", ok)),
+            activation_bytes=_median(num["activation_bytes"][idx]),
+            metric=_join_unique(pick("metric", idx)),
+            n_acc=len(acc),
+            final_metric=float(fm.mean()) if len(fm) else np.nan,
+            final_metric_std=float(fm.std()) if len(fm) else np.nan,
+            final_loss=float(fl.mean()) if len(fl) else np.nan,
+            final_loss_std=float(fl.std()) if len(fl) else np.nan,
+            solved=int(solved_all[acc].sum()),
+            busy=bool(busy_all[idx].any()),
             provenance=obj["provenance"][ok[0] if len(ok) else idx[0]],
         )
         out.append(row)

@@ -1,4 +1,5 @@
 """Find and load the run records a report is built from; a corrupt or foreign file is named and skipped."""
+
 from __future__ import annotations
 
 import sys

@@ -4,6 +4,7 @@ A case names its task, not its input and output sizes. In order of trust: the si
 ``provenance["model"]``; the sizes solved exactly from a GRU and an LSTM parameter count at the same hidden size
 (two equations, two unknowns; see ``io_from_param_pair``); the task's own ``model_io``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,13 @@ def from_provenance(provenance: Mapping[str, Any]) -> ModelIO | None:
     if not isinstance(m, Mapping):
         return None
     try:
-        return ModelIO(int(m["input_size"]), int(m["output_size"]), str(m.get("head", "last")),
-                       str(m.get("loss", "mse")), "recorded model")
+        return ModelIO(
+            int(m["input_size"]),
+            int(m["output_size"]),
+            str(m.get("head", "last")),
+            str(m.get("loss", "mse")),
+            "recorded model",
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -58,14 +64,27 @@ def from_task(task: str, seq_len: int) -> ModelIO | None:
     """The task's declared sizes, when the tasks module knows the task."""
     try:
         from ..tasks import get_task  # tasks.py is plain NumPy: no framework is imported
+
         io = get_task(task).model_io(seq_len)
-        return ModelIO(int(io["input_size"]), int(io["output_size"]), str(io.get("head", "last")),
-                       str(io.get("loss", "mse")), "task definition")
+        return ModelIO(
+            int(io["input_size"]),
+            int(io["output_size"]),
+            str(io.get("head", "last")),
+            str(io.get("loss", "mse")),
+            "task definition",
+        )
     except Exception:  # noqa: BLE001 - an unknown task or a missing module only means "not known"
         return None
 
 
 def model_spec(cell: str, variant: str | None, hidden: int, num_layers: int, io: ModelIO) -> spec.ModelSpec:
-    return spec.ModelSpec(cell, io.input_size, hidden, io.output_size, num_layers, variant=variant,
-                          head=io.head if io.head in spec.HEADS else "last",
-                          loss=io.loss if io.loss in spec.LOSSES and io.output_size >= 2 else "mse")
+    return spec.ModelSpec(
+        cell,
+        io.input_size,
+        hidden,
+        io.output_size,
+        num_layers,
+        variant=variant,
+        head=io.head if io.head in spec.HEADS else "last",
+        loss=io.loss if io.loss in spec.LOSSES and io.output_size >= 2 else "mse",
+    )

@@ -1,5 +1,6 @@
 """One palette for the whole report: each cell keeps its colour in every plot and table (Okabe–Ito, colour-blind
 safe); each backend keeps its marker and line style; a GPU device is drawn hollow."""
+
 from __future__ import annotations
 
 CELL_COLORS = {

@@ -3,6 +3,7 @@
 Each function takes the frames of ``frame.py`` and returns a ``Plot`` or ``None`` when the data cannot show it
 (the report then says why). ``save`` writes PNG and SVG and returns the PNG as a data URI for the HTML.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,9 +24,19 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from .frame import CELL_KEYS
 from .palette import BASELINE_COLOR, backend_style, cell_color
 
-RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "axes.grid": True,
-      "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "svg.hashsalt": "gru-bench",
-      "figure.dpi": 100, "savefig.dpi": 100}
+RC = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.hashsalt": "gru-bench",
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+}
 WIDTH = 11.0  # inches at 100 dpi: 1100 px, scaled down to the page width
 PANEL_H = 3.4
 MAX_PANELS = 4
@@ -57,8 +68,14 @@ def _figure(rows: int, cols: int, height: float = PANEL_H, gap: float = 0.95) ->
     fig = Figure(figsize=(WIDTH, total))
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
-    fig.subplots_adjust(left=0.8 / WIDTH, right=1 - 0.25 / WIDTH, top=1 - 0.4 / total,
-                        bottom=(LEGEND_H + 0.55) / total, wspace=0.28, hspace=gap / (height - gap))
+    fig.subplots_adjust(
+        left=0.8 / WIDTH,
+        right=1 - 0.25 / WIDTH,
+        top=1 - 0.4 / total,
+        bottom=(LEGEND_H + 0.55) / total,
+        wspace=0.28,
+        hspace=gap / (height - gap),
+    )
     return fig, axes
 
 
@@ -67,8 +84,13 @@ def _legend(fig: Figure, cells: list[str], backends: list[tuple[str, str]], extr
     handles += [Line2D([], [], color="#333333", label=f"{b}/{d}", **backend_style(b, d)) for b, d in backends]
     handles += list(extra)
     if handles:
-        fig.legend(handles=handles, loc="lower center", ncols=len(handles) if len(handles) <= 8 else (len(handles) + 1) // 2, frameon=False,
-                   bbox_to_anchor=(0.5, 0.0))
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncols=len(handles) if len(handles) <= 8 else (len(handles) + 1) // 2,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0.0),
+        )
 
 
 def _log(ax, axis: str, base: int = 10) -> None:
@@ -129,22 +151,42 @@ def accuracy_vs_T(groups: pd.DataFrame) -> Plot | None:
         metric = text(t["metric"].iloc[0] or "metric")
         for key, s in t.groupby(_series_keys(t, multi_h, multi_run), sort=False):
             k = dict(zip(_series_keys(t, multi_h, multi_run), key))
-            ax.errorbar(s["seq_len"], s["final_metric"], yerr=s["final_metric_std"].fillna(0),
-                        color=cell_color(k["cell_key"]), capsize=3, **backend_style(k["backend"], k["device"]),
-                        label=_series_label(k, multi_h, multi_run), alpha=0.9)
+            ax.errorbar(
+                s["seq_len"],
+                s["final_metric"],
+                yerr=s["final_metric_std"].fillna(0),
+                color=cell_color(k["cell_key"]),
+                capsize=3,
+                **backend_style(k["backend"], k["device"]),
+                label=_series_label(k, multi_h, multi_run),
+                alpha=0.9,
+            )
         base = t.dropna(subset=["baseline_metric"]).groupby("seq_len")["baseline_metric"].first()
         if len(base):
-            ax.plot(base.index, base.values, color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.5,
-                    marker="", label="trivial baseline")
+            ax.plot(
+                base.index,
+                base.values,
+                color=BASELINE_COLOR,
+                linestyle=(0, (4, 3)),
+                linewidth=1.5,
+                marker="",
+                label="trivial baseline",
+            )
         _log_if_wide(ax, "x", t["seq_len"])
         ax.set_title(text(task))
         ax.set_xlabel("dependency length T (steps)")
         ax.set_ylabel(f"held-out {metric}")
     cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")])
-    return Plot("accuracy_vs_T", "Accuracy vs dependency length",
-                "Held-out metric after the step budget (mean over seeds, bars: ± one standard deviation); "
-                "dashed grey: the task's trivial baseline.", fig)
+    _legend(
+        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")]
+    )
+    return Plot(
+        "accuracy_vs_T",
+        "Accuracy vs dependency length",
+        "Held-out metric after the step budget (mean over seeds, bars: ± one standard deviation); "
+        "dashed grey: the task's trivial baseline.",
+        fig,
+    )
 
 
 # ----------------------------------------------------------------------------------------- learning curves
@@ -177,8 +219,11 @@ def learning_curves(cases: pd.DataFrame) -> tuple[Plot | None, int]:
             ck, b, d, _ = skey
             style = dict(color=cell_color(ck), linestyle=backend_style(b, d)["linestyle"])
             by_step = [(np.asarray(r.curve_step, float), np.asarray(r.curve_loss, float)) for r in s.itertuples()]
-            by_sec = [(np.asarray(r.curve_seconds, float), np.asarray(r.curve_loss, float)) for r in s.itertuples()
-                      if len(r.curve_seconds) == len(r.curve_loss) > 1]
+            by_sec = [
+                (np.asarray(r.curve_seconds, float), np.asarray(r.curve_loss, float))
+                for r in s.itertuples()
+                if len(r.curve_seconds) == len(r.curve_loss) > 1
+            ]
             for ax, curves in ((ax_s, by_step), (ax_t, by_sec)):
                 if not curves:
                     continue
@@ -199,12 +244,18 @@ def learning_curves(cases: pd.DataFrame) -> tuple[Plot | None, int]:
         ax_s.set_xlabel("training step")
         ax_t.set_xlabel("wall time (s)")
     cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")])
+    _legend(
+        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")]
+    )
     seeds = int(df.groupby("group_id")["seed"].nunique().max())
     band = "band: min–max over seeds" if seeds > 1 else "one seed per configuration (no band)"
-    return Plot("learning_curves", "Learning curves",
-                f"Training loss vs steps (left) and vs wall time (right), mean over seeds; {band}; "
-                "dashed grey: the trivial baseline's loss.", fig), left_out
+    return Plot(
+        "learning_curves",
+        "Learning curves",
+        f"Training loss vs steps (left) and vs wall time (right), mean over seeds; {band}; "
+        "dashed grey: the trivial baseline's loss.",
+        fig,
+    ), left_out
 
 
 # --------------------------------------------------------------------------------------------------- speed
@@ -227,7 +278,9 @@ def _speed_vs(groups: pd.DataFrame, x: str, fixed: str, xlabel: str, name: str, 
         fixed_notes.append(f"{text(task)}: {'T' if fixed == 'seq_len' else 'H'}={at}")
         for key, s in t.groupby(keys + ["num_layers", "batch_size", "dtype"], sort=False):
             k = dict(zip(keys, key))
-            ax.plot(s[x], s["train_s"] * 1e3, color=cell_color(k["cell_key"]), **backend_style(k["backend"], k["device"]))
+            ax.plot(
+                s[x], s["train_s"] * 1e3, color=cell_color(k["cell_key"]), **backend_style(k["backend"], k["device"])
+            )
         _log_if_wide(ax, "x", t[x])
         _log(ax, "y")
         ax.set_title(f"{text(task)} ({fixed_notes[-1].split(': ')[1]})")
@@ -235,8 +288,12 @@ def _speed_vs(groups: pd.DataFrame, x: str, fixed: str, xlabel: str, name: str, 
         ax.set_ylabel("train step time (ms, log)")
     cells, backends = _cells_backends(df)
     _legend(fig, cells, backends)
-    return Plot(name, title, "Median train step (forward, backward, optimizer) per configuration; "
-                + "; ".join(fixed_notes) + ".", fig)
+    return Plot(
+        name,
+        title,
+        "Median train step (forward, backward, optimizer) per configuration; " + "; ".join(fixed_notes) + ".",
+        fig,
+    )
 
 
 def speed_vs_hidden(groups: pd.DataFrame) -> Plot | None:
@@ -244,7 +301,9 @@ def speed_vs_hidden(groups: pd.DataFrame) -> Plot | None:
 
 
 def speed_vs_seq_len(groups: pd.DataFrame) -> Plot | None:
-    return _speed_vs(groups, "seq_len", "hidden", "sequence length T", "speed_vs_seq_len", "Step time vs sequence length")
+    return _speed_vs(
+        groups, "seq_len", "hidden", "sequence length T", "speed_vs_seq_len", "Step time vs sequence length"
+    )
 
 
 def throughput(groups: pd.DataFrame) -> Plot | None:
@@ -254,17 +313,26 @@ def throughput(groups: pd.DataFrame) -> Plot | None:
     fig, axes = _figure(1, 1, height=3.8)
     ax = axes[0][0]
     for _, r in df.iterrows():
-        ax.plot([r["flops_train_step"]], [r["pct_peak"]], color=cell_color(r["cell_key"]), alpha=0.85,
-                **{**backend_style(r["backend"], r["device"]), "linestyle": "none"})
+        ax.plot(
+            [r["flops_train_step"]],
+            [r["pct_peak"]],
+            color=cell_color(r["cell_key"]),
+            alpha=0.85,
+            **{**backend_style(r["backend"], r["device"]), "linestyle": "none"},
+        )
     _log(ax, "x")
     ax.set_xlabel("analytic FLOPs per train step (log)")
     ax.set_ylabel("achieved, % of calibrated peak")
     ax.set_ylim(bottom=0)
     cells, backends = _cells_backends(df)
     _legend(fig, cells, backends)
-    return Plot("throughput", "Achieved GFLOP/s as % of the machine's peak",
-                "Each point one configuration: spec.py's FLOPs per step over the median step time, divided by the "
-                "run's float32 GEMM calibration.", fig)
+    return Plot(
+        "throughput",
+        "Achieved GFLOP/s as % of the machine's peak",
+        "Each point one configuration: spec.py's FLOPs per step over the median step time, divided by the "
+        "run's float32 GEMM calibration.",
+        fig,
+    )
 
 
 # -------------------------------------------------------------------------------------------------- memory
@@ -275,8 +343,13 @@ def memory(groups: pd.DataFrame) -> Plot | None:
     fig, axes = _figure(1, 1, height=3.8)
     ax = axes[0][0]
     for _, r in df.iterrows():
-        ax.plot([r["activation_bytes"] / 2**20], [r["peak_bytes"] / 2**20], color=cell_color(r["cell_key"]),
-                alpha=0.85, **{**backend_style(r["backend"], r["device"]), "linestyle": "none"})
+        ax.plot(
+            [r["activation_bytes"] / 2**20],
+            [r["peak_bytes"] / 2**20],
+            color=cell_color(r["cell_key"]),
+            alpha=0.85,
+            **{**backend_style(r["backend"], r["device"]), "linestyle": "none"},
+        )
     lo = min(df["activation_bytes"].min(), df["peak_bytes"].min()) / 2**20
     hi = max(df["activation_bytes"].max(), df["peak_bytes"].max()) / 2**20
     ax.plot([lo, hi], [lo, hi], color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
@@ -285,10 +358,16 @@ def memory(groups: pd.DataFrame) -> Plot | None:
     ax.set_xlabel("analytic activation memory (MiB, log)")
     ax.set_ylabel("measured peak (MiB, log)")
     cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="measured = analytic")])
-    return Plot("memory", "Memory: measured peak vs analytic estimate",
-                "Measured peak (device allocator on GPU, host RSS above baseline on CPU) against B·T·H·gates·bytes; "
-                "dashed: equality.", fig)
+    _legend(
+        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="measured = analytic")]
+    )
+    return Plot(
+        "memory",
+        "Memory: measured peak vs analytic estimate",
+        "Measured peak (device allocator on GPU, host RSS above baseline on CPU) against B·T·H·gates·bytes; "
+        "dashed: equality.",
+        fig,
+    )
 
 
 # -------------------------------------------------------------------------------------------- several runs
@@ -306,8 +385,13 @@ def comparison(cases: pd.DataFrame, run_names: list[str]) -> Plot | None:
         if m.empty:
             continue
         for _, r in m.iterrows():
-            ax.plot([base[r["case_id"]] * 1e3], [r["train_s"] * 1e3], color=cell_color(r["cell_key"]), alpha=0.85,
-                    **{**backend_style(r["backend"], r["device"]), "linestyle": "none"})
+            ax.plot(
+                [base[r["case_id"]] * 1e3],
+                [r["train_s"] * 1e3],
+                color=cell_color(r["cell_key"]),
+                alpha=0.85,
+                **{**backend_style(r["backend"], r["device"]), "linestyle": "none"},
+            )
             drawn += 1
     if not drawn:
         return None
@@ -320,8 +404,12 @@ def comparison(cases: pd.DataFrame, run_names: list[str]) -> Plot | None:
     ax.set_ylabel("other runs (ms, log)")
     cells, backends = _cells_backends(ok)
     _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="same time")])
-    return Plot("comparison", "Runs compared", "Each point one case present in run 1 and a later run; above the "
-                "dashed line: slower than run 1.", fig)
+    return Plot(
+        "comparison",
+        "Runs compared",
+        "Each point one case present in run 1 and a later run; above the dashed line: slower than run 1.",
+        fig,
+    )
 
 
 def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
@@ -330,17 +418,26 @@ def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
     if series is None or series.empty or series["commit"].nunique() < 2:
         return None
     order = list(dict.fromkeys(series.sort_values("created")["commit"]))
-    cp = series["change_point"].fillna(False).astype(bool) if "change_point" in series else pd.Series(False, series.index)
-    rank = (series.assign(_cp=cp).groupby("series").agg(cp=("_cp", "any"), v=("value", "median"))
-            .sort_values(["cp", "v"], ascending=False))
+    cp = (
+        series["change_point"].fillna(False).astype(bool)
+        if "change_point" in series
+        else pd.Series(False, series.index)
+    )
+    rank = (
+        series.assign(_cp=cp)
+        .groupby("series")
+        .agg(cp=("_cp", "any"), v=("value", "median"))
+        .sort_values(["cp", "v"], ascending=False)
+    )
     top = list(rank.index[:max_series])
     legend_rows = math.ceil(len(top) / 2)
     height = 3.6 + 0.22 * legend_rows + 0.9
     fig = Figure(figsize=(WIDTH, height))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    fig.subplots_adjust(left=0.8 / WIDTH, right=1 - 0.25 / WIDTH, top=1 - 0.3 / height,
-                        bottom=(0.22 * legend_rows + 1.3) / height)
+    fig.subplots_adjust(
+        left=0.8 / WIDTH, right=1 - 0.25 / WIDTH, top=1 - 0.3 / height, bottom=(0.22 * legend_rows + 1.3) / height
+    )
     for name in top:
         s = series[series["series"] == name].sort_values("created")
         xs = [order.index(c) for c in s["commit"]]
@@ -348,8 +445,14 @@ def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
         ax.plot(xs, s["value"], marker="o", color=cell_color(ck) if ck else None, alpha=0.8, label=text(name)[:70])
         hit = cp[s.index]
         if hit.any():
-            ax.plot([order.index(c) for c in s.loc[hit, "commit"]], s.loc[hit, "value"], linestyle="none",
-                    marker="*", markersize=14, color="black")
+            ax.plot(
+                [order.index(c) for c in s.loc[hit, "commit"]],
+                s.loc[hit, "value"],
+                linestyle="none",
+                marker="*",
+                markersize=14,
+                color="black",
+            )
     ax.set_xticks(range(len(order)), [text(c)[:10] for c in order], rotation=30, ha="right")
     _log(ax, "y")
     ax.set_xlabel("commit (oldest first)")
@@ -357,8 +460,12 @@ def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
     ax.set_ylabel(f"{text(unit)}, log")
     fig.legend(loc="lower center", ncols=2, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     shown = f"the {len(top)} shown" if len(top) < series["series"].nunique() else "every case"
-    return Plot("history", "History over commits", f"One line per case ({shown}; change points first, then the "
-                "slowest); stars mark change points.", fig)
+    return Plot(
+        "history",
+        "History over commits",
+        f"One line per case ({shown}; change points first, then the slowest); stars mark change points.",
+        fig,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- save

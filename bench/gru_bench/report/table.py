@@ -1,5 +1,6 @@
 """A table as the report shows it: raw values (for CSV and sorting) plus a display format per column, written
 as HTML cells (display text + sort key), CSV (raw SI units) and Markdown (display text, escaped)."""
+
 from __future__ import annotations
 
 import math
@@ -99,7 +100,9 @@ class Table:
     def __post_init__(self) -> None:
         missing = [c.key for c in self.columns if c.key not in self.df.columns]
         if missing:
-            raise ValueError(f"table {self.name!r}: columns {missing} not in the frame: expected {list(self.df.columns)}")
+            raise ValueError(
+                f"table {self.name!r}: columns {missing} not in the frame: expected {list(self.df.columns)}"
+            )
 
     @property
     def empty(self) -> bool:
@@ -121,9 +124,11 @@ class Table:
 
     def to_markdown(self, max_rows: int | None = None) -> str:
         """A GitHub-flavoured Markdown table of the display text (``|``, ``<``, ``>`` and ``&`` escaped)."""
+
         def esc(s: str) -> str:
-            return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-                    .replace("\n", " "))
+            return (
+                s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+            )
 
         head = "| " + " | ".join(esc(c.label) for c in self.columns) + " |"
         rule = "|" + "|".join("---:" if c.kind not in ("text",) else "---" for c in self.columns) + "|"

@@ -7,6 +7,7 @@ plain series of median step times. A custom ``provider(records)`` may replace bo
 Columns the report reads: ``series`` (one line), ``commit``, ``created`` (ISO time, orders commits), ``value``;
 optional ``cell_key`` (colour), ``change_point`` (bool: starred), ``verdict`` (text), ``unit`` (axis label).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -30,8 +31,11 @@ def basic_series(cases: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=COLUMNS)
     ok = ok.assign(series=ok["label"].str.replace(r" seed=\d+$", "", regex=True))
-    g = ok.groupby(["series", "commit"], sort=False).agg(created=("created", "min"), value=("train_s", "median"),
-                                                         cell_key=("cell_key", "first")).reset_index()
+    g = (
+        ok.groupby(["series", "commit"], sort=False)
+        .agg(created=("created", "min"), value=("train_s", "median"), cell_key=("cell_key", "first"))
+        .reset_index()
+    )
     g["value"] = g["value"] * 1e3
     g["unit"] = "train step (ms)"
     g["change_point"] = False
@@ -51,12 +55,18 @@ def from_history_module(records: list[RunRecord]) -> pd.DataFrame | None:
     steps = change_points(s)
     cells = {r.case_id: cell_key(r.case.cell, r.case.variant) for rec in records for r in rec.cases}
     multi_machine = s["machine_id"].nunique() > 1
-    out = pd.DataFrame({
-        "series": s["label"] + (" @ " + s["machine_id"] if multi_machine else ""),
-        "commit": s["commit"].astype(str), "created": s["created"],
-        "value": s["value"] * 1e3, "cell_key": s["case_id"].map(cells).fillna(""),
-        "unit": "train step (ms)", "change_point": False, "verdict": "",
-    })
+    out = pd.DataFrame(
+        {
+            "series": s["label"] + (" @ " + s["machine_id"] if multi_machine else ""),
+            "commit": s["commit"].astype(str),
+            "created": s["created"],
+            "value": s["value"] * 1e3,
+            "cell_key": s["case_id"].map(cells).fillna(""),
+            "unit": "train step (ms)",
+            "change_point": False,
+            "verdict": "",
+        }
+    )
     for _, st in steps.iterrows():
         hit = (s["machine_id"] == st["machine_id"]) & (s["case_id"] == st["case_id"]) & (s["commit"] == st["commit"])
         p = "" if st["p_value"] is None or pd.isna(st["p_value"]) else f", p={st['p_value']:.2g}"
@@ -65,8 +75,9 @@ def from_history_module(records: list[RunRecord]) -> pd.DataFrame | None:
     return out[COLUMNS]
 
 
-def history_frame(records: list[RunRecord], cases: pd.DataFrame,
-                  provider: HistoryProvider | None = None) -> tuple[pd.DataFrame, str]:
+def history_frame(
+    records: list[RunRecord], cases: pd.DataFrame, provider: HistoryProvider | None = None
+) -> tuple[pd.DataFrame, str]:
     """The history frame and a note for the reader (which source, or why it fell back)."""
     try:
         frame = provider(records) if provider is not None else from_history_module(records)
