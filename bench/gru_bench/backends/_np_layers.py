@@ -8,7 +8,8 @@ their bias as an extra column, ``Wi = [W_ih | b_ih] (G·H, I+1)`` and ``Wh = [W_
 is arranged around the part that must be sequential:
 
 * forward: the input projection of all T steps is ONE GEMM (``X (T·B, I+1) @ Wiᵀ``, biases included) before the
-  loop; a step is one GEMM ``[h, 1] @ Whᵀ`` for all gates (``(B, G·H)``) and a few whole-block element-wise ops;
+  loop; a step is one GEMM ``[h, 1] @ Whᵀ`` for all gates (``(B, G·H)``) and a few whole-block element-wise ops
+  (GRU "reset_before" needs a second, ``[r ⊙ h, 1] @ [W_hn | b_hn]ᵀ``, since r must come first);
 * backward: a step turns dL/dh into all gate gradients with a few whole-block element-wise ops (on ``(B, H)`` and
   ``(B, 2H…3H)`` blocks that stay in cache: measured faster here than precomputing coefficients for all T at
   once), then one GEMM ``dgates @ W_hh`` for dL/dh_prev;
