@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from .frame import CELL_KEYS
 from .palette import BASELINE_COLOR, backend_style, cell_color
@@ -103,10 +103,15 @@ def _log(ax, axis: str, base: int = 10) -> None:
     target.set_minor_formatter(NullFormatter())
 
 
-def _log_if_wide(ax, axis: str, values) -> None:
-    v = np.asarray([x for x in values if x and x > 0], dtype=float)
-    if len(v) and v.max() / v.min() >= 4:
-        _log(ax, axis, base=2 if axis == "x" else 10)
+def _size_axis(ax, values, max_ticks: int = 10) -> None:
+    """A size axis (H, T): log base 2, ticks at the sizes measured (when few enough to label them all)."""
+    v = sorted({int(x) for x in values if x and x > 0})
+    if len(v) < 2:
+        return
+    _log(ax, "x", base=2)
+    if len(v) <= max_ticks:
+        ax.set_xticks(v, [str(x) for x in v])
+        ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _series_keys(df: pd.DataFrame, with_hidden: bool = False, with_run: bool = False) -> list[str]:
@@ -172,9 +177,11 @@ def accuracy_vs_T(groups: pd.DataFrame) -> Plot | None:
                 marker="",
                 label="trivial baseline",
             )
-        _log_if_wide(ax, "x", t["seq_len"])
+        _size_axis(ax, t["seq_len"])
         ax.set_title(text(task))
-        ax.set_xlabel("dependency length T (steps)")
+        ax.set_xlabel(
+            "dependency length T (steps, log)" if t["seq_len"].nunique() > 1 else "dependency length T (steps)"
+        )
         ax.set_ylabel(f"held-out {metric}")
     cells, backends = _cells_backends(df)
     _legend(
@@ -281,10 +288,10 @@ def _speed_vs(groups: pd.DataFrame, x: str, fixed: str, xlabel: str, name: str, 
             ax.plot(
                 s[x], s["train_s"] * 1e3, color=cell_color(k["cell_key"]), **backend_style(k["backend"], k["device"])
             )
-        _log_if_wide(ax, "x", t[x])
+        _size_axis(ax, t[x])
         _log(ax, "y")
         ax.set_title(f"{text(task)} ({fixed_notes[-1].split(': ')[1]})")
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(f"{xlabel} (log)")
         ax.set_ylabel("train step time (ms, log)")
     cells, backends = _cells_backends(df)
     _legend(fig, cells, backends)
