@@ -132,6 +132,33 @@ def test_bptt_matches_central_finite_differences(cell, variant, head, loss, laye
         assert _rel(grads[name], fd[name]) <= 1e-6, name
 
 
+@pytest.mark.parametrize("cell,variant", CELLS)
+@pytest.mark.parametrize("head,loss", [("last", "mse"), ("every", "xent")])
+def test_edge_shapes_one_step_one_sample(cell, variant, head, loss):
+    """B = 1 and/or T = 1 (no recurrence to backpropagate through), 2 layers: forward = naive reference to 1e-12;
+    at B = T = 1 the whole gradient = central differences to 1e-6 (relative, eps 1e-5)."""
+    spec = _spec(cell, variant, head, loss, layers=2)
+    w = init_weights(spec, 21)
+    for b, t in [(1, 1), (2, 1), (1, 3)]:
+        x, _ = _batch(spec, 22, b=b, t=t)
+        want = _reference_forward(spec, w, x)
+        assert np.max(np.abs(be.forward(be.build(spec, w, dtype="float64"), x) - want)) <= 1e-12 * np.max(np.abs(want))
+    x, y = _batch(spec, 23, b=1, t=1)
+    grads = be.gradients(be.build(spec, w, dtype="float64"), x, y)
+    keys, eps = list(w), 1e-5
+    fd = {k: np.zeros_like(v) for k, v in w.items()}
+    for name in keys:
+        for idx in np.ndindex(w[name].shape):
+            wp = {k: a.copy() for k, a in w.items()}
+            wm = {k: a.copy() for k, a in w.items()}
+            wp[name][idx] += eps
+            wm[name][idx] -= eps
+            fd[name][idx] = (_loss(spec, wp, x, y) - _loss(spec, wm, x, y)) / (2 * eps)
+    assert _rel(_flat(grads, keys), _flat(fd, keys)) <= 1e-6
+    # T = 1: W_hh never meets a nonzero state, so its gradient is exactly zero in both
+    assert not np.any(grads["weight_hh_l0"]) and not np.any(grads["weight_hh_l1"])
+
+
 # ---------------------------------------------------------------------------------------------------- optimizers
 def test_gradients_leave_the_model_unchanged():
     """gradients() changes neither the weights nor the optimizer: a train step afterwards equals one on a fresh
