@@ -17,7 +17,8 @@ from gru_bench.checks import (DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryChe
                               parse_fail_on)
 from gru_bench.compare import (compare_command, compare_records, fdr, load_side, margin_test, timing_test)
 from gru_bench.errors import InputError
-from gru_bench.results import (Accuracy, Calibration, CaseResult, GitInfo, MemoryFigure, RunRecord, TimingStats)
+from gru_bench.results import (Accuracy, Calibration, CaseResult, GitInfo, Load, MemoryFigure, RunRecord,
+                               TimingStats)
 
 MACHINE_A = {"hostname": "runner-a", "cpu": {"model": "Xeon A"}, "cores_logical": 2}
 MACHINE_B = {"hostname": "runner-b", "cpu": {"model": "EPYC B"}, "cores_logical": 8}
@@ -484,3 +485,14 @@ def test_cli_exit_codes(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{truncated")
     assert main(["compare", str(b), str(tmp_path / "bad.json")]) == 2
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_busy_machine_is_warned_and_noted():
+    """The runner flags cases timed while other processes competed for the CPU; compare says so."""
+    base, cand = timing_records(1.0, n_cases=2, seed=19)
+    assert not compare_records([base], [cand]).warnings
+    cand.cases[0].load = Load(busy=True, warning="load 13 on 2 cores")
+    cmp = compare_records([base], [cand])
+    assert any("busy machine (1 in the candidate)" in w for w in cmp.warnings)
+    noted = [r for r in rows(cmp, "train_time") if "busy machine (candidate)" in r.note]
+    assert [r.key for r in noted] == [cand.cases[0].case.case_id]

@@ -345,9 +345,12 @@ def _timing_rows(key: str, base: _Entry, cand: _Entry, th: Thresholds, seed: int
         check = th[metric]
         assert isinstance(check, TimeCheck)
         t = timing_test(a, b, _rng(key, metric, seed))
+        busy = [side for side, e in (("baseline", base), ("candidate", cand))
+                if any(r.load is not None and r.load.busy for r, _ in e.ok)]
         rows.append(Row(key, label, metric, metric, "unchanged", th.gates(metric), float(np.median(a)),
                         float(np.median(b)), t.ratio, t.ci_low, t.ci_high, t.p_slower, t.p_faster, None, len(a),
-                        len(b), "s", f"Mann-Whitney U one-sided, BH-FDR, ≥ {check.factor:.3g}×"))
+                        len(b), "s", f"Mann-Whitney U one-sided, BH-FDR, ≥ {check.factor:.3g}×",
+                        note=f"busy machine ({' and '.join(busy)})" if busy else ""))
     return rows
 
 
@@ -359,7 +362,7 @@ def _finish_timing(rows: list[Row], th: Thresholds, alpha: float) -> None:
     for r, qs, qf in zip(timed, q_slow, q_fast):
         check = th[r.check]
         assert isinstance(check, TimeCheck) and r.change is not None
-        r.q_value, notes = qs, []
+        r.q_value, notes = qs, ([r.note] if r.note else [])
         if qs < alpha and r.change >= check.factor:
             r.verdict = "regressed"
         elif qf < alpha and r.change <= 1.0 / check.factor:
@@ -522,6 +525,11 @@ def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], thres
         assert b is not None and c is not None
         rows += _timing_rows(key, b, c, th, seed) + _memory_rows(key, b, c, th) + _exact_rows(key, b, c, th)
     _finish_timing(rows, th, alpha)
+    busy = {side: sum(1 for rec in recs for c in rec.cases if c.load is not None and c.load.busy)
+            for side, recs in (("baseline", baseline), ("candidate", candidate))}
+    if any(busy.values()):
+        warn.append("cases timed on a busy machine (" + ", ".join(f"{n} in the {s}" for s, n in busy.items() if n)
+                    + "): other processes competed for the CPU, so their timing verdicts are unreliable")
     rows += _quality_rows(base, cand, th, alpha)
     rows.sort(key=lambda r: (VERDICTS.index(r.verdict), r.label, r.metric))
     return Comparison(rows, th, warn, list(baseline_name) or [r.run_id for r in baseline],

@@ -164,13 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=20, help="A/A pairs, and as many slowed pairs (default 20)")
     ap.add_argument("--slowdown", type=float, default=0.25, help="injected extra time per step (default 0.25)")
     ap.add_argument("--repetitions", type=int, default=None, help="timed steps per case (default: the suite's)")
+    ap.add_argument("--threads", type=int, default=None, help="BLAS threads per case (default: the suite's)")
     ap.add_argument("--out", type=Path, default=Path("aa-results"), help="records and aa_summary.json go here")
     args = ap.parse_args(argv)
     if args.pairs < 1:
         ap.error(f"--pairs {args.pairs}: expected a positive integer")
     if not args.slowdown > 0:
         ap.error(f"--slowdown {args.slowdown}: expected a positive fraction, e.g. 0.25")
-    overrides = {} if args.repetitions is None else {"repetitions": str(args.repetitions)}
+    overrides = {k: str(v) for k, v in (("repetitions", args.repetitions), ("threads", args.threads)) if v is not None}
     s = experiment(args.pairs, args.slowdown, args.out, overrides)
     a, d = s["aa"], s["slowdown_detection"]
     print(f"A/A: {a['false_regressed']}/{a['comparisons']} timing comparisons falsely 'regressed' "
