@@ -26,6 +26,9 @@ tf = tfb.tf
 
 CASES = T.conformance_cases()
 IDS = [c.id for c in CASES]
+# One two-layer case per cell for the step-level tests (unfolded and folded biases, MSE and cross-entropy); the
+# conformance suite (tests/test_conformance.py) runs every check on all twelve cases for tf/cpu as well.
+HEAVY = [c for c in CASES if c.id in ("gru-reset_after-every-L2", "gru-reset_before-last-L2", "lstm-standard-every-L2")]
 SPECS = {
     "gru-reset_after": ModelSpec("gru", 3, 4, 2, num_layers=2, variant="reset_after"),
     "gru-reset_before": ModelSpec("gru", 3, 4, 2, num_layers=2, variant="reset_before"),
@@ -178,14 +181,15 @@ def test_plan_follows_keras_cudnn_rule():
 @pytest.mark.parametrize("name", SPECS)
 @pytest.mark.parametrize("jit", [False, True])
 def test_provenance_on_cpu(name, jit):
+    """Read from the traced graph (here of the forward pass, the step's graph is checked in the float64 test)."""
     spec = SPECS[name]
     model = B.build(spec, init_weights(spec, 0), dtype="float64", options={"jit_compile": jit, "other": 1})
-    B.train_step(model, np.zeros((2, 3, 3)), np.zeros((2, 2)))
+    B.forward(model, np.zeros((2, 3, 3)))
     p = B.provenance(model)
     cell = "GRU" if spec.cell == "gru" else "LSTM"
     xla = ", XLA" if jit else ""
     assert p["implementation"] == f"keras {cell} (generic loop{xla}: CPU has no cuDNN kernel)"
-    assert (p["kernel"], p["cudnn"], p["xla"]) == ("generic loop", False, jit)
+    assert (p["kernel"], p["cudnn"], p["xla"], p["tf32"]) == ("generic loop", False, jit, False)
     assert p["dtype"] == p["compute_dtype"] == "float64" and p["device"] == "/CPU:0"
     assert p["tensorflow"] == tf.__version__ and p["keras"] == tfb.keras.__version__ and p["keras_backend"] == "tensorflow"
     assert isinstance(p["onednn"], bool) and p["onednn_reason"]
@@ -198,7 +202,7 @@ def test_provenance_on_cpu(name, jit):
 def test_float64_really_computes_in_float64():
     """Every matrix multiply and activation of the traced float64 step runs in float64 (no silent float32 cast), and
     the result is closer to the reference than float32 arithmetic could be."""
-    case = CASES[0]
+    case = HEAVY[0]  # gru-reset_after-every-L2
     spec = case.spec
     model = B.build(spec, init_weights(spec, 0), dtype="float64")
     x, y = case.batch(np.random.default_rng(0), "float64")
@@ -221,14 +225,14 @@ def test_float64_forward_and_gradients_match_reference(case):
     assert T.check_gradients_match_reference("tf", "cpu", case, "float64") <= 1e-8
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.num_layers == 2], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", HEAVY, ids=lambda c: c.id)
 def test_sgd_step_with_active_clipping_matches_reference(case):
     """Clipping by the canonical global norm: a folded bias counts twice; one SGD step updates b_ih and b_hh alike."""
     assert T.check_sgd_step_matches_reference("tf", "cpu", case, "float64", clip="active") <= 1e-8
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", HEAVY, ids=lambda c: c.id)
 def test_float64_adam_curve_and_final_weights_match_reference(case):
     """100 Adam steps (lr 1e-2, clip 1): the loss curve equals the reference's to 1e-8, and so do the final canonical
     weights tensor by tensor (bias_ih and bias_hh separately: the split survives training)."""
@@ -249,9 +253,9 @@ def test_float64_adam_curve_and_final_weights_match_reference(case):
 
 @pytest.mark.slow
 def test_float32_adam_curve_largest_deviation(record_property):
-    """float32 against the float64 reference over 100 Adam steps: the largest relative loss deviation over all
-    cases stays under 1e-3 (recorded as a property; printed with -s)."""
-    devs = {c.id: T.check_adam_curve_matches_reference("tf", "cpu", c, "float32", steps=100) for c in CASES}
+    """float32 against the float64 reference over 100 Adam steps: the largest relative loss deviation over the
+    HEAVY cases stays under 1e-3 (recorded as a property; printed with -s). The conformance suite runs all twelve."""
+    devs = {c.id: T.check_adam_curve_matches_reference("tf", "cpu", c, "float32", steps=100) for c in HEAVY}
     worst = max(devs, key=devs.get)
     record_property("float32_adam_curve_max_deviation", devs[worst])
     print(f"\nfloat32 Adam curve, largest deviation over 100 steps: {devs[worst]:.2e} ({worst})")
@@ -259,7 +263,7 @@ def test_float32_adam_curve_largest_deviation(record_property):
 
 
 def test_xla_on_and_off_compute_the_same_numbers():
-    case = next(c for c in CASES if c.variant == "reset_before" and c.num_layers == 2)
+    case = HEAVY[1]  # gru-reset_before-last-L2
     w = init_weights(case.spec, 0)
     x, y = case.batch(np.random.default_rng(0), "float64")
     models = [B.build(case.spec, w, dtype="float64", options={"jit_compile": j}) for j in (False, True)]
@@ -271,7 +275,7 @@ def test_xla_on_and_off_compute_the_same_numbers():
 
 # ----------------------------------------------------------------------------------------- data and inputs
 def test_prepare_and_numpy_inputs_give_the_same_step():
-    case = CASES[1]
+    case = HEAVY[0]
     w = init_weights(case.spec, 0)
     x, y = case.batch(np.random.default_rng(0), "float32")
     a, b = B.build(case.spec, w), B.build(case.spec, w)
@@ -288,6 +292,8 @@ def test_bad_inputs_name_the_argument():
         B.build(spec, w, options={"jit_compile": "yes"})
     with pytest.raises(ValueError, match=r"options\['use_cudnn'\]=1"):
         B.build(spec, w, options={"use_cudnn": 1})
+    with pytest.raises(ValueError, match=r"options\['tf32'\]='no': expected one of True, False"):
+        B.build(spec, w, options={"tf32": "no"})
     with pytest.raises(ValueError, match=r"device='tpu': expected 'cpu', 'cuda' or 'cuda:N'"):
         B.build(spec, w, device="tpu")
     with pytest.raises(ValueError, match=r"dtype='float16'"):
@@ -350,12 +356,16 @@ def test_threads_and_quiet_logs_in_a_fresh_process():
     assert out.stderr.strip() == "", out.stderr
 
 
-@pytest.mark.slow
-def test_user_log_level_is_kept():
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"}
-    code = "import os, gru_bench.backends.tf_backend; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr
+def test_log_level_default_and_user_setting(monkeypatch):
+    """TF_CPP_MIN_LOG_LEVEL becomes 2 only when the user has not set it (TF is imported already: the rule is what
+    is tested here; the fresh-process test above sees the effect)."""
+    from gru_bench.backends import _tf_env
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    _tf_env.quiet_import()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    _tf_env.quiet_import()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
 
 
 def test_numpy_side_never_imports_tensorflow():

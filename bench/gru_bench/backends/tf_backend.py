@@ -13,6 +13,9 @@ Options (``build(..., options=...)``; other keys belong to other backends and ar
   which XLA cannot compile.
 * ``use_cudnn``: ``"auto"`` (default) | ``True`` | ``False``, as in Keras. ``True`` where cuDNN cannot run is a
   ``ValueError`` instead of Keras' silent fallback.
+* ``tf32``: ``False`` (default) | ``True``. On NVIDIA GPUs since Ampere TensorFlow runs float32 matrix multiplies
+  (cuBLAS, cuDNN, XLA) in TensorFloat-32, a 10-bit mantissa, unless told not to; ``float32`` here means float32,
+  so it is off unless asked for. The switch is process-wide in TensorFlow: each call sets it to its model's choice.
 
 The optimizer is not ``keras.optimizers.Adam`` (Keras adds ε to ``sqrt(v̂)`` with a differently corrected ε):
 the step applies PyTorch's SGD/Adam and ``clip_grad_norm_`` formulas of ``spec.py`` itself, in canonical parameter
@@ -20,6 +23,7 @@ space: a Keras bias that folds ``b_ih + b_hh`` counts twice in the global norm a
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import warnings
@@ -71,6 +75,7 @@ class _Plan:
     kernel_reason: str
     jit: bool
     jit_reason: str
+    tf32: bool = False  # TensorFloat-32 matrix multiplies (GPU only)
 
 
 def _plan(spec: ModelSpec, on_gpu: bool, use_cudnn: Any, jit: Any) -> _Plan:
@@ -116,8 +121,8 @@ class _Program:
     configuration. The weights and optimizer state are *arguments* (``tf.Variable``s of the model), so every model of
     the same configuration shares one trace and one XLA compilation: tracing a Keras RNN's gradient takes seconds."""
 
-    def __init__(self, spec: ModelSpec, dtype: str, device: str, plan: _Plan) -> None:
-        self.spec, self.dtype, self.device, self.plan = spec, dtype, device, plan
+    def __init__(self, spec: ModelSpec, dtype: str, device: str, use_cudnn: bool, jit: bool) -> None:
+        self.spec, self.dtype, self.device = spec, dtype, device
         self.tf_dtype = tf.as_dtype(dtype)
         Layer = keras.layers.GRU if spec.cell == "gru" else keras.layers.LSTM
         extra = {"reset_after": spec.variant == "reset_after"} if spec.cell == "gru" else {}
@@ -125,7 +130,7 @@ class _Program:
             self.layers = []
             for k in range(spec.num_layers):
                 seq = k < spec.num_layers - 1 or spec.head == "every"
-                layer = Layer(spec.hidden_size, return_sequences=seq, use_cudnn=plan.use_cudnn, dtype=dtype,
+                layer = Layer(spec.hidden_size, return_sequences=seq, use_cudnn=use_cudnn, dtype=dtype,
                               name=f"{spec.cell}_l{k}", **extra)
                 layer.build((None, None, spec.layer_input_size(k)))
                 self.layers.append(layer)
@@ -140,7 +145,7 @@ class _Program:
             "Keras' layer weights differ from _tf_convert.keras_shapes")
         self.mult = [k for layer_mult in convert.multiplicity(spec) for k in layer_mult]
         self.folded = {3 * k + 2: k for k in range(spec.num_layers)} if convert.folds_bias(spec) else {}
-        self._opts = {"jit_compile": plan.jit, "reduce_retracing": True}
+        self._opts = {"jit_compile": jit, "reduce_retracing": True}
         self.forward = tf.function(self._forward, **self._opts)
         self.loss_and_grads = tf.function(self._loss_and_grads, **self._opts)
         self._steps: dict[str, Any] = {}
@@ -209,8 +214,9 @@ class _Program:
 
 
 @functools.lru_cache(maxsize=64)
-def _program(spec: ModelSpec, dtype: str, device: str, plan: _Plan) -> _Program:
-    return _Program(spec, dtype, device, plan)
+def _program(spec: ModelSpec, dtype: str, device: str, use_cudnn: bool, jit: bool, tf32: bool) -> _Program:
+    """One program per configuration; ``tf32`` is part of the key because XLA fixes the precision when compiling."""
+    return _Program(spec, dtype, device, use_cudnn, jit)
 
 
 class TFModel:
@@ -220,7 +226,7 @@ class TFModel:
                  plan: _Plan) -> None:
         self.spec, self.device, self.dtype, self.train, self.plan = spec, device, dtype, train, plan
         self.tf_device = tf_device(device)
-        self.program = _program(spec, dtype, self.tf_device, plan)
+        self.program = _program(spec, dtype, self.tf_device, plan.use_cudnn, plan.jit, plan.tf32)
         self.step_fn = self.program.step(train.optimizer)
         self.perm = convert.gate_perm(spec)
         with tf.device(self.tf_device):
@@ -238,7 +244,10 @@ class TFModel:
 
     def call(self, fn: Any, *args: Any) -> Any:
         self.last_call = (fn, args)
-        return fn(*args)
+        if self.tf_device != "/CPU:0" and tf.config.experimental.tensor_float_32_execution_enabled() != self.plan.tf32:
+            tf.config.experimental.enable_tensor_float_32_execution(self.plan.tf32)
+        with tf.device(self.tf_device):  # an XLA-compiled function runs where it is called, whatever is inside
+            return fn(*args)
 
     # ------------------------------------------------------------------------------------------- data
     def tensor(self, a: Any, what: str) -> Any:
@@ -298,7 +307,8 @@ class TFBackend:
         options = dict(options or {})
         jit = _option(options, "jit_compile", _JIT_CHOICES, "auto")
         use_cudnn = _option(options, "use_cudnn", _CUDNN_CHOICES, "auto")
-        plan = _plan(spec, tf_device(device) != "/CPU:0", use_cudnn, jit)
+        tf32 = _option(options, "tf32", (True, False), False)
+        plan = dataclasses.replace(_plan(spec, tf_device(device) != "/CPU:0", use_cudnn, jit), tf32=tf32)
         return TFModel(spec, cast_weights(weights, dtype), device, dtype, train, plan)
 
     def prepare(self, model: TFModel, x: Any, y: Any = None) -> tuple[Any, Any]:
@@ -398,6 +408,7 @@ class TFBackend:
             "xla_reason": plan.jit_reason,
             "onednn": onednn,
             "onednn_reason": onednn_why,
+            "tf32": plan.tf32 and model.tf_device != "/CPU:0",
             "threads": threads_in_force(tf),
             "dtype": model.dtype,
             "compute_dtype": ",".join(sorted(compute)),
