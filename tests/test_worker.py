@@ -115,6 +115,7 @@ def test_backend_reason_is_skipped(faults):
 def test_nan_loss_is_diverged(faults):
     r = run_case(tiny(backend="nan"))
     assert r.status == "diverged" and "nan" in r.reason
+    assert r.train_time is None  # NaN already in the warm-up: nothing was timed
     assert r.params is not None and r.implementation  # what was known before the fault is kept
 
 

@@ -193,9 +193,9 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
 
     losses: list[float] = []
     samples = measure.time_calls(lambda: losses.append(backend.train_step(model, xp, yp)), case.repetitions, sync)
-    for i, loss in enumerate(losses):
-        _check_finite(loss, f"timed step {i + 1}")
     out["train_time"] = measure.summarize(samples, flops=out["flops_train_step"], peak_gflops=peak)
+    for i, loss in enumerate(losses):  # after the summary: a diverged case keeps its timing
+        _check_finite(loss, f"timed step {i + 1}")
     fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
     out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
 
