@@ -131,12 +131,10 @@ class GRUResetAfter(Layer):
         H = self.H
         return dict(NA=(T, B, 2 * H),  # −(x [W_ir; W_iz]ᵀ + [b_ir; b_iz]): the input part of −[a_r | a_z]
                     Gin=(T, B, H),  # x W_inᵀ + b_in
-                    Gh=(T, B, 3 * H),  # h W_hhᵀ + b_hh
+                    Gh=(T, B, 3 * H),  # h W_hhᵀ + b_hh; the backward overwrites step t with dL/d[a_r | a_z | ·]
                     RZ=(T, B, 2 * H),  # [r | z]
-                    N=(T, B, H),  # n
+                    N=(T, B, H),  # n; the backward overwrites step t with dL/da_n
                     D=(T, B, H),  # h_prev − n
-                    dA=(T, B, 3 * H),  # dL/d[a_r | a_z | h W_hnᵀ + b_hn]
-                    dAn=(T, B, H),  # dL/da_n
                     t1=(B, H), t2=(B, H), t3=(B, H), t2h=(B, 2 * H))
 
     def forward(self, X, ws):
@@ -162,7 +160,8 @@ class GRUResetAfter(Layer):
 
     def backward(self, X, ws, dX):
         T, B, H, b, g = ws.T, ws.B, self.H, ws.buf, self.g
-        Gh, RZ, N, D, dA, dAn, dHs = b["Gh"], b["RZ"], b["N"], b["D"], b["dA"], b["dAn"], ws.dHs
+        Gh, RZ, N, D, dHs = b["Gh"], b["RZ"], b["N"], b["D"], ws.dHs
+        dA, dAn = Gh, N  # each step reads its Gh[t], N[t] before overwriting them: less memory, warm cache
         dhz, dn, t1, t2h = b["t1"], b["t2"], b["t3"], b["t2h"]
         W_hh = self._copy("W_hh", self.p.Wh[:, :H])  # (3H, H)
         for t in range(T - 1, -1, -1):
@@ -170,9 +169,9 @@ class GRUResetAfter(Layer):
             np.multiply(dh, D[t], out=da[:, H:2 * H])  # dL/dz = dh ⊙ (h − n)
             np.multiply(dh, rz[:, H:], out=dhz)  # dh ⊙ z: the direct path to h_prev
             np.subtract(dh, dhz, out=dn)  # dL/dn = dh ⊙ (1 − z)
-            tanh_grad(N[t], dn, out=dAn[t], tmp=t1)  # dL/da_n
-            np.multiply(dAn[t], Gh[t, :, 2 * H:], out=da[:, :H])  # dL/dr
-            np.multiply(dAn[t], rz[:, :H], out=da[:, 2 * H:])  # dL/d(h W_hnᵀ + b_hn)
+            tanh_grad(N[t], dn, out=dAn[t], tmp=t1)  # dL/da_n (n read before it is overwritten)
+            np.multiply(dAn[t], Gh[t, :, 2 * H:], out=da[:, :H])  # dL/dr (h W_hnᵀ + b_hn read before …)
+            np.multiply(dAn[t], rz[:, :H], out=da[:, 2 * H:])  # … it is overwritten by dL/d(h W_hnᵀ + b_hn)
             sigmoid_grad(rz, da[:, :2 * H], tmp=t2h)  # dL/d[a_r | a_z]
             if t:
                 np.matmul(da, W_hh, out=t1)  # (B, H) through all gates, one GEMM
@@ -195,10 +194,9 @@ class GRUResetBefore(Layer):
                     An=(T, B, H),  # x W_inᵀ + b_in
                     RZ=(T, B, 2 * H),  # [r | z]
                     RH=(T, B, H + 1),  # [r ⊙ h_prev | 1]
-                    N=(T, B, H),  # n
+                    N=(T, B, H),  # n; the backward overwrites step t with dL/da_n
                     D=(T, B, H),  # h_prev − n
                     dRZ=(T, B, 2 * H),  # dL/d[a_r | a_z]
-                    dAn=(T, B, H),  # dL/da_n
                     g2h=(B, 2 * H), t1=(B, H), t2=(B, H), t3=(B, H), drh=(B, H))
 
     def _init_buffers(self, ws):
@@ -229,7 +227,8 @@ class GRUResetBefore(Layer):
 
     def backward(self, X, ws, dX):
         T, B, H, b, g, p = ws.T, ws.B, self.H, ws.buf, self.g, self.p
-        RZ, N, D, dRZ, dAn, dHs, Hs = b["RZ"], b["N"], b["D"], b["dRZ"], b["dAn"], ws.dHs, ws.Hs
+        RZ, N, D, dRZ, dHs, Hs = b["RZ"], b["N"], b["D"], b["dRZ"], ws.dHs, ws.Hs
+        dAn = N  # each step reads n before overwriting it with dL/da_n
         dhz, dn, t1, drh, g2h = b["t1"], b["t2"], b["t3"], b["drh"], b["g2h"]
         W_rz, W_n = self._copy("W_rz", p.Wh[:2 * H, :H]), self._copy("W_n", p.Wh[2 * H:, :H])  # (2H, H), (H, H)
         for t in range(T - 1, -1, -1):
