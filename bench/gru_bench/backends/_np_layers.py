@@ -266,7 +266,7 @@ class LSTM(Layer):
                     C=(T + 1, B, H),  # cell states, C[0] = 0
                     TC=(T, B, H),  # tanh(c')
                     dA=(T, B, 4 * H),  # dL/d[a_o | a_i | a_f | a_g]
-                    g4h=(B, 4 * H), t3h=(B, 3 * H), t1=(B, H), t2=(B, H), dc=(B, H))
+                    g4h=(B, 4 * H), t4h=(B, 4 * H), t1=(B, H), t2=(B, H), dc=(B, H))
 
     def forward(self, X, ws):
         T, B, H, p, b = ws.T, ws.B, self.H, self.p, ws.buf
@@ -293,7 +293,7 @@ class LSTM(Layer):
     def backward(self, X, ws, dX):
         T, B, H, b, g = ws.T, ws.B, self.H, ws.buf, self.g
         S, C, TC, dA, dHs = b["S"], b["C"], b["TC"], b["dA"], ws.dHs
-        t3h, t1, t2, dc = b["t3h"], b["t1"], b["t2"], b["dc"]
+        t4h, t1, t2, dc = b["t4h"], b["t1"], b["t2"], b["dc"]
         W_hh = self._copy("W_hh", self.p.Wh[:, :H])  # (4H, H)
         dc[...] = 0.0
         for t in range(T - 1, -1, -1):
@@ -305,9 +305,11 @@ class LSTM(Layer):
             np.multiply(dh, tc, out=da[:, :H])  # dL/do
             np.multiply(dc, gg, out=da[:, H:2 * H])  # dL/di
             np.multiply(dc, C[t], out=da[:, 2 * H:3 * H])  # dL/df
-            np.multiply(dc, i, out=t2)  # dL/dg
-            sigmoid_grad(s[:, :3 * H], da[:, :3 * H], tmp=t3h)  # dL/d[a_o | a_i | a_f]
-            tanh_grad(gg, t2, out=da[:, 3 * H:], tmp=t1)  # dL/da_g
+            np.multiply(dc, i, out=da[:, 3 * H:])  # dL/dg
+            np.multiply(s, s, out=t4h)  # [o², i², f², g²]
+            np.subtract(s[:, :3 * H], t4h[:, :3 * H], out=t4h[:, :3 * H])  # σ' = s − s² for o, i, f
+            np.subtract(1.0, t4h[:, 3 * H:], out=t4h[:, 3 * H:])  # tanh' = 1 − g²
+            da *= t4h  # dL/d[a_o | a_i | a_f | a_g]
             if t:
                 np.matmul(da, W_hh, out=t1)  # (B, H) through all gates, one GEMM
                 dHs[t - 1] += t1  # dL/dh_prev
