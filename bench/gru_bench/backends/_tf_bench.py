@@ -49,12 +49,13 @@ def _keras_loop(spec: ModelSpec, model: Any, jit: bool) -> Callable[[Any, Any], 
     return lambda x, y: float(step(x, y))
 
 
-def _time(fn: Callable[[], float], steps: int) -> list[float]:
+def _time(fn: Callable[[], float], steps: int) -> list[tuple[float, float]]:
+    """``steps`` samples of (wall ms, process CPU ms: all threads)."""
     out = []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        out.append((time.perf_counter() - t0) * 1e3)
+        out.append(((time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3))
     return out
 
 
@@ -94,20 +95,25 @@ def main(argv: list[str] | None = None) -> None:
                 for _ in range(3):  # trace, compile, warm up
                     fn()
             impl[(item, jit)] = backend.provenance(model)["implementation"]
-    samples: dict[tuple[str, bool, str], list[float]] = {k: [] for k in runners}
+    samples: dict[tuple[str, bool, str], list[tuple[float, float]]] = {k: [] for k in runners}
     for _ in range(args.rounds):
         for key, fn in runners.items():
             backend.sync(args.device)
             samples[key] += _time(fn, args.steps)
     print(f"TF {tf.__version__} / Keras {keras.__version__}, threads {threads}, B={args.batch} T={args.seq_len} "
-          f"I={args.input} H={args.hidden} {args.dtype}, {args.rounds}×{args.steps} steps each, median ms/step")
-    print(f"{'cell':22} {'xla':4} {'backend':>9} {'direct':>9} {'keras':>9} {'overhead':>9}  implementation")
+          f"I={args.input} H={args.hidden} {args.dtype}, {args.rounds}×{args.steps} steps each; ms/step: wall "
+          f"median (min) and process CPU median; overhead = backend / min(direct, keras) of the wall medians")
+    kinds = ("backend", "direct", "keras")
+    print(f"{'cell':20} {'xla':4} " + " ".join(f"{k:>22}" for k in kinds) + f" {'overhead':>9}  implementation")
     for item in args.cells.split(","):
         for jit in (False, True):
-            med = {k: statistics.median(samples[(item, jit, k)]) for k in ("backend", "direct", "keras")}
+            wall = {k: [w for w, _ in samples[(item, jit, k)]] for k in kinds}
+            cpu = {k: [c for _, c in samples[(item, jit, k)]] for k in kinds}
+            med = {k: statistics.median(wall[k]) for k in kinds}
+            cells = [f"{med[k]:7.1f} ({min(wall[k]):6.1f}) {statistics.median(cpu[k]):6.1f}" for k in kinds]
             ratio = med["backend"] / min(med["direct"], med["keras"])
-            print(f"{item:22} {'on' if jit else 'off':4} {med['backend']:9.2f} {med['direct']:9.2f} "
-                  f"{med['keras']:9.2f} {ratio:9.3f}  {impl[(item, jit)]}")
+            print(f"{item:20} {'on' if jit else 'off':4} " + " ".join(f"{c:>22}" for c in cells)
+                  + f" {ratio:9.3f}  {impl[(item, jit)]}")
 
 
 if __name__ == "__main__":

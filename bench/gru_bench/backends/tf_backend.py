@@ -93,16 +93,14 @@ def _plan(spec: ModelSpec, on_gpu: bool, use_cudnn: Any, jit: Any) -> _Plan:
         blocker = "jit_compile=True: XLA cannot compile the cuDNN kernel"
     if blocker is not None and use_cudnn is True:
         raise ValueError(f"options['use_cudnn']=True: cuDNN cannot run here ({blocker})")
-    if blocker is None:
-        if jit is True:  # unreachable: jit=True is a blocker; kept as a guard for future rule changes
-            raise ValueError("options['jit_compile']=True: XLA cannot compile the cuDNN kernel")
+    if blocker is None:  # (jit_compile=True is a blocker above)
         reason = "GPU, tanh/sigmoid, unroll=False, bias" + (", reset_after=True" if spec.cell == "gru" else "")
         return _Plan(True, "cuDNN", reason, False, "off: XLA cannot compile the cuDNN kernel"
                      + ("" if jit == "auto" else " (jit_compile=False)"))
     if jit == "auto":
         on = _CPU_XLA_PAYS if not on_gpu else True
         why = ("auto: measured faster on CPU for the generic loop" if not on_gpu
-               else "auto: fuses the generic loop's element-wise ops on GPU")
+               else "auto: XLA fuses the generic loop's per-step element-wise ops on GPU (not measured here)")
         return _Plan(False, "generic loop", blocker, on, ("on, " if on else "off, ") + why)
     return _Plan(False, "generic loop", blocker, bool(jit), ("on" if jit else "off") + f" (jit_compile={jit})")
 
