@@ -34,7 +34,7 @@ Options (``build(..., options=)``; unknown keys and values are a ``ValueError``)
 * ``optimizer_impl``: ``"auto"`` (fused on CUDA, for-loop on the CPU) | ``"for-loop"`` | ``"foreach"`` | ``"fused"``.
 * ``tf32``: ``False`` (default) | ``True`` | ``None``: TF32 tensor cores for cuBLAS matmuls and cuDNN (RNNs
   included) on CUDA. Off by default because ``dtype="float32"`` promises IEEE float32 numbers (torch's own default
-  lets cuDNN use TF32, which moves a float32 RNN's output by ~1e-3 relative); ``None`` leaves torch's setting.
+  lets cuDNN use TF32, whose GEMMs read 10 of float32's 23 mantissa bits); ``None`` leaves torch's setting.
 * ``cudnn_benchmark``, ``deterministic``, ``cudnn``, ``onednn``: ``None`` (leave torch's setting) or a bool setting
   ``torch.backends.cudnn.benchmark``; ``cudnn.deterministic``; cuDNN on/off; oneDNN (mkldnn) on/off.
   All these switches are process-wide (the runner runs one case per process); the values in force are recorded.
@@ -181,6 +181,7 @@ class TorchModel:
     scaler: Any  # torch.amp.GradScaler for float16 autocast, else None
     loss_fn: nn.Module
     info: dict[str, Any]
+    params: list[nn.Parameter] = field(default_factory=list)  # net.parameters(), listed once
     compiled: bool = False
     warm_shapes: set[tuple[int, ...]] = field(default_factory=set)
 
@@ -188,10 +189,6 @@ class TorchModel:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
-    @property
-    def params(self) -> list[nn.Parameter]:
-        return list(self.net.parameters())
 
 
 def _check_model(model: Any) -> TorchModel:
@@ -325,7 +322,7 @@ class TorchBackend:
 
         info: dict[str, Any] = {}
         model = TorchModel(spec, net, call, dev, tdtype, autocast_dtype, train, optimizer, scaler, loss_fn, info,
-                           compiled=compiled)
+                           params=params, compiled=compiled)
         if loop is None:
             kernel, evidence = _probe_kernel(rnn, spec, dev, tdtype, autocast_dtype, model.autocast)
             implementation = f"torch.nn.{type(rnn).__name__} ({kernel})"
