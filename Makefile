@@ -25,9 +25,10 @@ browser:
 	      || echo "warning: could not install chromium; the browser test will skip"; \
 	  else echo "warning: chromium missing and apt-get unavailable; the browser test will skip"; fi; }
 
+# The report is written even when some cases failed; the run's exit code is kept.
 run: $(STAMP)
-	$(BIN)/gru-bench run suites/quick.toml --out results
-	$(BIN)/gru-bench report results -o reports
+	$(BIN)/gru-bench run quick --out results; rc=$$?; \
+	  $(BIN)/gru-bench report results -o reports && exit $$rc
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
