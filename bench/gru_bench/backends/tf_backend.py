@@ -8,9 +8,9 @@ cuDNN kernel (``CudnnRNNV3``) or Keras' generic ``while`` loop ran, and why.
 Options (``build(..., options=...)``; other keys belong to other backends and are ignored):
 
 * ``jit_compile``: ``True`` | ``False`` | ``"auto"`` (default). XLA-compile the step and the forward pass. ``"auto"``
-  turns XLA on where it was measured to pay: on CPU for the generic loop (about 1.4-2× faster train steps at
-  B=64, T=100, H=128), on GPU for the generic loop (fuses each step's element-wise ops); off for the cuDNN kernel,
-  which XLA cannot compile.
+  turns XLA on for the generic loop: on CPU it was measured to pay (about half the CPU time per train step at
+  B=64, T=100, H=128), on GPU it is assumed to (it fuses each step's element-wise ops; no GPU was available to
+  measure); off for the cuDNN kernel, which XLA cannot compile.
 * ``use_cudnn``: ``"auto"`` (default) | ``True`` | ``False``, as in Keras. ``True`` where cuDNN cannot run is a
   ``ValueError`` instead of Keras' silent fallback.
 * ``tf32``: ``False`` (default) | ``True``. On NVIDIA GPUs since Ampere TensorFlow runs float32 matrix multiplies
@@ -54,8 +54,9 @@ _JIT_CHOICES = (True, False, "auto")
 _CUDNN_CHOICES = (True, False, "auto")
 _CUDNN_OPS = ("CudnnRNN", "CudnnRNNV2", "CudnnRNNV3")
 _LOOP_OPS = ("While", "StatelessWhile")
-# Measured on a 2-core AMD EPYC (tensorflow-cpu 2.21, float32, B=64 T=100 I=1 H=128, 2 threads): XLA's train step
-# was 1.4-2× faster than the graph executor for all three cells; see the module docstring of _tf_bench.py.
+# Measured with _tf_bench.py on a shared 2-core AMD EPYC (tensorflow-cpu 2.21, float32, B=64 T=100 I=1 H=128,
+# 2 threads): process CPU per train step with XLA 118/127/139 ms vs 222/275/233 ms without (GRU reset_after /
+# reset_before / LSTM), wall medians 1.5-2x lower with XLA. The machine was heavily loaded: absolute ms are noisy.
 _CPU_XLA_PAYS = True
 
 
