@@ -139,7 +139,7 @@ def test_ray_options_misused_exit_2(argv, needle, capsys, tmp_path):
 def test_same_cases_and_metrics_as_the_local_executor(ray_instance, tmp_path):
     from gru_bench.executors.ray import RayExecutor
 
-    suite = load_suite(str(write_suite(tmp_path / "tiny.toml")))
+    suite = load_suite(str(write_suite(tmp_path / "tiny.toml", variant="reset_before")))
     local = execute(new_run(suite, tmp_path / "local", calibrate=False), LocalExecutor(), QUIET, progress=False)
     ex = RayExecutor(cpus_per_case=1)  # packs two cases at once on the 2-CPU instance
     remote = execute(new_run(suite, tmp_path / "ray", calibrate=False), ex, QUIET, progress=False)
@@ -221,9 +221,9 @@ class InterruptAfterFirst:
 def test_ctrl_c_cancels_outstanding_tasks_and_the_journal_resumes(ray_instance, tmp_path):
     from gru_bench.executors.ray import RayExecutor
 
-    suite = load_suite(str(write_suite(tmp_path / "tiny.toml", cell="gru", steps=0, seeds=[0, 1])))
+    suite = load_suite(str(write_suite(tmp_path / "tiny.toml", variant="reset_after", steps=0)))
     plan = suite.cases()
-    assert len(plan) == 4
+    assert len(plan) == 2
     first = execute(new_run(suite, tmp_path, calibrate=False), InterruptAfterFirst(), QUIET, progress=False)
     assert first.interrupted
     assert len(first.record.cases) == 1  # one case at a time (whole node each): the rest were cancelled

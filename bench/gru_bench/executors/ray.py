@@ -259,6 +259,8 @@ class RayExecutor:
             threads = [int(c.options[THREADS_OPTION]) for c in cases if c.options.get(THREADS_OPTION)]
             self._fallback = calibration.model_dump(mode="json") if calibration is not None else None
             self._collect_machines(nodes, max(threads) if threads else None, calibration is not None)
+            if should_stop():
+                return
             for case in cases:
                 a = _Attempt(case=case, number=1, resources=case_resources(case, cpus))
                 if not self._fits(nodes, a.resources):
