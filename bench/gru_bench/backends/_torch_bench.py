@@ -1,6 +1,7 @@
 """Timing of the PyTorch backend's implementations (a benchmark script, not a test)::
 
     python -m gru_bench.backends._torch_bench [--device cpu] [--threads 2] [--reps 30] [--compile]
+                                              [--only gru,lstm,plain,scripted,compiled]
 
 One training step (forward, backward, clipping, Adam) at B=64, T=100, I=1, H=128, float32 on the adding-problem
 shapes, for ``nn.GRU``, ``nn.LSTM`` and the reset_before loop (eager, scripted and, with ``--compile``, compiled),
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="also time the torch.compile'd loop (compiles for long)")
+    ap.add_argument("--only", default=None, help="comma-separated subset of gru,lstm,plain,scripted,compiled")
     args = ap.parse_args(argv)
     backend = TorchBackend()
     reason = backend.available(args.device)
@@ -69,11 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(0)
     x_np = rng.random((B_, T_, I_), dtype=np.float32)
     y_np = rng.random((B_, 1), dtype=np.float32)
-    variants = [("gru", "reset_after", {}), ("lstm", "standard", {}),
-                ("gru", "reset_before", {"loop": "plain"}), ("gru", "reset_before", {"loop": "scripted"})]
-    if args.compile:
-        variants.append(("gru", "reset_before", {"loop": "compiled"}))
-    for cell, variant, options in variants:
+    variants = {"gru": ("gru", "reset_after", {}), "lstm": ("lstm", "standard", {}),
+                "plain": ("gru", "reset_before", {"loop": "plain"}),
+                "scripted": ("gru", "reset_before", {"loop": "scripted"}),
+                "compiled": ("gru", "reset_before", {"loop": "compiled"})}
+    chosen = args.only.split(",") if args.only else [k for k in variants if k != "compiled" or args.compile]
+    unknown = [k for k in chosen if k not in variants]
+    if unknown:
+        raise SystemExit(f"--only {args.only!r}: unknown {unknown}; expected names from {', '.join(variants)}")
+    for cell, variant, options in (variants[k] for k in chosen):
         spec = ModelSpec(cell, I_, H_, 1, variant=variant)
         model = backend.build(spec, init_weights(spec, 0, dtype="float32"), args.device, "float32",
                               TrainConfig(optimizer="adam", lr=1e-3, clip=1.0), options)

@@ -19,10 +19,10 @@ What runs (the equations are ``spec.py``'s):
 Options (``build(..., options=)``; unknown keys and values are a ``ValueError``):
 
 * ``loop``: ``"auto"`` | ``"plain"`` | ``"scripted"`` | ``"compiled"``: the reset_before loop. ``auto`` is ``"plain"``:
-  measured fastest on the CPU (TorchScript's interpreter adds overhead there and cannot autodiff through a loop;
-  Inductor's unrolled compile takes minutes), and the most robust on CUDA, where the ranking has not been measured
-  by this project yet (pass ``"scripted"`` or ``"compiled"`` to measure it). Ignored (recorded as n/a) for the fused
-  variants.
+  on the CPU it is the fastest (the scripted loop took 2x as long per training step at B=64, T=100, H=128, and
+  Inductor's compile of the unrolled loop takes minutes), and on CUDA the most robust choice while the ranking
+  there is unmeasured by this project (pass ``"scripted"`` or ``"compiled"`` to measure it). Ignored (recorded as
+  n/a) for the torch.nn variants.
 * ``compile``: ``"auto"`` (default) | ``True`` | ``False``: ``True`` is ``loop="compiled"``; ``False`` forbids it.
   ``torch.compile`` unrolls the T steps: on a 2-core CPU it compiles for many minutes at T=100 (see
   ``python -m gru_bench.backends._torch_bench --compile``), so it is never the automatic choice; ask for it where
@@ -335,7 +335,7 @@ class TorchBackend:
             "kernel_evidence": evidence,  # autograd nodes of a forward at build: the fused kernel's, else all
             "kernel_evidence_method": "autograd graph of one forward at build" if loop is None else
                                       "n/a (no fused kernel computes reset_before)",
-            "loop": loop if loop is not None else "n/a (fused kernel)",
+            "loop": loop if loop is not None else "n/a (torch.nn module)",
             "compile": ({"backend": "inductor", "mode": opts["compile_mode"], "fullgraph": True, "dynamic": False,
                          "note": "compiles on the first call of each shape (training and inference graphs)"}
                         if compiled else False),
