@@ -54,22 +54,35 @@ def one_thread():
             get_backend(name).set_threads(n)
 
 
-# A TF model compiles its XLA program on first use (1-4 s of CPU per build here), and every check builds several: TF
-# runs one case per cell/variant in this file (both dtypes, every check); test_tf_backend.py runs the float64 parity
-# checks on all 12 cases. Every other backend runs every case.
-CASES_FOR = {"tf": [c for c in CASES if c.id in ("gru-reset_after-every-L2", "gru-reset_before-last-L2",
-                                                "lstm-standard-every-L1")]}
+# A TF model compiles its XLA program on first use (1-4 s of CPU per build here) and every check builds several, so
+# TF runs two cases here (both dtypes, every check): the reset_before GRU and the LSTM, whose biases Keras folds;
+# test_tf_backend.py runs the float64 parity checks on all 12 cases. Every other backend runs every case.
+CASES_FOR = {"tf": [c for c in CASES if c.id in ("gru-reset_before-last-L2", "lstm-standard-every-L1")]}
 PARAMS = [(b, d, c) for b, d in TARGETS for c in CASES_FOR.get(b, CASES)]
+# 100 Adam steps on two models per test: the reference backend runs all 12 cases in both dtypes (float32 against
+# float64 is the meaningful comparison there); the others run one case per cell/variant (torch) or per cell (TF).
+ADAM = {
+    "torch": [(c, dt) for c in CASES if c.id in ("gru-reset_after-every-L2", "gru-reset_before-last-L2",
+                                                 "lstm-standard-every-L2") for dt in DTYPES],
+    "tf": [(c, dt) for c in CASES for dt in DTYPES
+           if (c.id, dt) in (("gru-reset_before-last-L2", "float64"), ("lstm-standard-every-L1", "float32"))],
+}
+ADAM_PARAMS = [(b, d, c, dt) for b, d in TARGETS for c, dt in ADAM.get(b, [(c, dt) for c in CASES for dt in DTYPES])]
 
 
-@pytest.fixture(params=PARAMS, ids=[f"{b}-{d}-{c.id}" for b, d, c in PARAMS])
-def target_case(request, one_thread):
-    """(backend, device, case); skips with the backend's own reason when it cannot run here."""
-    backend, device, case = request.param
+def _ready(backend: str, device: str, one_thread) -> None:
+    """Skip with the backend's own reason when it cannot run here; else limit it to one thread."""
     reason = _reason(backend, device)
     if reason is not None:
         pytest.skip(f"{backend}/{device}: {reason}")
     one_thread(backend)
+
+
+@pytest.fixture(params=PARAMS, ids=[f"{b}-{d}-{c.id}" for b, d, c in PARAMS])
+def target_case(request, one_thread):
+    """(backend, device, case)."""
+    backend, device, case = request.param
+    _ready(backend, device, one_thread)
     return backend, device, case
 
 
@@ -113,8 +126,11 @@ def test_sgd_step_matches_reference(target_case, dtype, clip):
     T.check_sgd_step_matches_reference(*target_case, dtype, clip=clip)
 
 
-def test_adam_curve_matches_reference(target_case, dtype, record_property):
-    dev = T.check_adam_curve_matches_reference(*target_case, dtype, steps=100)
+@pytest.mark.parametrize("backend, device, case, dtype", ADAM_PARAMS,
+                         ids=[f"{b}-{d}-{c.id}-{dt}" for b, d, c, dt in ADAM_PARAMS])
+def test_adam_curve_matches_reference(backend, device, case, dtype, one_thread, record_property):
+    _ready(backend, device, one_thread)
+    dev = T.check_adam_curve_matches_reference(backend, device, case, dtype, steps=100)
     record_property("adam_curve_deviation", dev)  # float64 asserted <= 1e-8, float32 < 1e-3; the figure is kept
 
 
@@ -259,3 +275,13 @@ def test_conformance_cases_cover_the_matrix():
     want = {(c, v, h, n) for c, v in [("gru", "reset_after"), ("gru", "reset_before"), ("lstm", "standard")]
             for h in ("last", "every") for n in (1, 2)}
     assert got == want and len(CASES) == 12
+
+
+def test_check_backend_runs_every_check_and_refuses_a_device_it_cannot_use(one_thread):
+    one_thread("numpy")
+    case = next(c for c in CASES if c.id == "lstm-standard-last-L2")
+    report = T.check_backend("numpy", "cpu", dtypes=("float64",), cases=[case])
+    assert set(report) == {f"{name} {case.id} float64" for name in [*T.CHECKS, *T.FLOAT64_ONLY]}
+    assert report[f"forward {case.id} float64"] == 0.0  # the reference against itself
+    with pytest.raises(RuntimeError, match="numpy/cuda cannot run here"):
+        T.check_backend("numpy", "cuda")

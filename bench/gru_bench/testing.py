@@ -20,6 +20,7 @@ Tolerances (``TOLERANCES``), float64 / float32:
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -333,13 +334,15 @@ def check_adam_curve_matches_reference(backend_name: str, device: str, case: Con
     return dev
 
 
-def _reference_curve(case: ConformanceCase, dtype: str, seed: int, steps: int, train: TrainConfig) -> list[float]:
-    """The float64 reference's losses, fed the ``dtype`` model's starting weights and batches widened to float64."""
+@functools.lru_cache(maxsize=64)
+def _reference_curve(case: ConformanceCase, dtype: str, seed: int, steps: int, train: TrainConfig) -> tuple[float, ...]:
+    """The float64 reference's losses, fed the ``dtype`` model's starting weights and batches widened to float64.
+    Deterministic, so computed once per process for every backend checked against it."""
     w = cast_weights(init_weights(case.spec, seed), dtype)
     rng = np.random.default_rng(seed)
     batches = [_wide(*case.batch(rng, dtype)) for _ in range(steps)]
     ref, model = _reference(case.spec, w, train)
-    return _losses(ref, model, batches)
+    return tuple(_losses(ref, model, batches))
 
 
 def check_same_seed_same_numbers(backend_name: str, device: str, case: ConformanceCase, dtype: str = "float32",
