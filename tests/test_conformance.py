@@ -1,8 +1,11 @@
-"""Backend conformance (DESIGN.md §3): every backend × device × case of ``gru_bench.testing.conformance_cases()``.
+"""Backend conformance (DESIGN.md §3): the checks of ``gru_bench.testing`` over backend × device × case × dtype.
 
-A backend that cannot run here (framework missing, no GPU) skips with the reason its ``available`` gives. The NumPy
-reference itself is checked against torch autograd in float64 (``torch_reference.py``) and against finite differences,
-and the checks themselves are shown to catch broken backends.
+Every backend runs every case of ``conformance_cases()`` except where cost forbids (TF: two cases; the 100-step Adam
+curves: one case per cell/variant outside the reference; see ``CASES_FOR`` and ``ADAM``). A backend that cannot run
+here (framework missing, no GPU) skips with the reason its ``available`` gives. For the NumPy backend in float64 the
+checks compare the reference with itself; its float32 entries and the tests below are what check it: torch autograd
+in float64 (``torch_reference.py``), central finite differences, and the checks catching deliberately broken
+backends.
 """
 from __future__ import annotations
 
