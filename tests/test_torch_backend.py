@@ -308,7 +308,7 @@ def test_bad_build_arguments():
     w = init_weights(spec, 0)
     with pytest.raises(ValueError, match=r"dtype='float16': expected one of float32, float64"):
         B.build(spec, w, dtype="float16")
-    with pytest.raises(ValueError, match=r"device='cuda:7'|device='cuda:7': CUDA"):
+    with pytest.raises(ValueError, match=r"device='cuda:7': "):
         B.build(spec, w, device="cuda:7")
     with pytest.raises(ValueError, match=r"weights\['head.bias'\] has shape"):
         B.build(spec, {**w, "head.bias": np.zeros(3)})
@@ -446,7 +446,7 @@ def test_cuda_provenance_and_memory():
     B.train_step(model, *B.prepare(model, x, np.zeros((64, 1), np.float32)))
     B.sync("cuda")
     peak = probe.peak()
-    assert peak["allocated"] > 64 * 50 * 8 * 4 * 4 and peak["reserved"] >= peak["allocated"]
+    assert peak["allocated"] >= x.nbytes and peak["reserved"] >= peak["allocated"]
 
 
 @pytest.mark.cuda
@@ -473,11 +473,12 @@ def test_cuda_autocast_smoke(autocast):
 @pytest.mark.cuda
 @needs_cuda
 def test_cuda_out_of_memory_propagates():
-    """An allocation beyond the GPU raises torch.OutOfMemoryError (the worker records it as 'oom')."""
-    spec = ModelSpec("gru", 1, 8192, 1)
+    """An allocation beyond the GPU raises torch.OutOfMemoryError (the worker records it as 'oom'): here the loop's
+    input projection (B, T, 3H), sized to twice the GPU's memory."""
+    spec = ModelSpec("gru", 1, 8192, 1, variant="reset_before")
     model = B.build(spec, init_weights(spec, 0, dtype="float32"), device="cuda", dtype="float32")
     total = torch.cuda.get_device_properties(0).total_memory
-    T_ = int(2 * total / (64 * 8192 * 3 * 4)) + 1  # activations alone exceed twice the GPU's memory
+    T_ = int(2 * total / (64 * 8192 * 3 * 4)) + 1  # (64, T_, 3·8192) float32 = twice the GPU memory
     try:
         with pytest.raises(torch.OutOfMemoryError):
             B.train_step(model, torch.zeros(64, T_, 1, device="cuda"), torch.zeros(64, 1, device="cuda"))
