@@ -73,6 +73,8 @@ def _run(kind: str, out_dir: Path, overrides: dict, label: str):
     suite = load_suite("quick", {"backend": NAME, "steps": "0", **overrides})
     outcome = runner.execute(runner.new_run(suite, out_dir, label), progress=False,
                              console=_quiet_console())
+    if outcome.interrupted or len(outcome.record.cases) != len(suite.cases()):
+        raise SystemExit(f"{label}: incomplete run ({len(outcome.record.cases)} of {len(suite.cases())} cases)")
     bad = [c for c in outcome.record.cases if c.status != "ok"]
     if bad:
         raise SystemExit(f"{label}: {bad[0].case.label} {bad[0].status}: {bad[0].reason}")
