@@ -327,8 +327,8 @@ def report(
 
 @app.command()
 def compare(
-    baseline: Path = typer.Argument(..., help="The baseline run record."),
-    candidate: Path = typer.Argument(..., help="The candidate run record."),
+    baseline: Path = typer.Argument(..., help="The baseline: a run record or a folder of them."),
+    candidate: Path = typer.Argument(..., help="The candidate: a run record or a folder of them."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Checks, e.g. train_time:10%."),
     markdown: Optional[Path] = typer.Option(None, help="Write the comparison as Markdown here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON here."),
@@ -339,6 +339,19 @@ def compare(
 
     code = compare_command(baseline, candidate, fail_on, markdown, json_path)
     return ExitStatus(code) if code in tuple(ExitStatus) else ExitStatus.FAILED
+
+
+@app.command()
+def export(
+    inputs: list[Path] = typer.Argument(..., help="Run records or folders of them."),
+    fmt: str = typer.Option(..., "--format", help="github-smaller | github-bigger (github-action-benchmark) | bmf (Bencher)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the JSON here (default: stdout)."),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+) -> int:
+    """Export run records to the JSON that github-action-benchmark or Bencher ingest."""
+    from .export import export_command
+
+    return ExitStatus(export_command(inputs, fmt, out))
 
 
 # ------------------------------------------------------------------------------------------------- main
