@@ -139,7 +139,7 @@ def main(
     table = Table(title=f"one training step, B={batch} T={seq_len} I=1 float32, {threads} threads")
     for col in ("H", "participant", "median ms", "IQR ms", "GFLOP/s", "reps", "numpy/torch"):
         table.add_column(col, justify="left" if col == "participant" else "right")
-    for H in sizes:
+    for done, H in enumerate(sizes, start=1):
         parts = _participants(H, batch, seq_len, torch)
         t0 = time.perf_counter()
         for p in parts:  # warm-up: buffers allocated, BLAS threads started, torch's allocator primed
@@ -161,6 +161,8 @@ def main(
             table.add_row(str(H), p.label, f"{st.median * 1e3:.1f}", f"{st.iqr * 1e3:.1f}", f"{st.gflops:.1f}",
                           str(len(p.samples)), ratio)
         table.add_section()
+        if done < len(sizes):  # large H takes minutes: show what is measured so far
+            console.print(table)
     console.print(table)
     console.print(f"load {os.getloadavg()[0]:.2f} at the end (1-min average; the machine has {os.cpu_count()} "
                   f"logical CPUs). numpy/torch: NumPy median / torch median of the same cell (GRU rows against "
