@@ -30,7 +30,10 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
@@ -226,6 +229,16 @@ class Suite(BaseModel):
         return suite
 
 
+def _portable(source: str | None) -> str | None:
+    """A suite file relative to the working directory when it lies below it, so records name no home paths."""
+    if source is None:
+        return None
+    try:
+        return Path(source).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return source
+
+
 GRID_KEYS = tuple(k for k in Suite.model_fields if k not in ("name", "description", "options", "timeout_s"))
 KEYS = tuple(Suite.model_fields)
 
@@ -312,7 +325,7 @@ def load_suite(path_or_name: str | os.PathLike[str], overrides: dict[str, Any] |
                              f"{', '.join(KEYS)}")
         merged = {**suite.model_dump(), **given}
         suite = validate_suite(merged, where=f"{path} (overridden on the command line)")
-    suite._source = str(path)
+    suite._source = _portable(str(path))
     return suite
 
 
