@@ -229,3 +229,16 @@ def test_evaluate_rejects_mismatched_shapes():
         cp.evaluate(np.zeros((4, 26, 10)), y)
     with pytest.raises(ValueError, match=r"dtype float64: expected integer"):
         cp.evaluate(np.zeros((4, 26, 9)), y.astype(np.float64))
+
+
+def test_xent_rejects_out_of_range_class_index():
+    """losses.xent names an out-of-range class index instead of failing with an IndexError."""
+    import numpy as np
+    import pytest
+
+    from gru_bench.losses import xent
+
+    with pytest.raises(ValueError, match=r"class index 3: expected indices in \[0, 2\]"):
+        xent(np.zeros((2, 3)), np.array([0, 3]))
+    loss, _ = xent(np.zeros((2, 3)), np.array([0, 2]))
+    assert abs(loss - np.log(3)) < 1e-12  # uniform logits: ln C

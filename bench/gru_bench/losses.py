@@ -19,6 +19,10 @@ def xent(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         raise ValueError(f"y has shape {y.shape}: expected {logits.shape[:-1]} (class indices) for loss 'xent'")
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y has dtype {y.dtype}: expected integer class indices for loss 'xent'")
+    C = logits.shape[-1]
+    if y.size and (y.min() < 0 or y.max() >= C):
+        bad = int(y.min()) if y.min() < 0 else int(y.max())
+        raise ValueError(f"y holds class index {bad}: expected indices in [0, {C - 1}] for loss 'xent'")
     z = logits - logits.max(axis=-1, keepdims=True)
     logsumexp = np.log(np.exp(z).sum(axis=-1, keepdims=True))
     logp = z - logsumexp  # (..., C)
