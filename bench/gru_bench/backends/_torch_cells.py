@@ -35,8 +35,7 @@ def gru_reset_before_layer(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor) ->
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]  # (2H, H), (H, H)
     b_hrz, b_hn = b_hh[: 2 * H], b_hh[2 * H :]  # (2H,), (H,)
     outs: list[Tensor] = []
-    for t in range(gi.size(1)):
-        g = gi[:, t]  # (B, 3H)
+    for g in gi.unbind(1):  # g (B, 3H). One unbind, not gi[:, t]: each select's backward zero-fills a (B, T, 3H)
         rz = torch.sigmoid(g[:, : 2 * H] + torch.addmm(b_hrz, h, w_hrz.t()))  # (B, 2H)
         r, z = rz[:, :H], rz[:, H:]  # (B, H), (B, H)
         n = torch.tanh(g[:, 2 * H :] + torch.addmm(b_hn, r * h, w_hn.t()))  # (B, H)
