@@ -7,7 +7,8 @@ one of three forms, all the same function:
 * ``"scripted"``: the same loop compiled by TorchScript (``torch.jit.script``): no Python per step, and on CUDA
   TorchScript's fuser may fuse the element-wise gate math (the "scripted cell" of PyTorch's own RNN benchmarks);
 * ``"compiled"``: the loop under ``torch.compile`` (Inductor), unrolled over T and fused; it compiles on the first
-  call of each shape and grad mode (tens of seconds at T=100 on a small CPU), then runs the fused kernels.
+  call of each shape and grad mode (minutes at T=100 on a 2-core CPU from a cold cache), then runs the fused
+  kernels (the timings are in ``torch_backend``'s docstring).
 
 This module imports torch: only ``torch_backend`` imports it.
 """
