@@ -96,7 +96,8 @@ def test_torch_modules_state_dict_to_canonical_keeps_the_function(case):
     cls = torch.nn.GRU if spec.cell == "gru" else torch.nn.LSTM
     rnn = cls(spec.input_size, spec.hidden_size, spec.num_layers, batch_first=True, dtype=torch.float64)
     head = torch.nn.Linear(spec.hidden_size, spec.output_size, dtype=torch.float64)
-    state = {**{f"rnn.{k}": v for k, v in rnn.state_dict().items()}, **{f"head.{k}": v for k, v in head.state_dict().items()}}
+    state = {**{f"rnn.{k}": v for k, v in rnn.state_dict().items()},
+             **{f"head.{k}": v for k, v in head.state_dict().items()}}
     w = state_dict_to_canonical(spec, state)
     x, _ = _batch(case)
     with torch.no_grad():
@@ -142,9 +143,10 @@ def test_provenance_names_the_kernel_that_ran_on_cpu():
     oneDNN (``MkldnnRnnLayerBackward0``) when oneDNN is available and on; nn.GRU and float64 nn.LSTM run the native
     cell loop (GEMM and gate nodes)."""
     onednn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    native_lstm = "torch.nn.LSTM (native ATen cell loop)"
     cases = {("gru", "float32"): "torch.nn.GRU (native ATen cell loop)",
              ("gru", "float64"): "torch.nn.GRU (native ATen cell loop)",
-             ("lstm", "float32"): "torch.nn.LSTM (oneDNN/mkldnn)" if onednn else "torch.nn.LSTM (native ATen cell loop)",
+             ("lstm", "float32"): "torch.nn.LSTM (oneDNN/mkldnn)" if onednn else native_lstm,
              ("lstm", "float64"): "torch.nn.LSTM (native ATen cell loop)"}
     for (cell, dtype), want in cases.items():
         spec = _spec(cell)

@@ -3,8 +3,9 @@
     python -m gru_bench.backends._torch_bench [--device cpu] [--threads 2] [--reps 30] [--compile]
                                               [--only gru,lstm,plain,scripted,compiled]
 
-One training step (forward, backward, clipping, Adam) at B=64, T=100, I=1, H=128, float32 on the adding-problem
-shapes, for ``nn.GRU``, ``nn.LSTM`` and the reset_before loop (eager, scripted and, with ``--compile``, compiled),
+One training step (forward, backward, clipping, Adam) at B=64, T=100, I=1 (``--input-size``), H=128, float32, MSE
+on the last step, for ``nn.GRU``, ``nn.LSTM`` and the reset_before loop (eager, scripted and, with ``--compile``,
+compiled),
 each through ``TorchBackend.train_step`` on prepared tensors, next to a hand-written PyTorch step of the same model
 (``nn.GRU``/``nn.LSTM`` + ``nn.Linear`` + ``MSELoss`` + ``clip_grad_norm_`` + ``Adam``) as the harness-overhead
 baseline. The two are timed in alternation, so drift in the machine's load hits both alike. Prints medians (ms).
@@ -22,16 +23,17 @@ from ..spec import ModelSpec, init_weights
 from .base import TrainConfig
 from .torch_backend import TorchBackend
 
-B_, T_, I_, H_ = 64, 100, 1, 128
+B_, T_, H_ = 64, 100, 128
 
 
-def _hand_written(cell: str, device: torch.device, x: torch.Tensor, y: torch.Tensor) -> Callable[[], float]:
+def _hand_written(cell: str, I_: int, device: torch.device, x: torch.Tensor, y: torch.Tensor) -> Callable[[], float]:
     """The step a PyTorch user writes by hand (the baseline for the harness overhead)."""
     torch.manual_seed(0)
     rnn = (torch.nn.GRU if cell == "gru" else torch.nn.LSTM)(I_, H_, batch_first=True, device=device)
     head = torch.nn.Linear(H_, 1, device=device)
     params = [*rnn.parameters(), *head.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-3, fused=device.type == "cuda", foreach=False if device.type == "cpu" else None)
+    fast = dict(fused=True) if device.type == "cuda" else dict(foreach=False)  # the backend's "auto" choice
+    opt = torch.optim.Adam(params, lr=1e-3, **fast)
     loss_fn = torch.nn.MSELoss()
 
     def step() -> float:
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="also time the torch.compile'd loop (compiles for long)")
+    ap.add_argument("--input-size", type=int, default=1, help="I (the adding task of the suites feeds I=2)")
     ap.add_argument("--only", default=None, help="comma-separated subset of gru,lstm,plain,scripted,compiled")
     args = ap.parse_args(argv)
     backend = TorchBackend()
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     print("threads:", backend.set_threads(args.threads))
     dev = torch.device(args.device)
     rng = np.random.default_rng(0)
+    I_ = args.input_size
     x_np = rng.random((B_, T_, I_), dtype=np.float32)
     y_np = rng.random((B_, 1), dtype=np.float32)
     variants = {"gru": ("gru", "reset_after", {}), "lstm": ("lstm", "standard", {}),
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                               TrainConfig(optimizer="adam", lr=1e-3, clip=1.0), options)
         x, y = backend.prepare(model, x_np, y_np)
         ours = lambda: backend.train_step(model, x, y)  # noqa: E731
-        theirs = _hand_written(cell, dev, x, y) if variant != "reset_before" else None
+        theirs = _hand_written(cell, I_, dev, x, y) if variant != "reset_before" else None
         t0 = time.perf_counter()
         ours()
         first = time.perf_counter() - t0
