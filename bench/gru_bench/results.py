@@ -323,7 +323,8 @@ def record_path(out_dir: str | os.PathLike[str], machine_id: str, suite_name: st
     return Path(out_dir) / _slug(machine_id, 80) / f"{stamp}_{_slug(suite_name, 60)}.json"
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (best effort where the platform refuses)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -354,7 +355,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         except OSError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 

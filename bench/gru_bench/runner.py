@@ -52,19 +52,6 @@ def record_path_for(journal_path: Path) -> Path:
     return journal_path.with_name(journal_path.name[: -len(JOURNAL_SUFFIX)] + ".json")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # ------------------------------------------------------------------------------------------------- journal
 class Journal:
     """JSON lines: a header, then one finished ``CaseResult`` per line, each flushed and fsynced at once."""
@@ -84,7 +71,7 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        results.fsync_dir(path.parent)
         return cls(path)
 
     @staticmethod
