@@ -165,3 +165,17 @@ def test_worker_process_entry(tmp_path):
     r = CaseResult.model_validate_json(res.read_text())
     assert r.status == "ok" and r.case == case and len(r.train_time.samples) == 2
     assert not (tmp_path / "res.json.tmp").exists()
+
+
+@pytest.mark.parametrize("phases", [("timing",), ("accuracy",)])
+def test_one_phase_runs_alone(phases):
+    r = run_case(tiny(steps=10, eval_every=5, eval_batches=1), phases=phases)
+    assert r.status == "ok", r.reason
+    assert (r.train_time is not None) == ("timing" in phases)  # timed steps only when asked
+    assert (r.accuracy is not None) == ("accuracy" in phases)  # training run only when asked
+    assert r.params and r.implementation  # built either way: parameters and provenance are known
+
+
+def test_unknown_phase_is_refused():
+    with pytest.raises(ValueError, match="phases"):
+        run_case(tiny(), phases=("warmup",))

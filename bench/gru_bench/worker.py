@@ -22,7 +22,7 @@ Seed streams: ``SeedSequence(case.seed).spawn(3)`` gives the timing batch, the t
 batches, so the same case sees the same data on every backend and every machine.
 
 Run by hand: ``python -m gru_bench.worker --request REQUEST.json --result RESULT.json`` where the request is
-``{"case": {...}, "calibration": {...} | null}``.
+``{"case": {...}, "calibration": {...} | null, "phases": ["timing", "accuracy"]}`` (``phases`` optional: both).
 """
 from __future__ import annotations
 
@@ -106,13 +106,24 @@ def case_costs(case: Case) -> dict[str, Any]:
     return dict(params=param_count(spec), flops_forward=cost.forward, flops_train_step=cost.train_step)
 
 
-def run_case(case: Case, calibration: Calibration | None = None) -> CaseResult:
-    """Run ``case`` in this process and return its result; never raises for a case that goes wrong."""
+PHASES = ("timing", "accuracy")  # the two phases of a case, in the order they run
+
+
+def run_case(case: Case, calibration: Calibration | None = None,
+             phases: tuple[str, ...] | list[str] = PHASES) -> CaseResult:
+    """Run ``case`` in this process and return its result; never raises for a case that goes wrong.
+
+    ``phases`` selects what runs: ``("timing",)`` only the timed steps (what an A/B run repeats),
+    ``("accuracy",)`` only the training run (what may run beside other cases' training), both by default.
+    """
+    unknown = set(phases) - set(PHASES)
+    if unknown or not phases:
+        raise ValueError(f"phases must be a non-empty subset of {PHASES}, got {list(phases)}")
     t0 = time.perf_counter()
     out: dict[str, Any] = dict(case=case, case_id=case.case_id, node=socket.gethostname(), started_at=now_iso(),
                                status="ok", warnings=[])
     try:
-        _run(case, calibration, out)
+        _run(case, calibration, out, tuple(phases))
     except Skipped as e:
         out.update(status="skipped", reason=one_line(str(e)))
     except Diverged as e:
@@ -123,7 +134,7 @@ def run_case(case: Case, calibration: Calibration | None = None) -> CaseResult:
     return CaseResult(**out)
 
 
-def _run(case: Case, calibration: Calibration | None, out: dict[str, Any]) -> None:
+def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phases: tuple[str, ...] = PHASES) -> None:
     threads = case.options.get(THREADS_OPTION)
     blas = measure.fix_threads(threads)  # before the framework is imported: its OpenMP pool reads the env once
     try:
@@ -156,9 +167,10 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any]) -> No
         out["params_backend"] = int(sum(np.asarray(w).size for w in backend.weights(model).values()))
         out["provenance"] = dict(backend.provenance(model))
         out["implementation"] = out["provenance"].get("implementation")
-        _timing(case, backend, model, task, spec, L, timing_ss, calibration, sync, out)
+        if "timing" in phases:
+            _timing(case, backend, model, task, spec, L, timing_ss, calibration, sync, out)
         del model
-        if case.steps > 0:
+        if case.steps > 0 and "accuracy" in phases:
             _accuracy(case, backend, build(), task, train_ss, eval_ss, sync, out)
     finally:
         load = measure.load_record(load_before, measure.load_snapshot(), cores)
@@ -287,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     request = json.loads(args.request.read_text(encoding="utf-8"))
     case = Case.model_validate(request["case"])
     cal = request.get("calibration")
-    result = run_case(case, Calibration.model_validate(cal) if cal else None)
+    result = run_case(case, Calibration.model_validate(cal) if cal else None, request.get("phases") or PHASES)
     write_json_atomic(args.result, result.model_dump_json())
     return 0
 
