@@ -46,6 +46,25 @@ class Case(BaseModel):
 
     @property
     def label(self) -> str:
+        """Human-readable and distinct for distinct cases: the main keys, then every other field that differs
+        from its default (``steps=200 lr=0.01``), then the seed (last, so ``label.rsplit(" seed=")`` groups seeds).
+        ``threads`` and ``timeout_s`` are left out (a run's cases share them)."""
+        extra = "".join(f" {k}={getattr(self, k)}" for k in _LABEL_EXTRAS
+                        if getattr(self, k) != type(self).model_fields[k].default)
+        extra += "".join(f" {k}={self.options[k]}" for k in sorted(self.options) if k != "threads")
+        return f"{self._main_keys}{extra} seed={self.seed}"
+
+    @property
+    def short_label(self) -> str:
+        """The main keys and the seed only (the label before other fields were added; benchmark names in
+        ``export`` keep it, so dashboards fed by earlier versions stay continuous)."""
+        return f"{self._main_keys} seed={self.seed}"
+
+    @property
+    def _main_keys(self) -> str:
         v = "" if self.cell == "lstm" else f"[{self.variant}]"
         return (f"{self.backend}/{self.device} {self.cell}{v} {self.task} T={self.seq_len} H={self.hidden}"
-                f" L={self.num_layers} B={self.batch_size} {self.dtype} seed={self.seed}")
+                f" L={self.num_layers} B={self.batch_size} {self.dtype}")
+
+
+_LABEL_EXTRAS = ("init", "optimizer", "lr", "clip", "steps", "eval_every", "eval_batches", "warmup", "repetitions")

@@ -90,12 +90,18 @@ def run(
                                                     help="CPUs a CPU timing case reserves (--executor ray; default: "
                                                          "a whole node)."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
+    force: bool = typer.Option(False, "--force", help="Run cases whose estimated memory exceeds this machine's "
+                                                      "RAM (or the device's) anyway."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> int:
     """Run a suite: every case in a fresh worker process; a record under OUT; a GRU/LSTM table at the end."""
     from . import runner
     from .executors import get_executor
+    from .outdir import check_out_dir
     from .suite import load_suite
+
+    if resume is None:  # a resumed run writes beside its journal
+        check_out_dir(out_dir)
 
     overrides = {"backend": backend, "device": device, "cell": cell, "variant": variant, "task": task,
                  "hidden": hidden, "seq_len": seq_len, "steps": steps, "seeds": seeds, "repetitions": repetitions,
@@ -122,6 +128,10 @@ def run(
         suite_ = load_suite(suite or "quick", overrides)
         if executor == "local":  # a cluster's devices are its nodes', not this machine's
             check_devices(suite_)
+            if not force:
+                from .capacity import check_suite
+
+                check_suite(suite_)
         err.print(f"suite [bold]{escape(suite_.name)}[/]: {len(suite_.cases())} cases; calibrating …", highlight=False)
         run_ = runner.new_run(suite_, out_dir, label)
         if run_.record.calibration is not None:
@@ -318,7 +328,10 @@ def report(
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:
         raise InputError(f"report input {missing[0]!r} does not exist: expected a run record .json or a folder")
+    from .outdir import check_out_dir
     from .report import build_report
+
+    check_out_dir(out_dir, "-o")
 
     index = build_report(list(inputs), out_dir, title)
     err.print(f"report: {index}", highlight=False)
@@ -376,10 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         if _is(e, "UsageError"):  # bad flags, missing arguments; no arguments at all: the help was shown
             message = _one_line(e.format_message())
             ctx = getattr(e, "ctx", None)
-            if message:
-                err.print(f"[red]error[/]: {escape(message)}", highlight=False)
-                if ctx is not None:
-                    err.print(f"see: {escape(ctx.command_path)} --help", highlight=False)
+            if message:  # one line, the pointer to the help included
+                hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+                err.print(f"[red]error[/]: {escape(message + hint)}", highlight=False)
             return ExitStatus.USAGE
         if _is(e, "Abort"):
             return ExitStatus.INTERRUPTED

@@ -7,7 +7,7 @@
   go to Bencher's built-in ``latency`` measure (nanoseconds) and ``forward-latency``; memory figures, the loss and
   the task metric get their own measures.
 
-The benchmark name is the case's label (its configuration). Cases that ran in several records (reruns, interleaved
+The benchmark name is the case's short label (its main keys and seed, stable across versions). Cases that ran in several records (reruns, interleaved
 CI runs) are pooled: timings take the median of all raw samples and the widest record CI, the rest the mean.
 Only cases with status ok are exported.
 """
@@ -44,7 +44,7 @@ def _pool(records: Iterable[RunRecord]) -> list[_Pooled]:
         for cr in rec.cases:
             if cr.status != "ok":
                 continue
-            p = out.setdefault(cr.case.case_id, _Pooled(cr.case.label, cr.implementation))
+            p = out.setdefault(cr.case.case_id, _Pooled(cr.case.short_label, cr.implementation))
             if rec.git.commit:
                 p.commits.add(rec.git.commit[:12])
             for metric in ("train_time", "forward_time"):

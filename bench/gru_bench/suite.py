@@ -16,7 +16,8 @@ one ``Case`` per point and per seed. ``variant`` applies to GRU only: an LSTM po
 
 Keys, their defaults and what they mean are the fields of ``Suite`` below (``backend``, ``cell``, ``task``,
 ``seq_len`` and ``hidden`` are required). ``timeout_s`` takes one value: a time limit does not change what a case
-measures, so it is not a grid key. Command-line overrides use the same keys; a string value there may be a
+measures, so it is not a grid key. It limits the whole worker process, from its start: the interpreter and the
+framework's import (seconds for torch or TensorFlow) count against it, so give a case room beyond its own steps. Command-line overrides use the same keys; a string value there may be a
 comma-separated list (``"numpy,torch"``). ``clip = false`` (or ``"none"``) turns gradient clipping off.
 
 ``threads`` (the intra-op thread count of BLAS and the framework) is carried to the worker in
@@ -154,7 +155,7 @@ class Suite(BaseModel):
     # timing
     warmup: Grid(NonNegInt) = [3]
     repetitions: Grid(PosInt) = [20]
-    timeout_s: PosFloat = 600.0  # per case; one value (a limit, not part of what a case measures)
+    timeout_s: PosFloat = 600.0  # per case, worker start-up and imports included; one value (a limit, not measured)
     threads: Grid(PosInt) = [2]
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -291,6 +292,9 @@ def find_suite(path_or_name: str | os.PathLike[str]) -> Path:
     p = Path(path_or_name)
     if p.is_file():
         return p
+    if p.exists():  # a folder, a device (/dev/null), a pipe: there, but not a suite file
+        kind = "a folder" if p.is_dir() else "not a regular file"
+        raise InputError(f"suite file {str(p)!r} is {kind}: expected a path to a .toml file or a suite name")
     if p.suffix == ".toml" or len(p.parts) > 1:
         raise InputError(f"suite file {str(p)!r} does not exist: expected a path to a .toml file or a suite name")
     for d in _search_dirs():
@@ -307,6 +311,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}): expected a UTF-8 TOML file") from None
     except OSError as e:
         raise InputError(f"{path}: cannot be read: {e.strerror or e}") from None
 
