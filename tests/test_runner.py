@@ -50,7 +50,9 @@ def faults(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- isolation
 @pytest.mark.slow
-def test_each_fault_gets_its_status_and_the_sweep_goes_on(faults):
+def test_each_fault_gets_its_status_and_the_sweep_goes_on(faults, monkeypatch):
+    kills = iter(range(100))  # every OOM-kill counter reading is higher than the last: the kernel saw OOM kills
+    monkeypatch.setattr("gru_bench.executors.local._oom_kills", lambda: {"memory.events": next(kills)})
     cases = [case(), case("segfault"), case("hang", timeout_s=4), case("nan"), case("oomkilled"), case("exiting"),
              case(cell="lstm", variant="standard")]
     got: list[CaseResult] = []
@@ -63,7 +65,7 @@ def test_each_fault_gets_its_status_and_the_sweep_goes_on(faults):
     assert got[1].reason == "worker died from SIGSEGV (Segmentation fault)"
     assert "time limit of 4 s" in got[2].reason and got[2].wall_s < 30
     assert got[2].params == got[1].params == got[0].params > 0  # from spec.py, though the worker never answered
-    assert got[4].reason.startswith("worker killed by SIGKILL")
+    assert got[4].reason.startswith("worker killed by SIGKILL: the OOM killer (oom_kill rose in memory.events)")
     assert got[5].reason == "worker exited with code 7 and no result: fatal: the framework gave up"
     assert got[6].train_time is not None and len(got[6].train_time.samples) == 3
 

@@ -12,7 +12,7 @@ front, naming the case and the estimate, instead of letting it start and end as 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import numpy as np
@@ -20,7 +20,7 @@ import psutil
 
 from .case import Case
 from .errors import InputError
-from .spec import activation_bytes, param_count
+from .spec import ModelSpec, activation_bytes, param_count
 
 OPTIMIZER_SLOTS = {"sgd": 0, "adam": 2}  # state tensors the size of the parameters
 
@@ -38,13 +38,22 @@ class Estimate:
         return self.weights + self.gradients + self.optimizer + self.activations + self.batch
 
 
+def _param_count(spec: ModelSpec) -> int:
+    """``spec.param_count`` without listing every layer (a million layers must not cost a million dict entries):
+    layers above the first are alike, so the count is linear in the layer count."""
+    if spec.num_layers <= 2:
+        return param_count(spec)
+    one, two = (param_count(replace(spec, num_layers=n)) for n in (1, 2))
+    return one + (spec.num_layers - 1) * (two - one)
+
+
 def estimate(case: Case) -> Estimate:
     """The least memory ``case`` needs in one process (bytes), from ``spec.py``'s layout (Python ints: no overflow)."""
     from .worker import model_spec
 
     spec, L = model_spec(case)
     s = np.dtype(case.dtype).itemsize
-    P = param_count(spec)
+    P = _param_count(spec)
     B, H = case.batch_size, spec.hidden_size
     states = spec.num_layers * B * L * H * s  # (layers, B, L, H)
     out_len = L if spec.head == "every" else 1

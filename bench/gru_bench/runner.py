@@ -225,12 +225,13 @@ def new_run(suite: Any, out_dir: Path, label: str | None = None, calibrate: bool
         if threads:
             measure.fix_threads(threads)
         calibration = measure.calibrate(seconds=calibration_seconds)
+    git = results.git_info(PACKAGE_DIR)
     created = datetime.now(timezone.utc).replace(microsecond=0)
     while True:  # two runs of one suite in the same second: the first to create its journal gets the id
         path = results.record_path(out_dir, machine, suite.name, created)
         record = RunRecord(run_id=path.stem, suite_name=suite.name, suite=suite.record(), label=label,
                            created=created.isoformat(), machine_id=machine, machine=manifest,
-                           calibration=calibration, git=results.git_info(PACKAGE_DIR))
+                           calibration=calibration, git=git)
         header = {"record": json.loads(record.model_dump_json()),
                   "plan": [c.model_dump(mode="json") for c in plan]}
         created += timedelta(seconds=1)
