@@ -81,7 +81,8 @@ def run(
     repetitions: Optional[str] = typer.Option(None, help="Timed training steps (and forward passes) per case."),
     threads: Optional[str] = typer.Option(None, help="Intra-op threads of BLAS and the framework."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Where run records go (OUT/<machine-id>/...)."),
-    resume: Optional[str] = typer.Option(None, help="Finish an interrupted run: its id, record or journal path."),
+    resume: Optional[str] = typer.Option(None, help="Finish an interrupted run: its id, record or journal path, "
+                                                    "or a folder (its newest unfinished run)."),
     label: Optional[str] = typer.Option(None, help="Free text stored with the run and shown in reports."),
     executor: str = typer.Option("local", help="What runs the workers: local | ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",

@@ -7,8 +7,9 @@
   go to Bencher's built-in ``latency`` measure (nanoseconds) and ``forward-latency``; memory figures, the loss and
   the task metric get their own measures.
 
-The benchmark name is the case's short label (its main keys and seed, stable across versions). Cases that ran in several records (reruns, interleaved
-CI runs) are pooled: timings take the median of all raw samples and the widest record CI, the rest the mean.
+The benchmark name is the case's short label (its main keys and seed: stable across versions). Cases that ran in
+several records (reruns, interleaved CI runs) are pooled: timings take the median of all raw samples and the widest
+record CI, the rest the mean.
 Only cases with status ok are exported.
 """
 from __future__ import annotations

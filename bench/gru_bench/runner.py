@@ -492,6 +492,6 @@ def resume(ref: str | os.PathLike[str], out_dir: Path, executor: Executor | None
     return execute(open_run(ref, out_dir), executor, console, progress)
 
 
-__all__ = ["FAILED_STATUSES", "JOURNAL_SUFFIX", "KILLED_FROM_OUTSIDE", "Journal", "Outcome", "Run", "describe", "execute",
-           "journal_path_for", "new_run", "open_run", "resolve_run", "resume", "retry_on_resume", "run_suite",
-           "unfinished_runs"]
+__all__ = ["FAILED_STATUSES", "JOURNAL_SUFFIX", "KILLED_FROM_OUTSIDE", "Journal", "Outcome", "Run", "describe",
+           "execute", "journal_path_for", "new_run", "open_run", "resolve_run", "resume", "retry_on_resume",
+           "run_suite", "unfinished_runs"]

@@ -17,8 +17,9 @@ one ``Case`` per point and per seed. ``variant`` applies to GRU only: an LSTM po
 Keys, their defaults and what they mean are the fields of ``Suite`` below (``backend``, ``cell``, ``task``,
 ``seq_len`` and ``hidden`` are required). ``timeout_s`` takes one value: a time limit does not change what a case
 measures, so it is not a grid key. It limits the whole worker process, from its start: the interpreter and the
-framework's import (seconds for torch or TensorFlow) count against it, so give a case room beyond its own steps. Command-line overrides use the same keys; a string value there may be a
-comma-separated list (``"numpy,torch"``). ``clip = false`` (or ``"none"``) turns gradient clipping off.
+framework's import (seconds for torch or TensorFlow) count against it, so give a case room beyond its own steps.
+Command-line overrides use the same keys; a string value there may be a comma-separated list (``"numpy,torch"``).
+``clip = false`` (or ``"none"``) turns gradient clipping off.
 
 ``threads`` (the intra-op thread count of BLAS and the framework) is carried to the worker in
 ``Case.options["threads"]``, so it is part of the case and recorded with it.
