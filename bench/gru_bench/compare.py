@@ -595,7 +595,8 @@ def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], thres
             rows.append(status)
             continue
         assert b is not None and c is not None
-        rows += _timing_rows(key, b, c, th, seed, files_of, warn) + _memory_rows(key, b, c, th) + _exact_rows(key, b, c, th)
+        rows += _timing_rows(key, b, c, th, seed, files_of, warn)
+        rows += _memory_rows(key, b, c, th) + _exact_rows(key, b, c, th)
     _finish_timing(rows, th, alpha)
     busy = {side: sum(1 for rec in recs for c in rec.cases if c.load is not None and c.load.busy)
             for side, recs in (("baseline", baseline), ("candidate", candidate))}
@@ -626,9 +627,13 @@ def compare_command(baseline: Path, candidate: Path, fail_on: str | None = None,
     from .compare_output import print_table, to_markdown
 
     files: dict[str, str] = {}
-    b, c = load_side(Path(baseline), "baseline", files), load_side(Path(candidate), "candidate", files)
+    with warnings.catch_warnings(record=True) as caught:  # into the comparison's warnings: printed and in the JSON
+        warnings.simplefilter("always")
+        b, c = load_side(Path(baseline), "baseline", files), load_side(Path(candidate), "candidate", files)
     th = parse_fail_on(fail_on) if fail_on is not None else None
     result = compare_records(b, c, th, baseline_name=[str(baseline)], candidate_name=[str(candidate)], files=files)
+    loading = [str(w.message) for w in caught if "more than once" not in str(w.message)]  # compare names those
+    result.warnings[:0] = list(dict.fromkeys(loading))
     print_table(result)
     for path, text in ((markdown, lambda: to_markdown(result)),
                        (json_path, lambda: json.dumps(result.to_dict(), indent=1, allow_nan=False, default=str))):

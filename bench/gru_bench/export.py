@@ -15,6 +15,7 @@ record and the case; a case with no finite sample exports no timing.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,10 +150,15 @@ def export_command(inputs: Path | list[Path], fmt: str, out: Path | None = None)
     paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if fmt not in FORMATS:  # before reading anything
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    files = results.record_files(paths)
-    records = [results.load_record(p) for p in files]
-    names = {r.run_id: str(p) for r, p in zip(records, files)}
-    text = json.dumps(export(records, fmt, names), indent=1, allow_nan=False)
+    with warnings.catch_warnings(record=True) as caught:  # one line each on stderr, not Python's warning format
+        warnings.simplefilter("always")
+        files = results.record_files(paths)
+        records = [results.load_record(p) for p in files]
+        names = {r.run_id: str(p) for r, p in zip(records, files)}
+        data = export(records, fmt, names)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    text = json.dumps(data, indent=1, allow_nan=False)
     if out is None:
         print(text)
         return 0

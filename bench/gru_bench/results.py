@@ -408,7 +408,8 @@ def _parse_json(text: str, path: Path) -> Any:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"{path}: corrupt record (invalid JSON at line {e.lineno} column {e.colno}: {e.msg})") from None
+        raise InputError(f"{path}: corrupt record (invalid JSON at line {e.lineno} column {e.colno}: "
+                         f"{e.msg})") from None
     except RecursionError:
         too_deep = True
     else:
