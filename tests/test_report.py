@@ -789,3 +789,16 @@ def test_a_report_killed_while_writing_leaves_the_old_report_whole(tmp_path, whe
     build_report([new_rec], out, stderr=io.StringIO())
     assert b"NEW-REPORT" in (out / "index.html").read_bytes()
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "notes.txt", "plots", "summary.md", "tables"]
+
+
+def test_stale_temp_folders_are_swept_but_a_live_build_keeps_its_own(tmp_path):
+    rec = tmp_path / "r.json"
+    rec.write_text(tiny_record(seeds=(0,)).model_dump_json())
+    out = tmp_path / "report"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out / f".gru-bench-report-{int(dead.stdout)}-abc"  # a build killed earlier: its process is gone
+    live = out / f".gru-bench-report-{os.getppid()}-xyz"  # a build still running (the parent is alive)
+    for d in (stale, live):
+        (d / "plots").mkdir(parents=True)
+    build_report([rec], out, stderr=io.StringIO())
+    assert not stale.exists() and live.is_dir() and (out / "index.html").stat().st_size > 0

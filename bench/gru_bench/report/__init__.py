@@ -146,11 +146,24 @@ def _swap_in(new: Path, out_dir: Path, trash: Path) -> None:
         os.replace(src, dst)  # ... the new one in (a file: replaced atomically)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
 def _sweep_stale(out_dir: Path) -> None:
-    """Remove what an earlier build killed mid-way left behind (its temp folder)."""
+    """Remove the temp folders of earlier builds that were killed mid-way (their process is gone; a build running
+    at the same time into the same folder keeps its own)."""
     if out_dir.is_dir():
         for d in out_dir.glob(f"{_TMP_PREFIX}*"):
-            shutil.rmtree(d, ignore_errors=True)
+            pid = d.name[len(_TMP_PREFIX):].split("-", 1)[0]
+            if not (pid.isdigit() and _alive(int(pid))):
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def _history_table(series: pd.DataFrame) -> Table:
@@ -281,7 +294,7 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _sweep_stale(out_dir)
-    work = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=out_dir))
+    work = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=out_dir))
     try:
         _write_report(loaded, work, title, history)
         trash = work / ".old"
