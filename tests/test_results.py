@@ -329,3 +329,31 @@ def test_load_results_empty_directory_is_an_error(tmp_path):
 
 def test_record_schema_version_is_written():
     assert json.loads(make_record().model_dump_json())["schema_version"] == SCHEMA_VERSION
+
+
+def test_deeply_nested_json_is_an_input_error_naming_the_file(tmp_path):
+    """A RecursionError (exit 1, no file named) before: now a one-line InputError, also inside a folder scan."""
+    d = tmp_path / "runs"
+    d.mkdir()
+    results.save_record(make_record(), d / "good.json")
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"deep\.json: not a gru-bench run record \(JSON nested deeper than 64"):
+        results.load_results(d)
+    (d / "deep.json").write_text('{"schema_version": %d, "run_id": "x", "suite": %s1%s}'
+                                 % (SCHEMA_VERSION, '{"a": ' * 300, "}" * 300))  # parses; far deeper than a record
+    with pytest.raises(InputError, match=r"deep\.json: .*nested deeper"):
+        results.load_record(d / "deep.json")
+    assert len(results.load_results(d / "good.json")) == 2
+
+
+def test_a_record_with_duplicated_cases_is_flagged_on_load(tmp_path):
+    rec = make_record(n_ok=2)
+    dup = rec.model_copy(update={"cases": rec.cases + [rec.cases[0]]})
+    path = results.save_record(dup, tmp_path / "dup.json")
+    with pytest.warns(UserWarning, match=r"dup\.json: holds 1 case\(s\) more than once .* 2 times"):
+        df = results.load_results(path)
+    assert len(df) == 4  # every result kept: nothing measured is dropped
+    import warnings as _w
+    with _w.catch_warnings():
+        _w.simplefilter("error")  # a clean record loads without a warning
+        results.load_record(results.save_record(rec, tmp_path / "ok.json"))

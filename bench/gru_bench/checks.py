@@ -4,7 +4,10 @@ One check per metric (pytest-benchmark's ``--benchmark-compare-fail`` style). Ev
 its default check unless the spec names it; only the metrics the spec names *gate* (turn a regression into exit 1).
 With no spec at all (neither on the command line nor in the suite), every metric gates with its default.
 
-Grammar: comma-separated ``metric[:value]`` tokens; ``none`` alone gates nothing (report only).
+Grammar: comma-separated ``metric[:value]`` tokens; ``none`` alone gates nothing (report only). The token
+``inconclusive`` (no value) also fails the gate on an *inconclusive* verdict of a gating metric (accuracy/loss whose
+non-inferiority the test could neither show nor refute: too few seeds for its spread); alone it gates every metric,
+as no spec does. Without it an inconclusive verdict is reported and does not gate.
 
 =============  =======================================  ===========================================================
 metric         value                                    a regression is
@@ -122,6 +125,7 @@ class Thresholds:
     checks: Mapping[str, Check] = field(default_factory=lambda: dict(DEFAULT_CHECKS))
     gating: frozenset[str] = frozenset(METRICS)
     source: str = "defaults"  # where they came from: "defaults", "--fail-on", "suite of <record>"
+    inconclusive: bool = False  # does an inconclusive verdict of a gating metric fail too? (token ``inconclusive``)
 
     def __getitem__(self, metric: str) -> Check:
         return self.checks[metric]
@@ -130,7 +134,7 @@ class Thresholds:
         return metric in self.gating
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "gating": sorted(self.gating),
+        return {"source": self.source, "gating": sorted(self.gating), "inconclusive_gates": self.inconclusive,
                 "checks": {m: c.to_dict() for m, c in self.checks.items()}}
 
 
@@ -217,15 +221,25 @@ def parse_fail_on(spec: str, option: str = "--fail-on", source: str | None = Non
     if spec.strip().lower() == "none":
         return Thresholds(checks, frozenset(), source or option)
     gating: set[str] = set()
+    inconclusive = False
     for token in spec.split(","):
         if not token.strip():
             raise InputError(f"{option} {spec!r}: empty token between commas")
+        if token.strip().lower() == "inconclusive":
+            if inconclusive:
+                raise _bad(token.strip(), "'inconclusive' is named twice", option)
+            inconclusive = True
+            continue
+        if token.strip().lower() == "none":
+            raise _bad(token.strip(), "'none' (gate nothing) must stand alone", option)
         check = parse_check(token, option)
         if check.metric in gating:
             raise _bad(token.strip(), f"metric {check.metric!r} is named twice", option)
         checks[check.metric] = check
         gating.add(check.metric)
-    return Thresholds(checks, frozenset(gating), source or option)
+    if not gating:  # "inconclusive" alone: every metric gates with its default, as with no spec
+        gating = set(METRICS)
+    return Thresholds(checks, frozenset(gating), source or option, inconclusive)
 
 
 def thresholds_from_suite(suite: Mapping[str, Any], where: str) -> Thresholds | None:

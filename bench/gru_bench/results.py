@@ -388,6 +388,50 @@ def record_from_dict(data: Any, where: str = "record") -> RunRecord:
         raise InputError(f"{where}: not a valid gru-bench run record: {_first_error(e)}") from None
 
 
+MAX_JSON_DEPTH = 64  # a record nests ~6 levels; anything far deeper is not one (and would exhaust the stack later)
+
+
+def _json_depth_exceeds(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Is a parsed JSON document nested deeper than ``limit`` (iteratively: no recursion)?"""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    """``json.loads`` with a one-line ``InputError`` naming ``path`` for invalid or absurdly nested JSON."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: corrupt record (invalid JSON at line {e.lineno} column {e.colno}: "
+                         f"{e.msg})") from None
+    except RecursionError:
+        too_deep = True
+    else:
+        too_deep = _json_depth_exceeds(data)
+    if too_deep:
+        raise InputError(f"{path}: not a gru-bench run record (JSON nested deeper than {MAX_JSON_DEPTH} levels)")
+    return data
+
+
+def _warn_duplicate_cases(record: RunRecord, where: str) -> None:
+    """A record holds each case once (a resume replaces, never appends): flag one that does not."""
+    counts: dict[str, int] = {}
+    for c in record.cases:
+        counts[c.case_id] = counts.get(c.case_id, 0) + 1
+    dup = {cid: n for cid, n in counts.items() if n > 1}
+    if dup:
+        label = next(c.case.label for c in record.cases if c.case_id in dup)
+        warnings.warn(f"{where}: holds {len(dup)} case(s) more than once (e.g. {label!r} "
+                      f"{dup[next(iter(dup))]} times): every result is kept; compare pools them as separate runs",
+                      stacklevel=3)
+
+
 def load_record(path: str | os.PathLike[str]) -> RunRecord:
     """Read one run record; ``InputError`` naming the file when it is missing, corrupt (truncated, not JSON), not a
     gru-bench record, of an unknown schema version, or invalid."""
@@ -398,18 +442,16 @@ def load_record(path: str | os.PathLike[str]) -> RunRecord:
         raise InputError(f"{path}: cannot be read: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: corrupt record (not UTF-8 text)") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: corrupt record (invalid JSON at line {e.lineno} column {e.colno}: {e.msg})") from None
-    return record_from_dict(data, where=str(path))
+    record = record_from_dict(_parse_json(text, path), where=str(path))
+    _warn_duplicate_cases(record, str(path))
+    return record
 
 
 def _is_record_file(path: Path) -> bool:
     """Cheap check for directory scans: a JSON object whose keys include schema_version and run_id."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return True  # let load_record name the problem: a corrupt record must not vanish from a report
     return isinstance(data, dict) and "schema_version" in data and "run_id" in data
 
