@@ -42,20 +42,42 @@ class MemoryFigure(_Model):
 
 class Curve(_Model):
     step: list[int] = Field(default_factory=list)
-    loss: list[float] = Field(default_factory=list)  # training loss (mean over the last eval_every steps)
-    seconds: list[float] = Field(default_factory=list)  # training wall time since the first step
+    loss: list[float] = Field(default_factory=list)  # training: mean over the last eval_every steps; held-out: mean
+    seconds: list[float] = Field(default_factory=list)  # training wall time since the first step (evaluation excluded)
+    metric: list[float] | None = None  # held-out curve only: the task's metric at each point
 
 
 class Accuracy(_Model):
+    """What training reached. The headline is time-to-target (MLPerf style): the held-out loss is evaluated every
+    ``eval_every`` steps (and at the last step); ``steps_to_target``/``seconds_to_target`` are the step and the
+    training seconds (held-out evaluation excluded) of the first evaluation whose held-out loss is below
+    ``target_loss`` (the task's solved threshold, 10 % of the trivial baseline's loss), None when none was.
+    ``best_*`` is the evaluation with the lowest held-out loss (``best_metric`` the metric at that same point),
+    ``final_*`` the last evaluation (the step budget, or the target step under ``stop_at_target``).
+
+    ``steps_to_solve``/``seconds_to_solve`` are kept for readers of schema version 1 and equal ``*_to_target`` in
+    version-2 records (version 1 gated them on the training loss as well, so they could lie later than the first
+    held-out hit; a migrated version-1 record keeps them and has ``*_to_target`` None)."""
+
     metric: str  # the metric people read for the task, e.g. "mse", "accuracy"
-    final_metric: float | None = None  # on held-out seeded batches
-    final_loss: float | None = None  # held-out loss
+    final_metric: float | None = None  # on held-out seeded batches, at the last evaluation
+    final_loss: float | None = None  # held-out loss at the last evaluation
     baseline_loss: float  # the trivial baseline's loss
     baseline_metric: float | None = None
-    solved: bool = False  # final held-out loss below 10 % of the baseline loss
-    steps_to_solve: int | None = None
-    seconds_to_solve: float | None = None
-    curve: Curve = Field(default_factory=Curve)
+    solved: bool = False  # final held-out loss below target_loss
+    steps_to_solve: int | None = None  # = steps_to_target (schema 2); see the docstring
+    seconds_to_solve: float | None = None  # = seconds_to_target (schema 2)
+    curve: Curve = Field(default_factory=Curve)  # training loss
+    # schema version 2: time-to-target
+    eval_every: int | None = None  # evaluation cadence (steps); the last step is evaluated too
+    heldout: Curve | None = None  # held-out loss (and metric) at every evaluation point
+    target_loss: float | None = None  # held-out loss below this counts as solved (tasks.Task.target_loss)
+    steps_to_target: int | None = None  # first evaluation step with held-out loss < target_loss
+    seconds_to_target: float | None = None  # training seconds up to that step (evaluation excluded)
+    stopped_at_target: bool = False  # training ended at the target (Case.stop_at_target) before the budget
+    best_loss: float | None = None  # lowest held-out loss over the evaluations
+    best_metric: float | None = None  # the metric at that evaluation
+    best_step: int | None = None
 
 
 class Load(_Model):
