@@ -18,7 +18,7 @@ R's ``survival``), ``None`` when it never does (fewer than half the seeds known 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -76,4 +76,40 @@ def curve(steps_to_target: Sequence[int | float | None], budgets: Sequence[int |
     return steps, frac
 
 
-__all__ = ["curve", "median_steps", "solved_fraction"]
+def seeds_of(results: Iterable[Any]) -> tuple[list[int | None], list[int]]:
+    """The (steps_to_target, budget) of each result (``results.CaseResult``) that says something about its target:
+    ``ok`` and ``diverged`` cases with an accuracy phase of schema version 2 (``target_loss`` set). A diverged seed
+    never reaches the target: it is censored at its budget like a seed that ran out of steps. Failed, timed-out and
+    skipped cases are left out (nothing is known of them), as are version-1 records (they never measured it)."""
+    steps: list[int | None] = []
+    budgets: list[int] = []
+    for r in results:
+        acc = r.accuracy
+        if r.status not in ("ok", "diverged") or acc is None or acc.target_loss is None or r.case.steps <= 0:
+            continue
+        steps.append(acc.steps_to_target if r.status == "ok" else None)
+        budgets.append(int(r.case.steps))
+    return steps, budgets
+
+
+def logrank_p_later(candidate: tuple[Sequence[int | None], Sequence[int]],
+                    baseline: tuple[Sequence[int | None], Sequence[int]]) -> float | None:
+    """One-sided log-rank p-value for "the candidate reaches the target later than the baseline" (each side a
+    ``(steps_to_target, budgets)`` pair); None when it is undefined (a side without seeds, no seed reached it)."""
+    from scipy import stats
+
+    def data(side):
+        st, bu = side
+        return stats.CensoredData(uncensored=np.asarray([float(s) for s in st if s is not None]),
+                                  right=np.asarray([float(b) for s, b in zip(st, bu) if s is None]))
+
+    if not len(candidate[1]) or not len(baseline[1]):
+        return None
+    if all(s is None for s in [*candidate[0], *baseline[0]]):
+        return None
+    # scipy's "less": the first sample's hazard (of reaching the target) is lower, i.e. it reaches it later
+    p = stats.logrank(data(candidate), data(baseline), alternative="less").pvalue
+    return float(p) if math.isfinite(p) else None
+
+
+__all__ = ["curve", "logrank_p_later", "median_steps", "seeds_of", "solved_fraction"]
