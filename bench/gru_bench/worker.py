@@ -234,7 +234,7 @@ def _accuracy(case: Case, backend: Any, model: Any, task: Any, train_seed: np.ra
 
     The first evaluation whose held-out loss is below the task's target sets ``steps_to_target`` and
     ``seconds_to_target`` (training seconds: batches and steps, evaluation excluded); ``stop_at_target`` ends
-    training there. An evaluation costs ``eval_batches`` forward passes, the held-out batches put on the model's
+    training there; a non-finite held-out loss at any evaluation is a divergence. An evaluation costs ``eval_batches`` forward passes, the held-out batches put on the model's
     device once: measured on the quick suite (4 batches every 50 steps; a forward pass is 0.2–0.45 of a training
     step) 2–4 % of the training time, kept out of ``seconds`` and ``seconds_to_target``."""
     T, B = case.seq_len, case.batch_size
