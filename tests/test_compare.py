@@ -191,7 +191,7 @@ def test_skipped_cases():
 # ----------------------------------------------------------------------------------------------- inputs
 @pytest.mark.parametrize("content, expect", [
     ("{not json", "corrupt"), ('{"hello": "world"}', "not a"), ("", "corrupt"),
-    ('{"schema_version": 1, "run_id": "x"}', "not a valid")])
+    ('{"schema_version": 2, "run_id": "x"}', "not a valid")])
 def test_corrupt_or_foreign_input_raises_input_error(tmp_path, content, expect):
     good = write(tmp_path, "good", timing_records()[0])
     bad = tmp_path / "bad.json"
@@ -636,3 +636,58 @@ def test_markdown_escapes_record_strings(tmp_path):
     compare_command(write(tmp_path, "b", b), write(tmp_path, "c", c), markdown=md_path)
     text = md_path.read_text()
     assert "<script" not in text and "onerror=alert(2)&gt;" in text and "<details>" in text
+# ----------------------------------------------------------------------------------------------- time-to-target
+def target_result(seed: int, steps_to_target: int | None, budget: int = 400, status: str = "ok") -> CaseResult:
+    c = make_case(seed=seed, steps=budget)
+    acc = Accuracy(metric="mse", final_metric=0.01, final_loss=0.01, baseline_loss=1 / 6, target_loss=1 / 60,
+                   steps_to_target=steps_to_target, eval_every=50)
+    return CaseResult(case=c, case_id=c.case_id, status=status, params=1234, params_backend=1234,
+                      flops_forward=5e6, flops_train_step=1.5e7, accuracy=acc)
+
+
+def target_rows(base_steps, cand_steps, fail_on="steps_to_target:25%"):
+    b = record([target_result(i, s) for i, s in enumerate(base_steps)], "b")
+    c = record([target_result(i, s) for i, s in enumerate(cand_steps)], "c")
+    res = compare_records([b], [c], parse_fail_on(fail_on))
+    return [r for r in res.rows if r.metric == "steps_to_target"], res
+
+
+def test_time_to_target_median_with_censoring_and_log_rank():
+    # baseline: 100, 150, 200, 150 -> KM median 150. Candidate: 300, 350, unsolved, unsolved (censored at 400) ->
+    # F(350) = 1/2: median 350; ratio 2.33 ≥ 1.25 and the log-rank test says later
+    (row,), res = target_rows([100, 150, 200, 150], [300, 350, None, None])
+    assert (row.baseline, row.candidate) == (150, 350) and row.change == pytest.approx(350 / 150, rel=1e-12)
+    assert row.verdict == "regressed" and row.gating and res.exit_code == 1
+    assert row.p_value < 0.05 and "2/4" in row.note and row.unit == "steps"
+
+
+def test_time_to_target_not_reached_by_half_is_a_regression_and_the_reverse_an_improvement():
+    (row,), _ = target_rows([100], [None])  # one seed a side: the threshold rule alone
+    assert row.candidate is None and row.verdict == "regressed" and "no longer reached" in row.note
+    (row,), _ = target_rows([None], [100])
+    assert row.verdict == "improved"
+    (row,), res = target_rows([100, 100], [110, 120])  # within 1.25x: unchanged
+    assert row.verdict == "unchanged" and res.exit_code == 0
+
+
+def test_time_to_target_without_the_check_does_not_gate():
+    (row,), res = target_rows([100], [None], fail_on="params")
+    assert row.verdict == "regressed" and not row.gating and res.exit_code == 0
+
+
+def test_version_1_side_has_no_time_to_target_row_to_gate():
+    b = record([target_result(0, 100)], "b")
+    c = record([target_result(0, 100)], "c")
+    b.cases[0].accuracy.target_loss = None  # what a migrated version-1 record holds
+    b.cases[0].accuracy.steps_to_target = None
+    res = compare_records([b], [c], parse_fail_on("steps_to_target"))
+    (row,) = [r for r in res.rows if r.metric == "steps_to_target"]
+    assert row.verdict == "new" and not row.fails
+
+
+def test_steps_to_target_check_parses_as_a_factor():
+    from gru_bench.checks import TargetCheck
+    assert parse_check("steps_to_target:1.5x") == TargetCheck("steps_to_target", 1.5)
+    assert parse_check("steps_to_target:20%").factor == pytest.approx(1.2)
+    with pytest.raises(InputError, match="steps_to_target:0.5x"):
+        parse_check("steps_to_target:0.5x")

@@ -11,6 +11,7 @@ run label is a script tag.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import math
@@ -802,3 +803,48 @@ def test_stale_temp_folders_are_swept_but_a_live_build_keeps_its_own(tmp_path):
         (d / "plots").mkdir(parents=True)
     build_report([rec], out, stderr=io.StringIO())
     assert not stale.exists() and live.is_dir() and (out / "index.html").stat().st_size > 0
+# ------------------------------------------------------------------------------------------- time-to-target
+def _tt_record() -> RunRecord:
+    """GRU seeds reach the target at 100, 200 and never (budget 300); LSTM seeds at 250 and never."""
+    out = []
+    for cell, variant, hits in (("gru", "reset_after", [100, 200, None]), ("lstm", "standard", [250, None])):
+        for seed, hit in enumerate(hits):
+            c = Case(backend="numpy", cell=cell, variant=variant, task="adding", seq_len=10, hidden=16, steps=300,
+                     eval_every=50, seed=seed)
+            held = Curve(step=[50, 100, 150, 200, 250, 300], loss=[0.1, 0.01, 0.02, 0.005, 0.004, 0.02],
+                         seconds=[0.1 * i for i in range(1, 7)], metric=[0.1, 0.01, 0.02, 0.005, 0.004, 0.02])
+            acc = Accuracy(metric="mse", final_metric=0.02, final_loss=0.02, baseline_loss=1 / 6,
+                           baseline_metric=1 / 6, curve=held, heldout=held, eval_every=50, target_loss=1 / 60,
+                           steps_to_target=hit, best_loss=0.004 + seed * 0.001, best_metric=0.004)
+            out.append(CaseResult(case=c, case_id=c.case_id, status="ok", accuracy=acc))
+    return RunRecord(run_id="tt", suite_name="tt", created="2026-01-01T00:00:00", cases=out)
+
+
+def test_groups_carry_kaplan_meier_time_to_target():
+    groups = groups_frame(cases_frame([_tt_record()]))
+    gru = groups[groups["cell"] == "gru"].iloc[0]
+    lstm = groups[groups["cell"] == "lstm"].iloc[0]
+    # GRU by hand: F(100) = 1/3, F(200) = 2/3 -> median 200; LSTM: F(250) = 1/2 -> median 250
+    assert (gru["median_steps_to_target"], gru["reached"], gru["n_tt"]) == (200, 2, 3)
+    assert (lstm["median_steps_to_target"], lstm["reached"], lstm["n_tt"]) == (250, 1, 2)
+    assert gru["solved_curve_step"] == [0, 100, 200, 300]
+    assert gru["solved_curve_frac"] == pytest.approx([0, 1 / 3, 2 / 3, 2 / 3], abs=1e-12)
+    assert gru["best_loss"] == pytest.approx(0.005, rel=1e-12)  # mean of 0.004, 0.005, 0.006
+
+
+def test_report_shows_time_to_target_and_reads_a_version_1_record(tmp_path):
+    from gru_bench.results import save_record
+
+    p = save_record(_tt_record(), tmp_path / "in" / "tt.json")
+    baseline = Path(__file__).resolve().parents[1] / "results" / "baselines" / "quick.json"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        index = build_report([p, baseline], tmp_path / "out")
+    page = index.read_text()
+    assert (tmp_path / "out" / "plots" / "solved_vs_step.png").is_file()
+    assert "Time to target" in page and "steps to target (median)" in page
+    acc = pd.read_csv(tmp_path / "out" / "tables" / "accuracy.csv")
+    assert sorted(acc["median_steps_to_target"].dropna()) == [200, 250]  # the v1 rows: no time-to-target
+    assert set(acc["reached_text"].dropna()) == {"2/3", "1/2"}
+    assert "schema version 1" in err.getvalue() and "schema version 1" in page
+    assert "input file(s) skipped" not in page  # an old record is read, not skipped

@@ -253,3 +253,18 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cases(tmp_path):
     rest = open_run(str(journal.with_name(run_id + ".json")), out)  # resume from the partial record's path
     assert [c.case_id for c in rest.remaining] == [c.case_id for c in load_suite(suite).cases()][len(partial.cases):]
     rest.journal.close()
+
+
+def test_describe_shows_time_to_target():
+    from gru_bench.results import Accuracy, CaseResult
+    from gru_bench.runner import describe
+
+    c = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8, steps=300)
+    acc = Accuracy(metric="mse", final_metric=0.01, final_loss=0.01, baseline_loss=1 / 6, baseline_metric=1 / 6,
+                   target_loss=1 / 60, steps_to_target=150, seconds_to_target=1.234)
+    line = describe(CaseResult(case=c, case_id=c.case_id, status="ok", accuracy=acc))
+    assert "target at step 150 (1.23 s)" in line
+    acc.steps_to_target = acc.seconds_to_target = None
+    assert "target not reached" in describe(CaseResult(case=c, case_id=c.case_id, status="ok", accuracy=acc))
+    acc.target_loss = None  # a version-1 record: nothing said
+    assert "target" not in describe(CaseResult(case=c, case_id=c.case_id, status="ok", accuracy=acc))

@@ -8,6 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# fields left out of ``case_id`` while they hold this default value
+ID_OPTIONAL: dict[str, Any] = {"stop_at_target": False}
+
+
 class Case(BaseModel):
     """Everything that decides what a case measures. Two cases with equal fields are the same case
     (``case_id``), whichever run or machine they come from: ``compare`` and ``--resume`` match on it."""
@@ -29,8 +33,9 @@ class Case(BaseModel):
     lr: float = 1e-3
     clip: float | None = 1.0
     steps: int = 0  # training-step budget for accuracy; 0 = timing only
-    eval_every: int = 50  # loss-curve resolution (steps)
-    eval_batches: int = 4  # held-out batches for the final metric
+    eval_every: int = 50  # evaluation cadence (steps): a training-curve point and a held-out evaluation
+    eval_batches: int = 4  # held-out batches per evaluation
+    stop_at_target: bool = False  # end training at the first evaluation that reaches the target (time-to-target)
     seed: int = 0
     warmup: int = 3  # untimed training steps before timing
     repetitions: int = 20  # timed training steps (and forward passes)
@@ -39,8 +44,13 @@ class Case(BaseModel):
 
     @property
     def case_id(self) -> str:
-        """Stable 12-hex id of the configuration (timeout excluded: it limits, it does not change the result)."""
+        """Stable 12-hex id of the configuration (timeout excluded: it limits, it does not change the result).
+        Fields added after the first release (``ID_OPTIONAL``) count only when they differ from their default, so
+        the ids of existing records, resumes and baselines stay the same."""
         d = self.model_dump(exclude={"timeout_s"})
+        for k, default in ID_OPTIONAL.items():
+            if d.get(k) == default:
+                d.pop(k)
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

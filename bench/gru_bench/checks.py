@@ -21,6 +21,10 @@ memory         ``20%``, ``8MiB`` or ``20%+8MiB``        larger by more than the 
 params, flops  none (``params`` or ``params:exact``)    any change at all (deterministic metrics)
 =============  =======================================  ===========================================================
 
+``steps_to_target`` (value ``25%`` or ``1.25x``, default 25%): a regression is a Kaplan–Meier median steps-to-target
+over seeds (``survival.py``) later by the factor, or no longer reached by half the seeds; with ≥ 2 seeds a side a
+one-sided log-rank test must also give p < α.
+
 The accuracy/loss margin is the worsening allowed, in the metric's own direction (accuracy may fall, mse/loss may
 rise); its sign is optional. A ``%`` margin is relative to the baseline's mean.
 """
@@ -63,6 +67,18 @@ class TimeCheck(Check):
 
     def describe(self) -> str:
         return f"{self.metric}: slower by ≥ {self.factor:.3g}× and Mann-Whitney q < α"
+
+
+@dataclass(frozen=True)
+class TargetCheck(TimeCheck):
+    """Time-to-target over seeds: the Kaplan–Meier median steps-to-target (``survival.py``) must grow by
+    ``factor``, or stop being reached by half the seeds; with ≥ 2 seeds a side a log-rank test must agree."""
+
+    factor: float = 1.25
+
+    def describe(self) -> str:
+        return (f"{self.metric}: KM median over seeds later by ≥ {self.factor:.3g}× or no longer reached "
+                f"(≥ 2 seeds a side: and log-rank p < α)")
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,7 @@ DEFAULT_CHECKS: dict[str, Check] = {
     "memory": MemoryCheck(),
     "params": ExactCheck("params"),
     "flops": ExactCheck("flops"),
+    "steps_to_target": TargetCheck("steps_to_target"),
 }
 METRICS = tuple(DEFAULT_CHECKS)
 
@@ -154,12 +171,12 @@ def _parse_time(metric: str, value: str, token: str, option: str) -> Check:
         pct = float(m.group(1))
         if pct <= 0:
             raise _bad(token, f"percentage {value} must be positive (e.g. {metric}:10%)", option)
-        return TimeCheck(metric, 1.0 + pct / 100.0)
+        return type(DEFAULT_CHECKS[metric])(metric, 1.0 + pct / 100.0)
     if m := _FACTOR.match(value):
         factor = float(m.group(1))
         if factor <= 1.0:
             raise _bad(token, f"factor {value} must be above 1 (e.g. {metric}:1.1x)", option)
-        return TimeCheck(metric, factor)
+        return type(DEFAULT_CHECKS[metric])(metric, factor)
     raise _bad(token, f"value {value!r} not understood; expected a percentage (10%) or a factor (1.1x)", option)
 
 

@@ -78,6 +78,9 @@ def run(
     seq_len: Optional[str] = typer.Option(None, "--seq-len", help="Sequence lengths T, e.g. 50,100."),
     steps: Optional[str] = typer.Option(None, help="Training-step budget for accuracy (0: timing only)."),
     seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2."),
+    stop_at_target: Optional[bool] = typer.Option(None, "--stop-at-target/--no-stop-at-target",
+                                                  help="End training at the first held-out evaluation under the "
+                                                       "target (time-to-target)."),
     repetitions: Optional[str] = typer.Option(None, help="Timed training steps (and forward passes) per case."),
     threads: Optional[str] = typer.Option(None, help="Intra-op threads of BLAS and the framework."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Where run records go (OUT/<machine-id>/...)."),
@@ -108,6 +111,8 @@ def run(
                  "hidden": hidden, "seq_len": seq_len, "steps": steps, "seeds": seeds, "repetitions": repetitions,
                  "threads": threads}
     overrides = {k: _csv(v) for k, v in overrides.items() if v is not None}
+    if stop_at_target is not None:
+        overrides["stop_at_target"] = stop_at_target
     ray_opts = {"address": ray_address, "cpus_per_case": ray_cpus_per_case}
     if executor == "ray":
         ex = get_executor(executor, **ray_opts)
@@ -186,8 +191,22 @@ def _side(results: list[Any]) -> dict[str, Any] | None:
         "baseline": _median(a.baseline_metric for a in acc),
         "metric_name": acc[0].metric if acc else None,
         "solved": f"{sum(a.solved for a in acc)}/{len(acc)}" if acc else None,
+        "to_target": _to_target(results),
         "status": ",".join(statuses),
     }
+
+
+def _to_target(results: list[Any]) -> str:
+    """Time-to-target over seeds: the Kaplan–Meier median steps (unsolved seeds censored at their budget) and how
+    many seeds reached the target, e.g. ``150 (3/3)``; ``— (1/3)`` when fewer than half did; ``—`` unmeasured."""
+    from .survival import median_steps, seeds_of
+
+    steps, budgets = seeds_of(results)
+    if not budgets:
+        return "—"
+    median = median_steps(steps, budgets)
+    reached = f"({sum(s is not None for s in steps)}/{len(steps)})"
+    return f"{median:.0f} {reached}" if median is not None else f"— {reached}"
 
 
 def _fmt_bytes(n: float | None) -> str:
@@ -202,7 +221,7 @@ def _fmt_bytes(n: float | None) -> str:
 
 def _fmt_side(s: dict[str, Any] | None) -> list[str]:
     if s is None:
-        return ["—"] * 4
+        return ["—"] * 5
     step = f"{s['step'] * 1e3:.2f} ms" if s["step"] is not None else (s["status"] or "—")
     if s["status"] and s["step"] is not None:
         step += f" ({s['status']})"
@@ -213,7 +232,8 @@ def _fmt_side(s: dict[str, Any] | None) -> list[str]:
             metric += f" / {s['baseline']:.3g}"
         if s["solved"]:
             metric += f" ✓{s['solved']}" if not s["solved"].startswith("0/") else ""
-    return [f"{s['params']:,}" if s["params"] is not None else "—", step, _fmt_bytes(s["mem"]), metric]
+    return [f"{s['params']:,}" if s["params"] is not None else "—", step, _fmt_bytes(s["mem"]), metric,
+            s["to_target"]]
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -223,17 +243,20 @@ def _ratio(a: float | None, b: float | None) -> str:
 def summary_table(cases: list[Any]) -> Table:
     """GRU and LSTM side by side for each configuration (seeds aggregated by the median), with GRU/LSTM ratios.
 
-    Metric columns read ``final / trivial baseline`` and ``✓k/n`` when k of n seeds solved the task."""
+    Metric columns read ``final / trivial baseline`` and ``✓k/n`` when k of n seeds solved the task; "to target"
+    columns the Kaplan–Meier median steps to the first held-out evaluation under the target and ``(k/n)`` seeds
+    that reached it (``survival.py``)."""
     groups: dict[tuple, dict[str, list[Any]]] = {}
     for r in cases:
         key = tuple(getattr(r.case, k) for k in CONFIG_KEYS)
         side = "lstm" if r.case.cell == "lstm" else f"gru[{r.case.variant}]"
         groups.setdefault(key, {}).setdefault(side, []).append(r)
-    t = Table(title="GRU vs LSTM (median over seeds; metric: final / baseline)", title_justify="left")
+    t = Table(title="GRU vs LSTM (median over seeds; metric: final / baseline; to target: KM median steps "
+                    "(seeds that reached it))", title_justify="left")
     for col in ("backend", "task", "T", "H", "GRU variant"):
         t.add_column(col, no_wrap=True)
-    for col in ("GRU params", "GRU step", "GRU mem", "GRU metric", "LSTM params", "LSTM step", "LSTM mem",
-                "LSTM metric"):
+    for col in ("GRU params", "GRU step", "GRU mem", "GRU metric", "GRU to target", "LSTM params", "LSTM step",
+                "LSTM mem", "LSTM metric", "LSTM to target"):
         t.add_column(col, justify="right")
     for col in ("params ×", "time ×", "mem ×"):
         t.add_column(f"GRU/LSTM {col}", justify="right")
@@ -378,12 +401,33 @@ def _is(exc: BaseException, class_name: str) -> bool:
     return any(k.__name__ == class_name for k in type(exc).__mro__)
 
 
+def _record_warnings() -> Any:
+    """Warnings about the records read (an older schema version) as one ``warning:`` line each on stderr."""
+    import warnings
+
+    from .results import SchemaWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if issubclass(category, SchemaWarning):
+            err.print(f"[yellow]warning[/]: {escape(_one_line(str(message)))}", highlight=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script: run the command, map what happened to an ``ExitStatus``."""
+    import warnings
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        rv = app(args=args, prog_name="gru-bench", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _record_warnings()
+            rv = app(args=args, prog_name="gru-bench", standalone_mode=False)
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED
     except Exception as e:

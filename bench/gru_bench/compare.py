@@ -36,8 +36,9 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 from scipy import stats
 
-from .case import Case
-from .checks import ExactCheck, MarginCheck, MemoryCheck, Thresholds, TimeCheck, parse_fail_on, thresholds_from_suite
+from .case import ID_OPTIONAL, Case
+from . import survival
+from .checks import DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryCheck, Thresholds, TimeCheck, parse_fail_on, thresholds_from_suite
 from .errors import InputError
 from . import results
 from .results import CaseResult, RunRecord
@@ -193,6 +194,9 @@ def case_key(result: CaseResult) -> str:
 def group_key(case: Case) -> str:
     """Cases that differ only by their seed share this key (accuracy is compared across seeds)."""
     d = case.model_dump(exclude={"seed", "timeout_s"})
+    for k, default in ID_OPTIONAL.items():  # as in case_id: later fields count only off their default
+        if d.get(k) == default:
+            d.pop(k)
     return "g" + hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:11]
 
 
@@ -571,6 +575,55 @@ def _quality_rows(base: dict[str, _Entry], cand: dict[str, _Entry], th: Threshol
     return rows
 
 
+def _target_rows(base: dict[str, _Entry], cand: dict[str, _Entry], th: Thresholds, alpha: float) -> list[Row]:
+    """Time-to-target per configuration across seeds: the Kaplan–Meier median steps-to-target of each side (unsolved
+    seeds censored at their budget, ``survival.py``); a regression by ``th["steps_to_target"]``'s factor, or a
+    median no longer reached, and with ≥ 2 seeds a side a one-sided log-rank p < α as well."""
+    groups: dict[str, dict[str, list[CaseResult]]] = defaultdict(lambda: {"b": [], "c": []})
+    for side, index in (("b", base), ("c", cand)):
+        for e in index.values():
+            groups[group_key(e.case)][side].extend(e.results)
+    check = th.checks.get("steps_to_target", DEFAULT_CHECKS["steps_to_target"])
+    factor = getattr(check, "factor", 1.25)
+    rows = []
+    for gkey, sides in groups.items():
+        sb, sc = survival.seeds_of(sides["b"]), survival.seeds_of(sides["c"])
+        if not sb[1] and not sc[1]:
+            continue  # no time-to-target on either side (timing only, or version-1 records)
+        first = sides["c"] or sides["b"]
+        seeds = sorted({r.case.seed for r in first})
+        label = f"{group_label(first[0].case)} seeds={','.join(str(s) for s in seeds)}"
+        if not sb[1] or not sc[1]:
+            rows.append(Row(gkey, label, "steps_to_target", "steps_to_target", "new" if sc[1] else "missing", False,
+                            note=f"time-to-target only in the {'candidate' if sc[1] else 'baseline'}"))
+            continue
+        mb, mc = survival.median_steps(*sb), survival.median_steps(*sc)
+        p = survival.logrank_p_later(sc, sb) if min(len(sb[1]), len(sc[1])) >= 2 else None
+        p_sooner = survival.logrank_p_later(sb, sc) if p is not None else None
+        significant_later = p is None or p < alpha
+        significant_sooner = p_sooner is None or p_sooner < alpha
+        solved = f"reached by {sum(s is not None for s in sb[0])}/{len(sb[0])} → {sum(s is not None for s in sc[0])}" \
+                 f"/{len(sc[0])} seeds"
+        change = mc / mb if mb and mc is not None else None
+        if mb is None and mc is None:
+            verdict, note = "unchanged", f"median not reached on either side; {solved}"
+        elif mc is None:
+            verdict, note = ("regressed" if significant_later else "unchanged"), f"median no longer reached; {solved}"
+        elif mb is None:
+            verdict, note = ("improved" if significant_sooner else "unchanged"), f"median now reached; {solved}"
+        elif change is not None and change >= factor and significant_later:
+            verdict, note = "regressed", f"later by ≥ {factor:.3g}×; {solved}"
+        elif change is not None and change <= 1 / factor and significant_sooner:
+            verdict, note = "improved", f"sooner by ≥ {factor:.3g}×; {solved}"
+        else:
+            verdict, note = "unchanged", solved
+        method = "Kaplan–Meier median, unsolved seeds censored at the budget" + (", log-rank" if p is not None else "")
+        rows.append(Row(gkey, label, "steps_to_target", "steps_to_target", verdict, th.gates("steps_to_target"),
+                        mb, mc, change, None, None, p, p_sooner, None, len(sb[1]), len(sc[1]), "steps", method,
+                        note))
+    return rows
+
+
 def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], thresholds: Thresholds | None = None,
                     *, alpha: float = ALPHA, seed: int = 0, baseline_name: Iterable[str] = (),
                     candidate_name: Iterable[str] = (), files: dict[str, str] | None = None) -> Comparison:
@@ -604,6 +657,7 @@ def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], thres
         warn.append("cases timed on a busy machine (" + ", ".join(f"{n} in the {s}" for s, n in busy.items() if n)
                     + "): other processes competed for the CPU, so their timing verdicts are unreliable")
     rows += _quality_rows(base, cand, th, alpha)
+    rows += _target_rows(base, cand, th, alpha)
     for r in rows:
         r.inconclusive_gates = th.inconclusive
     rows.sort(key=lambda r: (VERDICTS.index(r.verdict), r.label, r.metric))

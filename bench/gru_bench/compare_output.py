@@ -13,7 +13,7 @@ STYLE = {"improved": "green", "unchanged": "dim", "regressed": "bold red", "new"
          "failed": "bold red", "inconclusive": "magenta"}
 ICON = {"improved": "🟢", "unchanged": "⚪", "regressed": "🔴", "new": "🆕", "missing": "🟡", "failed": "💥",
         "inconclusive": "❔"}
-ALWAYS_SHOWN = ("train_time", "forward_time", "accuracy", "loss")  # checks shown even when unchanged
+ALWAYS_SHOWN = ("train_time", "forward_time", "accuracy", "loss", "steps_to_target")  # checks shown even when unchanged
 
 
 def _value(row: Row, v: float | None) -> str:
@@ -31,7 +31,7 @@ def _value(row: Row, v: float | None) -> str:
 def _change(row: Row) -> str:
     if row.change is None:
         return ""
-    if row.unit in ("s", "B", "FLOPs") or row.check == "params":
+    if row.unit in ("s", "B", "FLOPs", "steps") or row.check == "params":
         return f"×{row.change:.3f}"
     return f"{row.change:+.4g}"
 

@@ -420,6 +420,9 @@ def describe(result: CaseResult) -> str:
     if acc is not None and acc.final_metric is not None:
         parts.append(f"{acc.metric} {acc.final_metric:.4g} (baseline {acc.baseline_metric:.4g})"
                      if acc.baseline_metric is not None else f"{acc.metric} {acc.final_metric:.4g}")
+    if acc is not None and acc.target_loss is not None:
+        parts.append(f"target at step {acc.steps_to_target} ({acc.seconds_to_target:.2f} s)"
+                     if acc.steps_to_target is not None else "target not reached")
     if result.reason:
         parts.append(f"[dim]— {escape(result.reason)}[/]")
     return "  ".join(parts)

@@ -95,6 +95,15 @@ def _device(value: str) -> str:
     return value
 
 
+def _bool(value: Any) -> Any:
+    """true/false, also as the words a command line gives (``"true"``, ``"false"``); not 0/1 or other strings."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
 def _clip(value: Any) -> Any:
     if value is False or value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
         return None
@@ -152,6 +161,7 @@ class Suite(BaseModel):
     clip: Grid(Clip) = [1.0]  # max global gradient norm; false = off
     eval_every: Grid(PosInt) = [50]
     eval_batches: Grid(PosInt) = [4]
+    stop_at_target: Grid(Annotated[bool, BeforeValidator(_bool)]) = [False]  # end training at the target
     seeds: Grid(NonNegInt) = [0]
     # timing
     warmup: Grid(NonNegInt) = [3]
@@ -201,15 +211,16 @@ class Suite(BaseModel):
         seen: set[str] = set()
         grid = itertools.product(self.task, self.seq_len, self.hidden, self.num_layers, self.batch_size, self.dtype,
                                  self.backend, self.device, self.cell, self.init, self.optimizer, self.lr, self.clip,
-                                 self.steps, self.eval_every, self.eval_batches, self.warmup, self.repetitions,
-                                 self.threads)
+                                 self.steps, self.eval_every, self.eval_batches, self.stop_at_target, self.warmup,
+                                 self.repetitions, self.threads)
         for (task, T, H, L, B, dtype, backend, device, cell, init, opt, lr, clip, steps, eval_every, eval_batches,
-             warmup, reps, threads) in grid:
+             stop_at_target, warmup, reps, threads) in grid:
             for variant in (self.variant if cell == "gru" else ["standard"]):
                 for seed in self.seeds:
                     case = Case(backend=backend, device=device, cell=cell, variant=variant, task=task, seq_len=T,
                                 hidden=H, num_layers=L, batch_size=B, dtype=dtype, init=init, optimizer=opt, lr=lr,
-                                clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches, seed=seed,
+                                clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches,
+                                stop_at_target=stop_at_target, seed=seed,
                                 warmup=warmup, repetitions=reps, timeout_s=self.timeout_s,
                                 options={**self.options, "threads": threads})
                     if case.case_id not in seen:

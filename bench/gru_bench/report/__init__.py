@@ -72,7 +72,8 @@ def _manifest(rec: RunRecord, path: Path) -> list[tuple[str, str]]:
         ("commit", rec.git.commit or "unknown"),
         ("dirty", "" if rec.git.dirty is None else str(rec.git.dirty)),
         ("branch", rec.git.branch or ""),
-        ("schema version", str(rec.schema_version)),
+        ("schema version", str(rec.schema_version) + (f" (read from version {rec.migrated_from})"
+                                                     if rec.migrated_from else "")),
         ("cases", str(len(rec.cases))),
     ]
     if rec.calibration:
@@ -204,6 +205,7 @@ def _make_tables(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], no
 
 PLOTS = (
     "accuracy_vs_T",
+    "solved_vs_step",
     "learning_curves",
     "speed_vs_hidden",
     "speed_vs_seq_len",
@@ -224,6 +226,7 @@ def _make_plots(
         curves, left_out = plots.learning_curves(cases)
         made = {
             "accuracy_vs_T": plots.accuracy_vs_T(groups),
+            "solved_vs_step": plots.solved_vs_step(groups)[0],
             "learning_curves": curves,
             "speed_vs_hidden": plots.speed_vs_hidden(groups),
             "speed_vs_seq_len": plots.speed_vs_seq_len(groups),
@@ -375,7 +378,7 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
         history_table=tabs.get("history"),
         plots=made,
         curves_left_out=curves_left_out,
-        input_warnings=loaded.warnings,
+        input_warnings=[*loaded.warnings, *loaded.old_schema],
         case_warnings=case_warnings,
         input_paths=[str(p) for p in loaded.paths],
     )
@@ -393,7 +396,7 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
             tabs["verdict"],
             tabs["iso"],
             tabs["problems"],
-            [*loaded.warnings, *case_warnings],
+            [*loaded.warnings, *loaded.old_schema, *case_warnings],
         ),
         encoding="utf-8",
     )
