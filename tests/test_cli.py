@@ -147,10 +147,23 @@ def test_list_shows_suites_tasks_cells(capsys):
 
 
 @pytest.mark.slow
-def test_info_reports_each_backend_and_device(capsys):
-    assert main(["info"]) == 0
+def test_info_check_reports_each_backend_and_device(capsys):
+    assert main(["info", "--check"]) == 0
     out = capsys.readouterr().out
     assert "numpy" in out and "usable" in out and "cuda" in out
+
+
+def test_info_starts_no_framework():
+    """Plain ``info`` lists versions from the installed metadata and imports neither torch nor TensorFlow."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gru_bench.cli import main; rc = main(['info']); "
+            "print(rc, 'torch' in sys.modules, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "0 False False"
+    assert "numpy" in out.stdout and "usable" in out.stdout and "--check" in out.stdout
 
 
 def _result(cell: str, variant: str, seed: int, step_s: float, params: int, metric: float,

@@ -277,8 +277,10 @@ def summary_table(cases: list[Any]) -> Table:
 
 # ---------------------------------------------------------------------------------------- info and list
 @app.command()
-def info(debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
-    """Backends and devices usable here, library versions, and the reason for each that is not usable."""
+def info(check: bool = typer.Option(False, "--check", help="Start each framework to test its devices (slow)."),
+         debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
+    """Library versions (read from the installed metadata) and the backends installed here; ``--check`` starts
+    each framework to say which backend/device pairs are usable, and why the others are not."""
     from .backends import backend_names, unavailable_reason
     from .results import machine_id, machine_manifest
 
@@ -302,12 +304,37 @@ def info(debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
         for d in devices:
             if d == "cuda" and not _cuda_driver_present():
                 reason: str | None = "no NVIDIA driver found"
+            elif not check:
+                cells.append(_installed_cell(name, d))
+                continue
             else:
                 reason = unavailable_reason(name, d)
             cells.append("[green]usable[/]" if reason is None else f"[dim]{escape(reason)}[/]")
         t.add_row(name, *cells)
     out.print(t)
     return ExitStatus.OK
+
+
+# the module each built-in framework backend imports; found on disk without importing it (info without --check)
+_FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tf": "tensorflow"}
+
+
+def _installed_cell(name: str, device: str) -> str:
+    """One ``info`` cell without starting a framework: installed (not started) or the missing module."""
+    from importlib.util import find_spec
+
+    from .backends import plugins
+
+    module = _FRAMEWORK_MODULE.get(name) or plugins().get(name, ("", "", None))[0]
+    try:
+        found = bool(module) and find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return f"[dim]{escape(module or name)} not installed[/]"
+    if name == "numpy" and device == "cpu":
+        return "[green]usable[/]"
+    return "[yellow]installed[/] [dim](--check to start it)[/]"
 
 
 @app.command("list")
