@@ -68,7 +68,7 @@ def _csv(value: Optional[str]) -> Optional[str]:
 
 @app.command()
 def run(
-    suite: Optional[str] = typer.Argument(None, help="A suite name (suites/NAME.toml) or a .toml path (default: quick)."),
+    suite: Optional[str] = typer.Argument(None, help="A suite name (suites/NAME.toml) or a .toml path (default: answer)."),
     backend: Optional[str] = typer.Option(None, help="Backends, comma-separated: numpy,torch,tf."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (comma-separated for several)."),
     cell: Optional[str] = typer.Option(None, help="gru,lstm"),
@@ -131,7 +131,7 @@ def run(
         err.print(f"resuming [bold]{escape(run_.record.run_id)}[/]: {len(run_.done)} of {len(run_.plan)} cases "
                   f"already finished", highlight=False)
     else:
-        suite_ = load_suite(suite or "quick", overrides)
+        suite_ = load_suite(suite or "answer", overrides)
         if executor == "local":  # a cluster's devices are its nodes', not this machine's
             check_devices(suite_)
             if not force:
