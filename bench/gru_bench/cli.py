@@ -62,6 +62,13 @@ def check_devices(suite: Any) -> None:
                              f"--device cpu or a backend built with CUDA")
 
 
+def _default_jobs(cases: Any) -> int:
+    """The usable cores for CPU suites (training does not need a quiet machine); 1 when a case runs on CUDA."""
+    if any(c.device != "cpu" for c in cases):
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _csv(value: Optional[str]) -> Optional[str]:
     return value.strip() if value is not None else None
 
@@ -88,6 +95,10 @@ def run(
                                                     "or a folder (its newest unfinished run)."),
     label: Optional[str] = typer.Option(None, help="Free text stored with the run and shown in reports."),
     executor: str = typer.Option("local", help="What runs the workers: local | ray."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1,
+                                       help="Training phases run at once, one thread each, after every timing phase "
+                                            "ran alone (--executor local; default: the usable cores, 1 when a case "
+                                            "runs on CUDA)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="The Ray cluster (--executor ray), e.g. auto or HOST:6379."),
     ray_cpus_per_case: Optional[int] = typer.Option(None, "--ray-cpus-per-case",
@@ -119,8 +130,8 @@ def run(
     elif any(v is not None for v in ray_opts.values()):
         flag = "--ray-address" if ray_address is not None else "--ray-cpus-per-case"
         raise InputError(f"{flag} with --executor {executor}: expected --executor ray")
-    else:
-        ex = get_executor(executor)
+    elif jobs is not None and executor != "local":
+        raise InputError(f"--jobs with --executor {executor}: expected --executor local (a cluster schedules its own)")
     if resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in overrides] + (["SUITE"] if suite else []) + \
             (["--label"] if label else [])
@@ -132,6 +143,10 @@ def run(
                   f"already finished", highlight=False)
     else:
         suite_ = load_suite(suite or "answer", overrides)
+    if executor != "ray":
+        plan = run_.plan if resume is not None else suite_.cases()
+        ex = get_executor(executor, jobs=jobs or _default_jobs(plan))
+    if resume is None:
         if executor == "local":  # a cluster's devices are its nodes', not this machine's
             check_devices(suite_)
             if not force:

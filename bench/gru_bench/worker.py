@@ -111,11 +111,13 @@ PHASES = ("timing", "accuracy")  # the two phases of a case, in the order they r
 
 
 def run_case(case: Case, calibration: Calibration | None = None,
-             phases: tuple[str, ...] | list[str] = PHASES) -> CaseResult:
+             phases: tuple[str, ...] | list[str] = PHASES, threads: int | None = None) -> CaseResult:
     """Run ``case`` in this process and return its result; never raises for a case that goes wrong.
 
     ``phases`` selects what runs: ``("timing",)`` only the timed steps (what an A/B run repeats),
     ``("accuracy",)`` only the training run (what may run beside other cases' training), both by default.
+    ``threads`` overrides the case's thread count for this process (``run --jobs`` trains on one thread each);
+    the case, and so its id, stays as it is.
     """
     unknown = set(phases) - set(PHASES)
     if unknown or not phases:
@@ -124,7 +126,7 @@ def run_case(case: Case, calibration: Calibration | None = None,
     out: dict[str, Any] = dict(case=case, case_id=case.case_id, node=socket.gethostname(), started_at=now_iso(),
                                status="ok", warnings=[])
     try:
-        _run(case, calibration, out, tuple(phases))
+        _run(case, calibration, out, tuple(phases), threads)
     except Skipped as e:
         out.update(status="skipped", reason=one_line(str(e)))
     except Diverged as e:
@@ -135,8 +137,9 @@ def run_case(case: Case, calibration: Calibration | None = None,
     return CaseResult(**out)
 
 
-def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phases: tuple[str, ...] = PHASES) -> None:
-    threads = case.options.get(THREADS_OPTION)
+def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phases: tuple[str, ...] = PHASES,
+         threads: int | None = None) -> None:
+    threads = threads or case.options.get(THREADS_OPTION)
     blas = measure.fix_threads(threads)  # before the framework is imported: its OpenMP pool reads the env once
     try:
         backend = get_backend(case.backend)
@@ -308,7 +311,7 @@ def write_json_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gru_bench.worker", description="Run one gru-bench case.")
-    ap.add_argument("--request", type=Path, required=True, help='JSON: {"case": {...}, "calibration": {...}|null}')
+    ap.add_argument("--request", type=Path, required=True, help='JSON: {"case": {...}, "calibration": {...}|null, "phases": [...]?, "threads": N?}')
     ap.add_argument("--result", type=Path, required=True, help="where the CaseResult JSON is written")
     ap.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (the parent is gone)")
     args = ap.parse_args(argv)
@@ -317,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     request = json.loads(args.request.read_text(encoding="utf-8"))
     case = Case.model_validate(request["case"])
     cal = request.get("calibration")
-    result = run_case(case, Calibration.model_validate(cal) if cal else None, request.get("phases") or PHASES)
+    result = run_case(case, Calibration.model_validate(cal) if cal else None, request.get("phases") or PHASES,
+                      request.get("threads"))
     write_json_atomic(args.result, result.model_dump_json())
     return 0
 

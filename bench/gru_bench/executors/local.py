@@ -11,6 +11,13 @@ into the next, and whatever kills the worker kills one case only. Each case's fi
   from outside", which ``--resume`` runs again;
 * exited without a result: ``failed``, with the last line it printed.
 
+``LocalExecutor(jobs=N)`` with N > 1 (``gru-bench run --jobs N``) splits each case with a training budget into its
+two phases: first the timing phases of all cases, one after another with nothing else running (as with one job),
+then the training phases N at a time, each worker on one thread. Training results do not depend on a quiet
+machine the way step times do, but its seconds-to-target then come from a shared machine: the merged result
+says so (``provenance["accuracy_run"]``, a warning). A case is handed back, whole, when its training ends; a
+run stopped during the training stage keeps the cases already handed back, and resume runs the others again.
+
 The worker runs in its own session, so a Ctrl-C at the terminal reaches the runner only; the runner then cancels
 the case in flight through ``should_stop`` and the worker's process group is killed. The worker also exits on its
 own when this process dies (its stdin, a pipe held here, closes).
@@ -26,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -160,15 +168,22 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_isolated(case: Case, calibration: Calibration | None = None, should_stop: ShouldStop = lambda: False,
-                 poll_s: float = 0.2, python: str = sys.executable) -> CaseResult | None:
+                 poll_s: float = 0.2, python: str = sys.executable, phases: Sequence[str] | None = None,
+                 threads: int | None = None) -> CaseResult | None:
     """Run ``case`` in a fresh worker process; ``None`` when ``should_stop()`` cancelled it.
 
+    ``phases`` and ``threads`` are passed to ``worker.run_case`` (default: both phases, the case's threads).
     Reusable on its own, e.g. inside a cluster task, to keep the same isolation, time limit and statuses there.
     """
     tmp = _make_temp()
     request, result, log = tmp / "request.json", tmp / "result.json", tmp / "worker.log"
-    request.write_text(json.dumps({"case": case.model_dump(mode="json"),
-                                   "calibration": calibration.model_dump(mode="json") if calibration else None}))
+    payload = {"case": case.model_dump(mode="json"),
+               "calibration": calibration.model_dump(mode="json") if calibration else None}
+    if phases is not None:
+        payload["phases"] = list(phases)
+    if threads is not None:
+        payload["threads"] = threads
+    request.write_text(json.dumps(payload))
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines are noise in a worker log
     cmd = [python, "-m", "gru_bench.worker", "--request", str(request), "--result", str(result), "--watch-stdin"]
@@ -219,18 +234,43 @@ def run_isolated(case: Case, calibration: Calibration | None = None, should_stop
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def merge_phases(timing: CaseResult, training: CaseResult, jobs: int) -> CaseResult:
+    """One case's result from its timing-phase and training-phase results (``--jobs``): the timing side's figures,
+    the training side's accuracy, the worse status of the two, both sides' warnings and wall time."""
+    order = ("ok", "skipped", "diverged", "timeout", "oom", "failed")
+    worse = max(timing, training, key=lambda r: order.index(r.status) if r.status in order else len(order))
+    run_note = {"jobs": jobs, "threads": (training.threads or {}).get("requested", 1),
+                "wall_s": training.wall_s}
+    warnings = [*timing.warnings, *training.warnings,
+                f"trained beside up to {jobs - 1} other cases' training (--jobs {jobs}), on one thread: "
+                f"its seconds-to-target come from a shared machine"]
+    load = training.load if training.load is not None and training.load.busy else timing.load
+    return timing.model_copy(update={
+        "status": worse.status, "reason": worse.reason if worse.status != "ok" else None,
+        "accuracy": training.accuracy, "warnings": list(dict.fromkeys(warnings)), "load": load,
+        "provenance": {**timing.provenance, "accuracy_run": run_note},
+        "wall_s": (timing.wall_s or 0.0) + (training.wall_s or 0.0)})
+
+
 class LocalExecutor:
-    """Cases one after another, each in a fresh worker process on this machine (timing cases never overlap)."""
+    """Cases one after another, each in a fresh worker process on this machine (timing cases never overlap);
+    with ``jobs`` > 1, the training phases of up to ``jobs`` cases at once after all timing phases ran alone."""
 
     name: ClassVar[str] = "local"
 
-    def __init__(self, poll_s: float = 0.2, python: str = sys.executable) -> None:
+    def __init__(self, poll_s: float = 0.2, python: str = sys.executable, jobs: int = 1) -> None:
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.poll_s = poll_s
         self.python = python
+        self.jobs = jobs
 
     def run(self, cases: Sequence[Case], calibration: Calibration | None, on_result: OnResult,
             should_stop: ShouldStop, on_start: OnStart | None = None) -> None:
         clean_stale_temps()  # left by a run that was SIGKILLed mid-case
+        if self.jobs > 1 and sum(1 for c in cases if c.steps > 0) > 1:
+            self._run_jobs(cases, calibration, on_result, should_stop, on_start)
+            return
         for case in cases:
             if should_stop():
                 return
@@ -240,3 +280,42 @@ class LocalExecutor:
             if result is None:  # cancelled: no result, so a resume runs it again
                 return
             on_result(result)
+
+    def _run_jobs(self, cases: Sequence[Case], calibration: Calibration | None, on_result: OnResult,
+                  should_stop: ShouldStop, on_start: OnStart | None) -> None:
+        timed: dict[str, CaseResult] = {}
+        for case in cases:  # stage 1: every timing phase alone, as with one job
+            if should_stop():
+                return
+            if on_start is not None:
+                on_start(case)
+            phases = ("timing",) if case.steps > 0 else None
+            result = run_isolated(case, calibration, should_stop, self.poll_s, self.python, phases=phases)
+            if result is None:
+                return
+            if phases is None or result.status != "ok":  # nothing left to run for it
+                on_result(result)
+            else:
+                timed[case.case_id] = result
+        if not timed:
+            return
+        by_id = {c.case_id: c for c in cases}
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="gru-bench-train") as pool:
+            flights: dict[Future, str] = {}
+            queue = list(timed)
+            while queue or flights:  # stage 2: up to `jobs` training phases at once, results in completion order
+                while queue and len(flights) < self.jobs and not should_stop():
+                    case_id = queue.pop(0)
+                    if on_start is not None:
+                        on_start(by_id[case_id])
+                    flights[pool.submit(run_isolated, by_id[case_id], calibration, should_stop, self.poll_s,
+                                        self.python, ("accuracy",), 1)] = case_id
+                if not flights:
+                    return  # stopped before the queue emptied
+                done, _ = wait(flights, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    case_id = flights.pop(fut)
+                    trained = fut.result()
+                    if trained is None:  # cancelled: no result, so a resume runs the whole case again
+                        continue
+                    on_result(merge_phases(timed[case_id], trained, self.jobs))
