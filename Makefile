@@ -27,8 +27,9 @@ browser:
 
 # The report is written even when some cases failed; the run's exit code is kept.
 run: $(STAMP)
-	$(BIN)/gru-bench run quick --out results; rc=$$?; \
-	  $(BIN)/gru-bench report results -o reports && exit $$rc
+	$(BIN)/gru-bench run answer --out results; rc=$$?; \
+	  rec=$$(ls -t results/*/*_answer.json | head -1); \
+	  $(BIN)/gru-bench report "$$rec" -o reports && exit $$rc
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q

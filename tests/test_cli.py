@@ -147,28 +147,44 @@ def test_list_shows_suites_tasks_cells(capsys):
 
 
 @pytest.mark.slow
-def test_info_reports_each_backend_and_device(capsys):
-    assert main(["info"]) == 0
+def test_info_check_reports_each_backend_and_device(capsys):
+    assert main(["info", "--check"]) == 0
     out = capsys.readouterr().out
     assert "numpy" in out and "usable" in out and "cuda" in out
 
 
-def _result(cell: str, variant: str, seed: int, step_s: float, params: int, metric: float) -> CaseResult:
-    c = Case(backend="numpy", cell=cell, variant=variant, task="adding", seq_len=50, hidden=64, seed=seed)
+def test_info_starts_no_framework():
+    """Plain ``info`` lists versions from the installed metadata and imports neither torch nor TensorFlow."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gru_bench.cli import main; rc = main(['info']); "
+            "print(rc, 'torch' in sys.modules, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "0 False False"
+    assert "numpy" in out.stdout and "usable" in out.stdout and "--check" in out.stdout
+
+
+def _result(cell: str, variant: str, seed: int, step_s: float, params: int, metric: float,
+            to_target: int | None = None) -> CaseResult:
+    c = Case(backend="numpy", cell=cell, variant=variant, task="adding", seq_len=50, hidden=64, seed=seed, steps=300)
     t = TimingStats(samples=[step_s], median=step_s, iqr=0, min=step_s, mean=step_s, ci_low=step_s, ci_high=step_s)
     from gru_bench.results import Accuracy, MemoryFigure
 
     return CaseResult(case=c, case_id=c.case_id, status="ok", params=params, train_time=t,
                       memory=[MemoryFigure(name="tracemalloc_peak", bytes=1024 * (3 if cell == "gru" else 4),
                                            method="test")],
-                      accuracy=Accuracy(metric="mse", final_metric=metric, baseline_loss=1 / 6, baseline_metric=1 / 6))
+                      accuracy=Accuracy(metric="mse", final_metric=metric, baseline_loss=1 / 6, baseline_metric=1 / 6,
+                                        target_loss=1 / 60, steps_to_target=to_target))
 
 
 def test_summary_table_puts_gru_and_lstm_side_by_side_with_ratios():
     from rich.console import Console
 
-    cases = [_result("gru", "reset_after", s, t, 300, 0.01) for s, t in ((0, 0.002), (1, 0.004), (2, 0.003))]
-    cases += [_result("lstm", "standard", s, t, 400, 0.02) for s, t in ((0, 0.006), (1, 0.006))]
+    cases = [_result("gru", "reset_after", s, t, 300, 0.01, tt)
+             for s, t, tt in ((0, 0.002, 100), (1, 0.004, 250), (2, 0.003, None))]
+    cases += [_result("lstm", "standard", s, t, 400, 0.02, tt) for s, t, tt in ((0, 0.006, 200), (1, 0.006, None))]
     console = Console(width=250, record=True)
     console.print(summary_table(cases))
     text = console.export_text()
@@ -177,6 +193,17 @@ def test_summary_table_puts_gru_and_lstm_side_by_side_with_ratios():
     assert "0.50" in row  # GRU/LSTM time: 3 ms / 6 ms
     assert "0.75" in row  # params 300/400 and memory 3/4 KiB
     assert "0.01 / 0.167" in row and "0.02 / 0.167" in row  # final metric / trivial baseline
+    # time-to-target, KM over seeds (budget 300): GRU 100, 250, unsolved -> F(250) = 2/3, median 250;
+    # LSTM 200, unsolved -> F(200) = 1/2, median 200
+    assert "250 (2/3)" in row and "200 (1/2)" in row
+
+
+def test_old_record_warning_is_one_line(capsys):
+    baseline = Path(__file__).resolve().parents[1] / "results" / "baselines" / "quick.json"
+    assert main(["compare", str(baseline), str(baseline), "--fail-on", "none"]) == 0
+    captured = capsys.readouterr()  # compare lists load warnings with its own (stdout); others print to stderr
+    err_lines = [ln for ln in (captured.out + captured.err).splitlines() if "schema version 1" in ln]
+    assert len(err_lines) == 1 and all(ln.startswith("warning: ") and "quick.json" in ln for ln in err_lines)
 
 
 @pytest.mark.skipif(cli._cuda_driver_present(), reason="this machine has an NVIDIA driver: --device cuda may work")

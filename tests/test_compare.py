@@ -191,7 +191,7 @@ def test_skipped_cases():
 # ----------------------------------------------------------------------------------------------- inputs
 @pytest.mark.parametrize("content, expect", [
     ("{not json", "corrupt"), ('{"hello": "world"}', "not a"), ("", "corrupt"),
-    ('{"schema_version": 1, "run_id": "x"}', "not a valid")])
+    ('{"schema_version": 2, "run_id": "x"}', "not a valid")])
 def test_corrupt_or_foreign_input_raises_input_error(tmp_path, content, expect):
     good = write(tmp_path, "good", timing_records()[0])
     bad = tmp_path / "bad.json"
@@ -371,7 +371,7 @@ def test_accuracy_non_inferiority_across_seeds_welch():
     noisy = [0.70, 0.99, 0.80, 0.95, 0.75]
     b, c = accuracy_records(noisy, [v - 0.01 for v in [0.99, 0.70, 0.95, 0.80, 0.75]], cand_seeds=range(5, 10))
     row = rows(compare_records([b], [c]), "accuracy:accuracy")[0]
-    assert row.verdict == "regressed" and "not shown" in row.note and row.p_value > 0.05
+    assert row.verdict == "inconclusive" and "not shown" not in row.note and row.p_value > 0.05
 
 
 def test_accuracy_non_inferiority_paired_by_seed():
@@ -496,3 +496,198 @@ def test_busy_machine_is_warned_and_noted():
     assert any("busy machine (1 in the candidate)" in w for w in cmp.warnings)
     noted = [r for r in rows(cmp, "train_time") if "busy machine (candidate)" in r.note]
     assert [r.key for r in noted] == [cand.cases[0].case.case_id]
+
+
+# ------------------------------------------------------------------------- reliability review (issue 14)
+def multi_seed_run(run_id: str, jitter: float = 0.0) -> RunRecord:
+    """One run of a multi-seed suite: seeds [0, 1] × H [8, 16], accuracy and timings per case."""
+    cases = []
+    for h in (8, 16):
+        for s in (0, 1):
+            c = make_case(task="copy", hidden=h, seed=s, steps=20)
+            cases.append(result(c, samples(np.random.default_rng([h, s, int(jitter * 1e6)]), 0.01),
+                                samples(np.random.default_rng([h, s, 7]), 0.004),
+                                accuracy=0.8 + 0.05 * s + h / 1000, metric="accuracy"))
+    return record(cases, run_id)
+
+
+def test_folder_of_two_runs_of_a_multi_seed_suite_compared_with_itself_exits_0(tmp_path, capsys):
+    """Each seed twice per side used to break the pairing: an unpaired test of identical values, 'regressed'."""
+    d = tmp_path / "runs"
+    d.mkdir()
+    write(d, "a", multi_seed_run("run-a"))
+    write(d, "b", multi_seed_run("run-b", jitter=1.0))
+    assert compare_command(d, d) == 0
+    cmp = compare_records(load_side(d), load_side(d))
+    assert not rows(cmp, verdict="regressed") and not rows(cmp, verdict="inconclusive")
+    acc = rows(cmp, "accuracy:accuracy")
+    assert len(acc) == 2 and all(r.n_baseline == r.n_candidate == 2 and "exact" in r.method for r in acc)
+    assert all(r.n_baseline == 40 for r in rows(cmp, "train_time"))  # timing samples of both runs pooled
+    assert "no gating regression" in capsys.readouterr().out
+
+
+def test_record_with_duplicated_cases_is_flagged_and_compares_with_itself(tmp_path):
+    rec = multi_seed_run("run-a")
+    dup = rec.model_copy(update={"cases": rec.cases + rec.cases[:2]})
+    path = write(tmp_path, "dup", dup)
+    with pytest.warns(UserWarning, match=r"dup\.json: holds 2 case\(s\) more than once"):
+        side = load_side(path)
+    cmp = compare_records(side, side, files={"run-a": str(path)})
+    assert cmp.exit_code == 0 and not rows(cmp, verdict="regressed")
+    assert any("dup.json" in w and "more than once" in w for w in cmp.warnings)
+
+
+def test_lack_of_power_is_inconclusive_and_gates_only_on_request(tmp_path):
+    """Means 0.01 apart (< margin 0.02) but a spread that shows nothing: neither non-inferior nor inferior."""
+    noisy = [0.70, 0.99, 0.80, 0.95, 0.75]
+    b, c = accuracy_records(noisy, [v - 0.01 for v in [0.99, 0.70, 0.95, 0.80, 0.75]], cand_seeds=range(5, 10))
+    cmp = compare_records([b], [c])
+    row = rows(cmp, "accuracy:accuracy")[0]
+    assert row.verdict == "inconclusive" and row.note.startswith("inconclusive: more seeds") and row.p_value > 0.05
+    assert row.ci_low < -0.02 < row.ci_high and cmp.exit_code == 0 and not row.fails
+    strict = compare_records([b], [c], parse_fail_on("accuracy,inconclusive"))
+    assert strict.exit_code == 1 and [f.metric for f in strict.failures] == ["accuracy:accuracy"]
+    assert compare_records([b], [c], parse_fail_on("params,inconclusive")).exit_code == 0  # accuracy not gating
+    pb, pc = write(tmp_path, "b", b), write(tmp_path, "c", c)
+    assert compare_command(pb, pc) == 0 and compare_command(pb, pc, "accuracy,inconclusive") == 1
+
+
+def test_fail_on_inconclusive_grammar():
+    th = parse_fail_on("inconclusive")
+    assert th.inconclusive and th.gating == frozenset(DEFAULT_CHECKS)  # alone: every metric, as with no spec
+    th = parse_fail_on("params, accuracy:-0.05 ,inconclusive")
+    assert th.inconclusive and th.gating == {"params", "accuracy"} and th["accuracy"].margin == 0.05
+    assert not parse_fail_on("params").inconclusive
+    for bad, msg in (("inconclusive,inconclusive", "named twice"), ("none,params", "must stand alone"),
+                     ("inconclusive:yes", "unknown metric")):
+        with pytest.raises(InputError, match=msg):
+            parse_fail_on(bad)
+
+
+def test_deeply_nested_json_is_refused_naming_the_file(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"deep\.json: .*nested deeper"):
+        compare_command(deep, deep)
+    shallow_in_record = tmp_path / "d2" / "r.json"  # parses, but nests far deeper than any record
+    shallow_in_record.parent.mkdir()
+    shallow_in_record.write_text('{"schema_version": 1, "run_id": "x", "machine": ' + '{"a": ' * 500 + "1"
+                                 + "}" * 500 + "}")
+    with pytest.raises(InputError, match=r"r\.json: .*nested deeper"):
+        compare_command(shallow_in_record.parent, shallow_in_record.parent)
+
+
+def nan_timing(rec: RunRecord, which: int, n_nan: int | None = None) -> RunRecord:
+    """``rec`` with the train_time samples of case ``which`` made NaN (all of them, or the first ``n_nan``)."""
+    cases = list(rec.cases)
+    cr = cases[which]
+    s = list(cr.train_time.samples)
+    s[: len(s) if n_nan is None else n_nan] = [float("nan")] * (len(s) if n_nan is None else n_nan)
+    cases[which] = cr.model_copy(update={"train_time": cr.train_time.model_copy(
+        update={"samples": s, "median": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")})})
+    return rec.model_copy(update={"cases": cases})
+
+
+def test_nan_timing_samples_are_dropped_with_a_warning_naming_file_and_case(tmp_path, capsys):
+    base, cand = timing_records(n_cases=2)
+    pb = write(tmp_path, "base", nan_timing(base, 0))  # all NaN on one case
+    pc = write(tmp_path, "cand", nan_timing(cand, 1, n_nan=5))  # some NaN on another
+    assert compare_command(pb, pc) == 0
+    out = capsys.readouterr().out
+    assert "base.json" in out and "cand.json" in out and "not finite" in out
+    cmp = compare_records(load_side(pb), load_side(pc), files={base.run_id: str(pb)})
+    label0 = base.cases[0].case.label
+    row0 = [r for r in rows(cmp, "train_time") if r.label == label0][0]
+    assert row0.verdict == "new" and "only in the candidate" in row0.note  # no timing verdict without a sample
+    row1 = [r for r in rows(cmp, "train_time") if r.label == base.cases[1].case.label][0]
+    assert row1.verdict == "unchanged" and row1.n_candidate == 15 and np.isfinite(row1.p_value)
+    assert any("base.json" in w and label0 in w and "20 of 20" in w for w in cmp.warnings)
+
+
+def test_all_nan_on_both_sides_gives_no_timing_verdict():
+    base, cand = timing_records(n_cases=1)
+    cmp = compare_records([nan_timing(base, 0)], [nan_timing(cand, 0)])
+    assert not rows(cmp, "train_time") and cmp.exit_code == 0
+    assert fdr([float("nan"), 0.01]) == pytest.approx([1.0, 0.02])  # an undefined p shows nothing
+
+
+def test_a_seed_lost_on_one_side_pairs_on_the_common_seeds():
+    """Baseline seed 0 has no finite accuracy: seed 1 is compared with seed 1, never with the candidate's seed 0."""
+    b, c = accuracy_records([float("nan"), 0.90], [0.50, 0.90])
+    row = rows(compare_records([b], [c]), "accuracy:accuracy")[0]
+    assert row.verdict == "unchanged" and row.n_baseline == row.n_candidate == 1
+    assert row.change == pytest.approx(0.0, abs=1e-12) and "common seeds" in row.note
+    # the common seeds too few (1 of 4): unpaired, as before
+    b, c = accuracy_records([0.9, 0.91, 0.89, 0.9], [0.9, 0.91, 0.89, 0.9], cand_seeds=[3, 10, 11, 12])
+    assert "Welch" in rows(compare_records([b], [c]), "accuracy:accuracy")[0].method
+
+
+def test_markdown_escapes_record_strings(tmp_path):
+    evil = '<script>alert(1)</script><img src=x onerror=alert(2)>![t](http://x/t.png)'
+    case = make_case(device=evil)
+    b = record([result(case, samples(np.random.default_rng(0), .01))], "base")
+    c = record([result(case, status="failed", reason=evil)], "cand")
+    cmp = compare_records([b], [c], baseline_name=[evil])
+    from gru_bench.compare_output import to_markdown
+    md = to_markdown(cmp)
+    assert "<script" not in md and "<img" not in md and "![" not in md
+    assert md.count("&lt;script&gt;") >= 3  # label, note, baseline name: shown, inert
+    md_path = tmp_path / "s.md"
+    compare_command(write(tmp_path, "b", b), write(tmp_path, "c", c), markdown=md_path)
+    text = md_path.read_text()
+    assert "<script" not in text and "onerror=alert(2)&gt;" in text and "<details>" in text
+# ----------------------------------------------------------------------------------------------- time-to-target
+def target_result(seed: int, steps_to_target: int | None, budget: int = 400, status: str = "ok") -> CaseResult:
+    c = make_case(seed=seed, steps=budget)
+    acc = Accuracy(metric="mse", final_metric=0.01, final_loss=0.01, baseline_loss=1 / 6, target_loss=1 / 60,
+                   steps_to_target=steps_to_target, eval_every=50)
+    return CaseResult(case=c, case_id=c.case_id, status=status, params=1234, params_backend=1234,
+                      flops_forward=5e6, flops_train_step=1.5e7, accuracy=acc)
+
+
+def target_rows(base_steps, cand_steps, fail_on="steps_to_target:25%"):
+    b = record([target_result(i, s) for i, s in enumerate(base_steps)], "b")
+    c = record([target_result(i, s) for i, s in enumerate(cand_steps)], "c")
+    res = compare_records([b], [c], parse_fail_on(fail_on))
+    return [r for r in res.rows if r.metric == "steps_to_target"], res
+
+
+def test_time_to_target_median_with_censoring_and_log_rank():
+    # baseline: 100, 150, 200, 150 -> KM median 150. Candidate: 300, 350, unsolved, unsolved (censored at 400) ->
+    # F(350) = 1/2: median 350; ratio 2.33 ≥ 1.25 and the log-rank test says later
+    (row,), res = target_rows([100, 150, 200, 150], [300, 350, None, None])
+    assert (row.baseline, row.candidate) == (150, 350) and row.change == pytest.approx(350 / 150, rel=1e-12)
+    assert row.verdict == "regressed" and row.gating and res.exit_code == 1
+    assert row.p_value < 0.05 and "2/4" in row.note and row.unit == "steps"
+
+
+def test_time_to_target_not_reached_by_half_is_a_regression_and_the_reverse_an_improvement():
+    (row,), _ = target_rows([100], [None])  # one seed a side: the threshold rule alone
+    assert row.candidate is None and row.verdict == "regressed" and "no longer reached" in row.note
+    (row,), _ = target_rows([None], [100])
+    assert row.verdict == "improved"
+    (row,), res = target_rows([100, 100], [110, 120])  # within 1.25x: unchanged
+    assert row.verdict == "unchanged" and res.exit_code == 0
+
+
+def test_time_to_target_without_the_check_does_not_gate():
+    (row,), res = target_rows([100], [None], fail_on="params")
+    assert row.verdict == "regressed" and not row.gating and res.exit_code == 0
+
+
+def test_version_1_side_has_no_time_to_target_row_to_gate():
+    b = record([target_result(0, 100)], "b")
+    c = record([target_result(0, 100)], "c")
+    b.cases[0].accuracy.target_loss = None  # what a migrated version-1 record holds
+    b.cases[0].accuracy.steps_to_target = None
+    res = compare_records([b], [c], parse_fail_on("steps_to_target"))
+    (row,) = [r for r in res.rows if r.metric == "steps_to_target"]
+    assert row.verdict == "new" and not row.fails
+
+
+def test_steps_to_target_check_parses_as_a_factor():
+    from gru_bench.checks import TargetCheck
+    assert parse_check("steps_to_target:1.5x") == TargetCheck("steps_to_target", 1.5)
+    assert parse_check("steps_to_target:20%").factor == pytest.approx(1.2)
+    with pytest.raises(InputError, match="steps_to_target:0.5x"):
+        parse_check("steps_to_target:0.5x")

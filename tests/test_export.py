@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -74,3 +75,35 @@ def test_export_command(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("[1, 2")
     with pytest.raises(InputError, match="bad.json"):
         export_command(tmp_path / "bad.json", "bmf", None)
+
+
+def test_nan_timing_samples_are_dropped_with_a_warning_naming_the_file(tmp_path, capsys):
+    """All-NaN samples made scipy/json fail without naming a file; now they are dropped, the file named."""
+    nan = float("nan")
+    rec = record("r1", [0.010, 0.011, 0.012])
+    cr = rec.cases[0]
+    half = cr.model_copy(update={
+        "train_time": timing([0.010, nan, 0.012, float("inf")]).model_copy(update={"ci_low": nan, "ci_high": nan}),
+        "forward_time": timing([nan, nan]).model_copy(update={"median": nan, "ci_low": nan, "ci_high": nan})})
+    path = tmp_path / "nan.json"
+    path.write_text(rec.model_copy(update={"cases": [half, rec.cases[1]]}).model_dump_json())
+    for fmt in ("github-smaller", "bmf"):
+        assert export_command([path], fmt, tmp_path / f"{fmt}.json") == 0
+        err = capsys.readouterr().err
+        assert re.search(r"^warning: \S*nan\.json: .*2 of 4 train_time samples are not finite", err, re.M), err
+        assert "2 of 2 forward_time" in err
+    entries = json.loads((tmp_path / "github-smaller.json").read_text())
+    train = [e for e in entries if e["name"].endswith("train_time")][0]
+    assert train["value"] == pytest.approx(11.0) and "n=2 samples" in train["extra"]  # median of 10, 12 ms
+    assert not [e for e in entries if e["name"].endswith("forward_time")]  # no finite sample: no timing
+    bmf = json.loads((tmp_path / "bmf.json").read_text())
+    m = next(iter(bmf.values()))
+    assert "forward-latency" not in m and m["latency"]["lower_value"] == pytest.approx(0.010 * 1e9)
+
+
+def test_deeply_nested_json_is_refused_naming_the_file(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"deep\.json: .*nested deeper"):
+        export_command([deep], "bmf", tmp_path / "out.json")
+    assert not (tmp_path / "out.json").exists()

@@ -11,6 +11,7 @@ run label is a script tag.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import math
@@ -711,3 +712,139 @@ def test_report_from_a_real_run(tmp_path_factory):
         [str(exe), "report", str(out / "tables"), "-o", str(out / "x")], capture_output=True, text=True, timeout=600
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+# ---------------------------------------------------------------------- reliability review (issue 14)
+def test_deeply_nested_json_in_a_folder_is_skipped_with_a_warning(tmp_path):
+    d = tmp_path / "runs"
+    d.mkdir()
+    (d / "run.json").write_text(tiny_record(seeds=(0,)).model_dump_json())
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    err = io.StringIO()
+    index = build_report([d], tmp_path / "report", stderr=err)
+    assert index.stat().st_size > 0 and "deep.json" in err.getvalue() and "nested deeper" in err.getvalue()
+    with pytest.raises(InputError, match=r"deep\.json"):
+        build_report([d / "deep.json"], tmp_path / "report2", stderr=io.StringIO())
+
+
+_KILL_AT = r"""
+import os, signal, sys
+from pathlib import Path
+import gru_bench.report as rep
+where, inputs, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+if where == "index-write":  # killed while index.html is being written: the file exists, truncated
+    real = Path.write_text
+    def write_text(self, text, *a, **kw):
+        if self.name == "index.html":
+            with open(self, "w") as f:
+                f.write(text[:100]); f.flush()
+            die()
+        return real(self, text, *a, **kw)
+    Path.write_text = write_text
+elif where == "tables":  # killed among the tables, after the plots
+    real_csv = rep.Table.to_csv
+    def to_csv(self, path, *a, **kw):
+        real_csv(self, path, *a, **kw)
+        if self.name == "speed":
+            die()
+    rep.Table.to_csv = to_csv
+elif where == "swap":  # killed in the swap: plots/ and tables/ already new, index.html not yet
+    real_replace = os.replace
+    def replace(src, dst):
+        if Path(dst).name == "index.html":
+            die()
+        return real_replace(src, dst)
+    os.replace = replace
+rep.build_report([Path(inputs)], out)
+"""
+
+
+@pytest.mark.parametrize("where", ["index-write", "tables", "swap"])
+def test_a_report_killed_while_writing_leaves_the_old_report_whole(tmp_path, where):
+    """SIGKILL of a real process at the write: the folder holds the old report (or the new), never a 0-byte or
+    truncated index.html, nor emptied plots/ and tables/; the next build sweeps the leftovers."""
+    old_rec, new_rec = tmp_path / "old.json", tmp_path / "new.json"
+    old_rec.write_text(tiny_record(seeds=(0,), label="OLD-REPORT").model_dump_json())
+    new_rec.write_text(tiny_record(seeds=(0, 1), label="NEW-REPORT", run_id="new").model_dump_json())
+    out = tmp_path / "report"
+    (out / "notes.txt").parent.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+    build_report([old_rec], out, stderr=io.StringIO())
+    old_index = (out / "index.html").read_bytes()
+    old_plots = sorted(p.name for p in (out / "plots").iterdir())
+    old_tables = {p.name: p.read_bytes() for p in (out / "tables").iterdir()}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-c", _KILL_AT, where, str(new_rec), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]  # it really died by SIGKILL at the injection point
+    index = (out / "index.html").read_bytes()
+    assert index == old_index and b"OLD-REPORT" in index and index.rstrip().endswith(b"</html>")
+    if where == "swap":  # the folders were already swapped: new and complete, beside the (self-contained) old page
+        assert sorted(p.name for p in (out / "plots").iterdir()) == old_plots
+        assert set(p.name for p in (out / "tables").iterdir()) == set(old_tables)
+    else:
+        assert sorted(p.name for p in (out / "plots").iterdir()) == old_plots
+        assert {p.name: p.read_bytes() for p in (out / "tables").iterdir()} == old_tables
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    build_report([new_rec], out, stderr=io.StringIO())
+    assert b"NEW-REPORT" in (out / "index.html").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "notes.txt", "plots", "summary.md", "tables"]
+
+
+def test_stale_temp_folders_are_swept_but_a_live_build_keeps_its_own(tmp_path):
+    rec = tmp_path / "r.json"
+    rec.write_text(tiny_record(seeds=(0,)).model_dump_json())
+    out = tmp_path / "report"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out / f".gru-bench-report-{int(dead.stdout)}-abc"  # a build killed earlier: its process is gone
+    live = out / f".gru-bench-report-{os.getppid()}-xyz"  # a build still running (the parent is alive)
+    for d in (stale, live):
+        (d / "plots").mkdir(parents=True)
+    build_report([rec], out, stderr=io.StringIO())
+    assert not stale.exists() and live.is_dir() and (out / "index.html").stat().st_size > 0
+# ------------------------------------------------------------------------------------------- time-to-target
+def _tt_record() -> RunRecord:
+    """GRU seeds reach the target at 100, 200 and never (budget 300); LSTM seeds at 250 and never."""
+    out = []
+    for cell, variant, hits in (("gru", "reset_after", [100, 200, None]), ("lstm", "standard", [250, None])):
+        for seed, hit in enumerate(hits):
+            c = Case(backend="numpy", cell=cell, variant=variant, task="adding", seq_len=10, hidden=16, steps=300,
+                     eval_every=50, seed=seed)
+            held = Curve(step=[50, 100, 150, 200, 250, 300], loss=[0.1, 0.01, 0.02, 0.005, 0.004, 0.02],
+                         seconds=[0.1 * i for i in range(1, 7)], metric=[0.1, 0.01, 0.02, 0.005, 0.004, 0.02])
+            acc = Accuracy(metric="mse", final_metric=0.02, final_loss=0.02, baseline_loss=1 / 6,
+                           baseline_metric=1 / 6, curve=held, heldout=held, eval_every=50, target_loss=1 / 60,
+                           steps_to_target=hit, best_loss=0.004 + seed * 0.001, best_metric=0.004)
+            out.append(CaseResult(case=c, case_id=c.case_id, status="ok", accuracy=acc))
+    return RunRecord(run_id="tt", suite_name="tt", created="2026-01-01T00:00:00", cases=out)
+
+
+def test_groups_carry_kaplan_meier_time_to_target():
+    groups = groups_frame(cases_frame([_tt_record()]))
+    gru = groups[groups["cell"] == "gru"].iloc[0]
+    lstm = groups[groups["cell"] == "lstm"].iloc[0]
+    # GRU by hand: F(100) = 1/3, F(200) = 2/3 -> median 200; LSTM: F(250) = 1/2 -> median 250
+    assert (gru["median_steps_to_target"], gru["reached"], gru["n_tt"]) == (200, 2, 3)
+    assert (lstm["median_steps_to_target"], lstm["reached"], lstm["n_tt"]) == (250, 1, 2)
+    assert gru["solved_curve_step"] == [0, 100, 200, 300]
+    assert gru["solved_curve_frac"] == pytest.approx([0, 1 / 3, 2 / 3, 2 / 3], abs=1e-12)
+    assert gru["best_loss"] == pytest.approx(0.005, rel=1e-12)  # mean of 0.004, 0.005, 0.006
+
+
+def test_report_shows_time_to_target_and_reads_a_version_1_record(tmp_path):
+    from gru_bench.results import save_record
+
+    p = save_record(_tt_record(), tmp_path / "in" / "tt.json")
+    baseline = Path(__file__).resolve().parents[1] / "results" / "baselines" / "quick.json"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        index = build_report([p, baseline], tmp_path / "out")
+    page = index.read_text()
+    assert (tmp_path / "out" / "plots" / "solved_vs_step.png").is_file()
+    assert "Time to target" in page and "steps to target (median)" in page
+    acc = pd.read_csv(tmp_path / "out" / "tables" / "accuracy.csv")
+    assert sorted(acc["median_steps_to_target"].dropna()) == [200, 250]  # the v1 rows: no time-to-target
+    assert set(acc["reached_text"].dropna()) == {"2/3", "1/2"}
+    assert "schema version 1" in err.getvalue() and "schema version 1" in page
+    assert "input file(s) skipped" not in page  # an old record is read, not skipped

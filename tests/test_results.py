@@ -258,8 +258,8 @@ def test_sigkill_during_writes_never_leaves_a_half_record(tmp_path):
     ("\x00\x01garbage", "corrupt record"),
     ("[1, 2]", "not a gru-bench run record"),
     ('{"name": "package"}', "not a gru-bench run record"),
-    ('{"schema_version": 99, "run_id": "r"}', "schema_version=99: this gru-bench reads version 1"),
-    ('{"schema_version": 1, "run_id": "r"}', "not a valid gru-bench run record: suite_name: Field required"),
+    ('{"schema_version": 99, "run_id": "r"}', f"schema_version=99: this gru-bench reads version {SCHEMA_VERSION}"),
+    ('{"schema_version": 2, "run_id": "r"}', "not a valid gru-bench run record: suite_name: Field required"),
 ])
 def test_load_record_errors_name_the_file(tmp_path, content, match):
     p = tmp_path / "bad.json"
@@ -329,3 +329,72 @@ def test_load_results_empty_directory_is_an_error(tmp_path):
 
 def test_record_schema_version_is_written():
     assert json.loads(make_record().model_dump_json())["schema_version"] == SCHEMA_VERSION
+
+
+def test_deeply_nested_json_is_an_input_error_naming_the_file(tmp_path):
+    """A RecursionError (exit 1, no file named) before: now a one-line InputError, also inside a folder scan."""
+    d = tmp_path / "runs"
+    d.mkdir()
+    results.save_record(make_record(), d / "good.json")
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"deep\.json: not a gru-bench run record \(JSON nested deeper than 64"):
+        results.load_results(d)
+    (d / "deep.json").write_text('{"schema_version": %d, "run_id": "x", "suite": %s1%s}'
+                                 % (SCHEMA_VERSION, '{"a": ' * 300, "}" * 300))  # parses; far deeper than a record
+    with pytest.raises(InputError, match=r"deep\.json: .*nested deeper"):
+        results.load_record(d / "deep.json")
+    assert len(results.load_results(d / "good.json")) == 2
+
+
+def test_a_record_with_duplicated_cases_is_flagged_on_load(tmp_path):
+    rec = make_record(n_ok=2)
+    dup = rec.model_copy(update={"cases": rec.cases + [rec.cases[0]]})
+    path = results.save_record(dup, tmp_path / "dup.json")
+    with pytest.warns(UserWarning, match=r"dup\.json: holds 1 case\(s\) more than once .* 2 times"):
+        df = results.load_results(path)
+    assert len(df) == 4  # every result kept: nothing measured is dropped
+    import warnings as _w
+    with _w.catch_warnings():
+        _w.simplefilter("error")  # a clean record loads without a warning
+        results.load_record(results.save_record(rec, tmp_path / "ok.json"))
+# ------------------------------------------------------------------------------------------- schema migration
+BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "quick.json"
+
+
+def test_version_1_record_loads_with_a_warning_and_its_new_fields_none():
+    assert json.loads(BASELINE.read_text())["schema_version"] == 1  # the CI baseline is a version-1 record
+    with pytest.warns(results.SchemaWarning, match=r"quick\.json: schema version 1 \(this gru-bench writes 2\)"):
+        rec = load_record(BASELINE)
+    assert rec.schema_version == SCHEMA_VERSION == 2 and rec.migrated_from == 1
+    accs = [c.accuracy for c in rec.cases if c.accuracy is not None]
+    assert accs, "the baseline has accuracy phases"
+    for a in accs:
+        assert (a.heldout, a.target_loss, a.steps_to_target, a.seconds_to_target, a.best_loss, a.eval_every) == (
+            None,) * 6
+        assert a.final_loss is not None and a.curve.step  # what version 1 measured is all there
+    for c in rec.cases:  # ids stay stable: the new Case field at its default is not hashed
+        assert c.case.stop_at_target is False and c.case.case_id == c.case_id
+    raw = json.loads(BASELINE.read_text())
+    assert [c.accuracy.final_loss for c in rec.cases if c.accuracy] == [
+        c["accuracy"]["final_loss"] for c in raw["cases"] if c.get("accuracy")]
+
+
+def test_current_record_loads_without_a_schema_warning(tmp_path):
+    p = save_record(make_record(), tmp_path / "r.json")
+    import warnings as _w
+    with _w.catch_warnings():
+        _w.simplefilter("error", results.SchemaWarning)
+        rec = load_record(p)
+    assert rec.migrated_from is None
+
+
+def test_time_to_target_fields_round_trip(tmp_path):
+    rec = make_record()
+    acc = rec.cases[0].accuracy
+    acc.eval_every, acc.target_loss, acc.steps_to_target, acc.seconds_to_target = 50, 1 / 60, 100, 1.0
+    acc.best_loss, acc.best_metric, acc.best_step = 0.005, 0.005, 100
+    acc.heldout = Curve(step=[50, 100], loss=[0.05, 0.005], seconds=[0.5, 1.0], metric=[0.05, 0.005])
+    back = load_record(save_record(rec, tmp_path / "r.json"))
+    assert back.cases[0].accuracy == acc
+    row = load_results(tmp_path).iloc[0]
+    assert row["steps_to_target"] == 100 and row["heldout_loss"] == [0.05, 0.005] and row["best_step"] == 100

@@ -50,7 +50,9 @@ def faults(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- isolation
 @pytest.mark.slow
-def test_each_fault_gets_its_status_and_the_sweep_goes_on(faults):
+def test_each_fault_gets_its_status_and_the_sweep_goes_on(faults, monkeypatch):
+    kills = iter(range(100))  # every OOM-kill counter reading is higher than the last: the kernel saw OOM kills
+    monkeypatch.setattr("gru_bench.executors.local._oom_kills", lambda: {"memory.events": next(kills)})
     cases = [case(), case("segfault"), case("hang", timeout_s=4), case("nan"), case("oomkilled"), case("exiting"),
              case(cell="lstm", variant="standard")]
     got: list[CaseResult] = []
@@ -63,7 +65,7 @@ def test_each_fault_gets_its_status_and_the_sweep_goes_on(faults):
     assert got[1].reason == "worker died from SIGSEGV (Segmentation fault)"
     assert "time limit of 4 s" in got[2].reason and got[2].wall_s < 30
     assert got[2].params == got[1].params == got[0].params > 0  # from spec.py, though the worker never answered
-    assert got[4].reason.startswith("worker killed by SIGKILL")
+    assert got[4].reason.startswith("worker killed by SIGKILL: the OOM killer (oom_kill rose in memory.events)")
     assert got[5].reason == "worker exited with code 7 and no result: fatal: the framework gave up"
     assert got[6].train_time is not None and len(got[6].train_time.samples) == 3
 
@@ -251,3 +253,18 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cases(tmp_path):
     rest = open_run(str(journal.with_name(run_id + ".json")), out)  # resume from the partial record's path
     assert [c.case_id for c in rest.remaining] == [c.case_id for c in load_suite(suite).cases()][len(partial.cases):]
     rest.journal.close()
+
+
+def test_describe_shows_time_to_target():
+    from gru_bench.results import Accuracy, CaseResult
+    from gru_bench.runner import describe
+
+    c = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8, steps=300)
+    acc = Accuracy(metric="mse", final_metric=0.01, final_loss=0.01, baseline_loss=1 / 6, baseline_metric=1 / 6,
+                   target_loss=1 / 60, steps_to_target=150, seconds_to_target=1.234)
+    line = describe(CaseResult(case=c, case_id=c.case_id, status="ok", accuracy=acc))
+    assert "target at step 150 (1.23 s)" in line
+    acc.steps_to_target = acc.seconds_to_target = None
+    assert "target not reached" in describe(CaseResult(case=c, case_id=c.case_id, status="ok", accuracy=acc))
+    acc.target_loss = None  # a version-1 record: nothing said
+    assert "target" not in describe(CaseResult(case=c, case_id=c.case_id, status="ok", accuracy=acc))

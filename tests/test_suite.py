@@ -2,6 +2,8 @@
 expansion, command-line overrides, lookup by name, and the shipped suites."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -168,7 +170,7 @@ def test_cases_carry_every_key(tmp_path):
     ("batch_size", [4, 8]), ("dtype", ["float32", "float64"]), ("init", ["pytorch", "keras"]), ("steps", [0, 10]),
     ("lr", [0.1, 0.2]), ("optimizer", ["sgd", "adam"]), ("clip", [1.0, 2.0]), ("eval_every", [1, 2]),
     ("eval_batches", [1, 2]), ("seeds", [0, 1]), ("warmup", [0, 1]), ("repetitions", [1, 2]),
-    ("threads", [1, 2]), ("cell", ["gru", "lstm"]),
+    ("threads", [1, 2]), ("cell", ["gru", "lstm"]), ("stop_at_target", [False, True]),
 ])
 def test_every_grid_key_expands(key, values):
     base = {"name": "b", "backend": "numpy", "cell": "gru", "task": "adding", "seq_len": 10, "hidden": 8}
@@ -183,6 +185,24 @@ def test_every_grid_key_expands(key, values):
 def test_every_grid_key_is_tested():
     params = next(m for m in test_every_grid_key_expands.pytestmark if m.name == "parametrize").args[1]
     assert {k for k, _ in params} == set(GRID_KEYS)
+
+
+@pytest.mark.parametrize("given, expected", [(True, [True]), ("true", [True]), ("false,true", [False, True])])
+def test_stop_at_target_reads_booleans_and_command_line_words(given, expected):
+    base = {"name": "b", "backend": "numpy", "cell": "gru", "task": "adding", "seq_len": 10, "hidden": 8}
+    assert [c.stop_at_target for c in validate_suite({**base, "stop_at_target": given}).cases()] == expected
+    with pytest.raises(InputError, match="stop_at_target=1: expected true or false"):
+        validate_suite({**base, "stop_at_target": 1})
+
+
+def test_stop_at_target_at_its_default_keeps_the_case_id():
+    # the id of this case before stop_at_target existed (computed on the commit that added it, from the same fields)
+    base = {"name": "b", "backend": "numpy", "cell": "gru", "task": "adding", "seq_len": 10, "hidden": 8}
+    case = validate_suite(base).cases()[0]
+    d = case.model_dump(exclude={"timeout_s", "stop_at_target"})
+    assert case.case_id == hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    stopped = validate_suite({**base, "stop_at_target": True}).cases()[0]
+    assert stopped.case_id != case.case_id
 
 
 # ------------------------------------------------------------------------------------------------ overrides

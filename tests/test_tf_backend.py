@@ -356,6 +356,36 @@ def test_threads_and_quiet_logs_in_a_fresh_process():
     assert out.stderr.strip() == "", out.stderr
 
 
+@pytest.mark.slow
+def test_onednn_on_start_up_lines_never_reach_stderr():
+    """TF_ENABLE_ONEDNN_OPTS=1 forces the oneDNN-on path (what AVX-512 VNNI / AMX CPUs get by default), so this
+    means the same on every CPU: its banner and absl's pre-init notice are swallowed, oneDNN stays on, stderr empty."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    out = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["onednn_env"] == "1" and got["log_level"] == "2"
+    assert out.stderr.strip() == "", out.stderr
+
+
+def test_startup_filter_passes_on_what_is_not_noise():
+    """Known start-up lines are dropped; any other line written to fd 2 during the import reaches stderr."""
+    code = textwrap.dedent("""
+        import os, sys
+        from gru_bench.backends import _tf_env
+        with _tf_env._startup_noise_filtered():
+            os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
+            os.write(2, b"I0000 00:00:1.2 123 port.cc:153] oneDNN custom operations are on. You may see x.\\n")
+            os.write(2, b"real problem: libfoo.so not found\\n")
+            print("py side", file=sys.stderr)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == ["real problem: libfoo.so not found", "py side"]
+
+
 def test_log_level_default_and_user_setting(monkeypatch):
     """TF_CPP_MIN_LOG_LEVEL becomes 2 only when the user has not set it (TF is imported already: the rule is what
     is tested here; the fresh-process test above sees the effect)."""

@@ -8,6 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# fields left out of ``case_id`` while they hold this default value
+ID_OPTIONAL: dict[str, Any] = {"stop_at_target": False}
+
+
 class Case(BaseModel):
     """Everything that decides what a case measures. Two cases with equal fields are the same case
     (``case_id``), whichever run or machine they come from: ``compare`` and ``--resume`` match on it."""
@@ -29,8 +33,9 @@ class Case(BaseModel):
     lr: float = 1e-3
     clip: float | None = 1.0
     steps: int = 0  # training-step budget for accuracy; 0 = timing only
-    eval_every: int = 50  # loss-curve resolution (steps)
-    eval_batches: int = 4  # held-out batches for the final metric
+    eval_every: int = 50  # evaluation cadence (steps): a training-curve point and a held-out evaluation
+    eval_batches: int = 4  # held-out batches per evaluation
+    stop_at_target: bool = False  # end training at the first evaluation that reaches the target (time-to-target)
     seed: int = 0
     warmup: int = 3  # untimed training steps before timing
     repetitions: int = 20  # timed training steps (and forward passes)
@@ -39,13 +44,37 @@ class Case(BaseModel):
 
     @property
     def case_id(self) -> str:
-        """Stable 12-hex id of the configuration (timeout excluded: it limits, it does not change the result)."""
+        """Stable 12-hex id of the configuration (timeout excluded: it limits, it does not change the result).
+        Fields added after the first release (``ID_OPTIONAL``) count only when they differ from their default, so
+        the ids of existing records, resumes and baselines stay the same."""
         d = self.model_dump(exclude={"timeout_s"})
+        for k, default in ID_OPTIONAL.items():
+            if d.get(k) == default:
+                d.pop(k)
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     @property
     def label(self) -> str:
+        """Human-readable and distinct for distinct cases: the main keys, then every other field that differs
+        from its default (``steps=200 lr=0.01``), then the seed (last, so ``label.rsplit(" seed=")`` groups seeds).
+        ``threads`` and ``timeout_s`` are left out (a run's cases share them)."""
+        extra = "".join(f" {k}={getattr(self, k)}" for k in _LABEL_EXTRAS
+                        if getattr(self, k) != type(self).model_fields[k].default)
+        extra += "".join(f" {k}={self.options[k]}" for k in sorted(self.options) if k != "threads")
+        return f"{self._main_keys}{extra} seed={self.seed}"
+
+    @property
+    def short_label(self) -> str:
+        """The main keys and the seed only (the label before other fields were added; benchmark names in
+        ``export`` keep it, so dashboards fed by earlier versions stay continuous)."""
+        return f"{self._main_keys} seed={self.seed}"
+
+    @property
+    def _main_keys(self) -> str:
         v = "" if self.cell == "lstm" else f"[{self.variant}]"
         return (f"{self.backend}/{self.device} {self.cell}{v} {self.task} T={self.seq_len} H={self.hidden}"
-                f" L={self.num_layers} B={self.batch_size} {self.dtype} seed={self.seed}")
+                f" L={self.num_layers} B={self.batch_size} {self.dtype}")
+
+
+_LABEL_EXTRAS = ("init", "optimizer", "lr", "clip", "steps", "eval_every", "eval_batches", "warmup", "repetitions")

@@ -4,7 +4,10 @@ One check per metric (pytest-benchmark's ``--benchmark-compare-fail`` style). Ev
 its default check unless the spec names it; only the metrics the spec names *gate* (turn a regression into exit 1).
 With no spec at all (neither on the command line nor in the suite), every metric gates with its default.
 
-Grammar: comma-separated ``metric[:value]`` tokens; ``none`` alone gates nothing (report only).
+Grammar: comma-separated ``metric[:value]`` tokens; ``none`` alone gates nothing (report only). The token
+``inconclusive`` (no value) also fails the gate on an *inconclusive* verdict of a gating metric (accuracy/loss whose
+non-inferiority the test could neither show nor refute: too few seeds for its spread); alone it gates every metric,
+as no spec does. Without it an inconclusive verdict is reported and does not gate.
 
 =============  =======================================  ===========================================================
 metric         value                                    a regression is
@@ -17,6 +20,10 @@ memory         ``20%``, ``8MiB`` or ``20%+8MiB``        larger by more than the 
                (default 20%+1MiB)
 params, flops  none (``params`` or ``params:exact``)    any change at all (deterministic metrics)
 =============  =======================================  ===========================================================
+
+``steps_to_target`` (value ``25%`` or ``1.25x``, default 25%): a regression is a Kaplan–Meier median steps-to-target
+over seeds (``survival.py``) later by the factor, or no longer reached by half the seeds; with ≥ 2 seeds a side a
+one-sided log-rank test must also give p < α.
 
 The accuracy/loss margin is the worsening allowed, in the metric's own direction (accuracy may fall, mse/loss may
 rise); its sign is optional. A ``%`` margin is relative to the baseline's mean.
@@ -60,6 +67,18 @@ class TimeCheck(Check):
 
     def describe(self) -> str:
         return f"{self.metric}: slower by ≥ {self.factor:.3g}× and Mann-Whitney q < α"
+
+
+@dataclass(frozen=True)
+class TargetCheck(TimeCheck):
+    """Time-to-target over seeds: the Kaplan–Meier median steps-to-target (``survival.py``) must grow by
+    ``factor``, or stop being reached by half the seeds; with ≥ 2 seeds a side a log-rank test must agree."""
+
+    factor: float = 1.25
+
+    def describe(self) -> str:
+        return (f"{self.metric}: KM median over seeds later by ≥ {self.factor:.3g}× or no longer reached "
+                f"(≥ 2 seeds a side: and log-rank p < α)")
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ DEFAULT_CHECKS: dict[str, Check] = {
     "memory": MemoryCheck(),
     "params": ExactCheck("params"),
     "flops": ExactCheck("flops"),
+    "steps_to_target": TargetCheck("steps_to_target"),
 }
 METRICS = tuple(DEFAULT_CHECKS)
 
@@ -122,6 +142,7 @@ class Thresholds:
     checks: Mapping[str, Check] = field(default_factory=lambda: dict(DEFAULT_CHECKS))
     gating: frozenset[str] = frozenset(METRICS)
     source: str = "defaults"  # where they came from: "defaults", "--fail-on", "suite of <record>"
+    inconclusive: bool = False  # does an inconclusive verdict of a gating metric fail too? (token ``inconclusive``)
 
     def __getitem__(self, metric: str) -> Check:
         return self.checks[metric]
@@ -130,7 +151,7 @@ class Thresholds:
         return metric in self.gating
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "gating": sorted(self.gating),
+        return {"source": self.source, "gating": sorted(self.gating), "inconclusive_gates": self.inconclusive,
                 "checks": {m: c.to_dict() for m, c in self.checks.items()}}
 
 
@@ -150,12 +171,12 @@ def _parse_time(metric: str, value: str, token: str, option: str) -> Check:
         pct = float(m.group(1))
         if pct <= 0:
             raise _bad(token, f"percentage {value} must be positive (e.g. {metric}:10%)", option)
-        return TimeCheck(metric, 1.0 + pct / 100.0)
+        return type(DEFAULT_CHECKS[metric])(metric, 1.0 + pct / 100.0)
     if m := _FACTOR.match(value):
         factor = float(m.group(1))
         if factor <= 1.0:
             raise _bad(token, f"factor {value} must be above 1 (e.g. {metric}:1.1x)", option)
-        return TimeCheck(metric, factor)
+        return type(DEFAULT_CHECKS[metric])(metric, factor)
     raise _bad(token, f"value {value!r} not understood; expected a percentage (10%) or a factor (1.1x)", option)
 
 
@@ -217,15 +238,25 @@ def parse_fail_on(spec: str, option: str = "--fail-on", source: str | None = Non
     if spec.strip().lower() == "none":
         return Thresholds(checks, frozenset(), source or option)
     gating: set[str] = set()
+    inconclusive = False
     for token in spec.split(","):
         if not token.strip():
             raise InputError(f"{option} {spec!r}: empty token between commas")
+        if token.strip().lower() == "inconclusive":
+            if inconclusive:
+                raise _bad(token.strip(), "'inconclusive' is named twice", option)
+            inconclusive = True
+            continue
+        if token.strip().lower() == "none":
+            raise _bad(token.strip(), "'none' (gate nothing) must stand alone", option)
         check = parse_check(token, option)
         if check.metric in gating:
             raise _bad(token.strip(), f"metric {check.metric!r} is named twice", option)
         checks[check.metric] = check
         gating.add(check.metric)
-    return Thresholds(checks, frozenset(gating), source or option)
+    if not gating:  # "inconclusive" alone: every metric gates with its default, as with no spec
+        gating = set(METRICS)
+    return Thresholds(checks, frozenset(gating), source or option, inconclusive)
 
 
 def thresholds_from_suite(suite: Mapping[str, Any], where: str) -> Thresholds | None:

@@ -68,7 +68,7 @@ def _csv(value: Optional[str]) -> Optional[str]:
 
 @app.command()
 def run(
-    suite: Optional[str] = typer.Argument(None, help="A suite name (suites/NAME.toml) or a .toml path (default: quick)."),
+    suite: Optional[str] = typer.Argument(None, help="A suite name (suites/NAME.toml) or a .toml path (default: answer)."),
     backend: Optional[str] = typer.Option(None, help="Backends, comma-separated: numpy,torch,tf."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (comma-separated for several)."),
     cell: Optional[str] = typer.Option(None, help="gru,lstm"),
@@ -78,10 +78,14 @@ def run(
     seq_len: Optional[str] = typer.Option(None, "--seq-len", help="Sequence lengths T, e.g. 50,100."),
     steps: Optional[str] = typer.Option(None, help="Training-step budget for accuracy (0: timing only)."),
     seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2."),
+    stop_at_target: Optional[bool] = typer.Option(None, "--stop-at-target/--no-stop-at-target",
+                                                  help="End training at the first held-out evaluation under the "
+                                                       "target (time-to-target)."),
     repetitions: Optional[str] = typer.Option(None, help="Timed training steps (and forward passes) per case."),
     threads: Optional[str] = typer.Option(None, help="Intra-op threads of BLAS and the framework."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Where run records go (OUT/<machine-id>/...)."),
-    resume: Optional[str] = typer.Option(None, help="Finish an interrupted run: its id, record or journal path."),
+    resume: Optional[str] = typer.Option(None, help="Finish an interrupted run: its id, record or journal path, "
+                                                    "or a folder (its newest unfinished run)."),
     label: Optional[str] = typer.Option(None, help="Free text stored with the run and shown in reports."),
     executor: str = typer.Option("local", help="What runs the workers: local | ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
@@ -90,17 +94,25 @@ def run(
                                                     help="CPUs a CPU timing case reserves (--executor ray; default: "
                                                          "a whole node)."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
+    force: bool = typer.Option(False, "--force", help="Run cases whose estimated memory exceeds this machine's "
+                                                      "RAM (or the device's) anyway."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> int:
     """Run a suite: every case in a fresh worker process; a record under OUT; a GRU/LSTM table at the end."""
     from . import runner
     from .executors import get_executor
+    from .outdir import check_out_dir
     from .suite import load_suite
+
+    if resume is None:  # a resumed run writes beside its journal
+        check_out_dir(out_dir)
 
     overrides = {"backend": backend, "device": device, "cell": cell, "variant": variant, "task": task,
                  "hidden": hidden, "seq_len": seq_len, "steps": steps, "seeds": seeds, "repetitions": repetitions,
                  "threads": threads}
     overrides = {k: _csv(v) for k, v in overrides.items() if v is not None}
+    if stop_at_target is not None:
+        overrides["stop_at_target"] = stop_at_target
     ray_opts = {"address": ray_address, "cpus_per_case": ray_cpus_per_case}
     if executor == "ray":
         ex = get_executor(executor, **ray_opts)
@@ -119,9 +131,13 @@ def run(
         err.print(f"resuming [bold]{escape(run_.record.run_id)}[/]: {len(run_.done)} of {len(run_.plan)} cases "
                   f"already finished", highlight=False)
     else:
-        suite_ = load_suite(suite or "quick", overrides)
+        suite_ = load_suite(suite or "answer", overrides)
         if executor == "local":  # a cluster's devices are its nodes', not this machine's
             check_devices(suite_)
+            if not force:
+                from .capacity import check_suite
+
+                check_suite(suite_)
         err.print(f"suite [bold]{escape(suite_.name)}[/]: {len(suite_.cases())} cases; calibrating …", highlight=False)
         run_ = runner.new_run(suite_, out_dir, label)
         if run_.record.calibration is not None:
@@ -175,8 +191,22 @@ def _side(results: list[Any]) -> dict[str, Any] | None:
         "baseline": _median(a.baseline_metric for a in acc),
         "metric_name": acc[0].metric if acc else None,
         "solved": f"{sum(a.solved for a in acc)}/{len(acc)}" if acc else None,
+        "to_target": _to_target(results),
         "status": ",".join(statuses),
     }
+
+
+def _to_target(results: list[Any]) -> str:
+    """Time-to-target over seeds: the Kaplan–Meier median steps (unsolved seeds censored at their budget) and how
+    many seeds reached the target, e.g. ``150 (3/3)``; ``— (1/3)`` when fewer than half did; ``—`` unmeasured."""
+    from .survival import median_steps, seeds_of
+
+    steps, budgets = seeds_of(results)
+    if not budgets:
+        return "—"
+    median = median_steps(steps, budgets)
+    reached = f"({sum(s is not None for s in steps)}/{len(steps)})"
+    return f"{median:.0f} {reached}" if median is not None else f"— {reached}"
 
 
 def _fmt_bytes(n: float | None) -> str:
@@ -191,7 +221,7 @@ def _fmt_bytes(n: float | None) -> str:
 
 def _fmt_side(s: dict[str, Any] | None) -> list[str]:
     if s is None:
-        return ["—"] * 4
+        return ["—"] * 5
     step = f"{s['step'] * 1e3:.2f} ms" if s["step"] is not None else (s["status"] or "—")
     if s["status"] and s["step"] is not None:
         step += f" ({s['status']})"
@@ -202,7 +232,8 @@ def _fmt_side(s: dict[str, Any] | None) -> list[str]:
             metric += f" / {s['baseline']:.3g}"
         if s["solved"]:
             metric += f" ✓{s['solved']}" if not s["solved"].startswith("0/") else ""
-    return [f"{s['params']:,}" if s["params"] is not None else "—", step, _fmt_bytes(s["mem"]), metric]
+    return [f"{s['params']:,}" if s["params"] is not None else "—", step, _fmt_bytes(s["mem"]), metric,
+            s["to_target"]]
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -212,17 +243,20 @@ def _ratio(a: float | None, b: float | None) -> str:
 def summary_table(cases: list[Any]) -> Table:
     """GRU and LSTM side by side for each configuration (seeds aggregated by the median), with GRU/LSTM ratios.
 
-    Metric columns read ``final / trivial baseline`` and ``✓k/n`` when k of n seeds solved the task."""
+    Metric columns read ``final / trivial baseline`` and ``✓k/n`` when k of n seeds solved the task; "to target"
+    columns the Kaplan–Meier median steps to the first held-out evaluation under the target and ``(k/n)`` seeds
+    that reached it (``survival.py``)."""
     groups: dict[tuple, dict[str, list[Any]]] = {}
     for r in cases:
         key = tuple(getattr(r.case, k) for k in CONFIG_KEYS)
         side = "lstm" if r.case.cell == "lstm" else f"gru[{r.case.variant}]"
         groups.setdefault(key, {}).setdefault(side, []).append(r)
-    t = Table(title="GRU vs LSTM (median over seeds; metric: final / baseline)", title_justify="left")
+    t = Table(title="GRU vs LSTM (median over seeds; metric: final / baseline; to target: KM median steps "
+                    "(seeds that reached it))", title_justify="left")
     for col in ("backend", "task", "T", "H", "GRU variant"):
         t.add_column(col, no_wrap=True)
-    for col in ("GRU params", "GRU step", "GRU mem", "GRU metric", "LSTM params", "LSTM step", "LSTM mem",
-                "LSTM metric"):
+    for col in ("GRU params", "GRU step", "GRU mem", "GRU metric", "GRU to target", "LSTM params", "LSTM step",
+                "LSTM mem", "LSTM metric", "LSTM to target"):
         t.add_column(col, justify="right")
     for col in ("params ×", "time ×", "mem ×"):
         t.add_column(f"GRU/LSTM {col}", justify="right")
@@ -243,8 +277,10 @@ def summary_table(cases: list[Any]) -> Table:
 
 # ---------------------------------------------------------------------------------------- info and list
 @app.command()
-def info(debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
-    """Backends and devices usable here, library versions, and the reason for each that is not usable."""
+def info(check: bool = typer.Option(False, "--check", help="Start each framework to test its devices (slow)."),
+         debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
+    """Library versions (read from the installed metadata) and the backends installed here; ``--check`` starts
+    each framework to say which backend/device pairs are usable, and why the others are not."""
     from .backends import backend_names, unavailable_reason
     from .results import machine_id, machine_manifest
 
@@ -268,12 +304,37 @@ def info(debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
         for d in devices:
             if d == "cuda" and not _cuda_driver_present():
                 reason: str | None = "no NVIDIA driver found"
+            elif not check:
+                cells.append(_installed_cell(name, d))
+                continue
             else:
                 reason = unavailable_reason(name, d)
             cells.append("[green]usable[/]" if reason is None else f"[dim]{escape(reason)}[/]")
         t.add_row(name, *cells)
     out.print(t)
     return ExitStatus.OK
+
+
+# the module each built-in framework backend imports; found on disk without importing it (info without --check)
+_FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tf": "tensorflow"}
+
+
+def _installed_cell(name: str, device: str) -> str:
+    """One ``info`` cell without starting a framework: installed (not started) or the missing module."""
+    from importlib.util import find_spec
+
+    from .backends import plugins
+
+    module = _FRAMEWORK_MODULE.get(name) or plugins().get(name, ("", "", None))[0]
+    try:
+        found = bool(module) and find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return f"[dim]{escape(module or name)} not installed[/]"
+    if name == "numpy" and device == "cpu":
+        return "[green]usable[/]"
+    return "[yellow]installed[/] [dim](--check to start it)[/]"
 
 
 @app.command("list")
@@ -318,7 +379,10 @@ def report(
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:
         raise InputError(f"report input {missing[0]!r} does not exist: expected a run record .json or a folder")
+    from .outdir import check_out_dir
     from .report import build_report
+
+    check_out_dir(out_dir, "-o")
 
     index = build_report(list(inputs), out_dir, title)
     err.print(f"report: {index}", highlight=False)
@@ -364,22 +428,42 @@ def _is(exc: BaseException, class_name: str) -> bool:
     return any(k.__name__ == class_name for k in type(exc).__mro__)
 
 
+def _record_warnings() -> Any:
+    """Warnings about the records read (an older schema version) as one ``warning:`` line each on stderr."""
+    import warnings
+
+    from .results import SchemaWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if issubclass(category, SchemaWarning):
+            err.print(f"[yellow]warning[/]: {escape(_one_line(str(message)))}", highlight=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script: run the command, map what happened to an ``ExitStatus``."""
+    import warnings
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        rv = app(args=args, prog_name="gru-bench", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _record_warnings()
+            rv = app(args=args, prog_name="gru-bench", standalone_mode=False)
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED
     except Exception as e:
         if _is(e, "UsageError"):  # bad flags, missing arguments; no arguments at all: the help was shown
             message = _one_line(e.format_message())
             ctx = getattr(e, "ctx", None)
-            if message:
-                err.print(f"[red]error[/]: {escape(message)}", highlight=False)
-                if ctx is not None:
-                    err.print(f"see: {escape(ctx.command_path)} --help", highlight=False)
+            if message:  # one line, the pointer to the help included
+                hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+                err.print(f"[red]error[/]: {escape(message + hint)}", highlight=False)
             return ExitStatus.USAGE
         if _is(e, "Abort"):
             return ExitStatus.INTERRUPTED

@@ -1,6 +1,7 @@
 """Baseline vs candidate: match cases by configuration, test each metric, give verdicts and an exit code.
 
-Per case and metric the verdict is one of ``improved / unchanged / regressed / new / missing / failed``:
+Per case and metric the verdict is one of ``improved / unchanged / regressed / inconclusive / new / missing /
+failed`` (``inconclusive``: the test could neither show nor refute non-inferiority; it gates only on request):
 
 * timing (``train_time``, ``forward_time``): a one-sided Mann-Whitney U test on the raw samples *and* the ratio of
   medians candidate/baseline against a minimum factor (default 1.10); a seeded bootstrap CI of the ratio; the
@@ -11,6 +12,11 @@ Per case and metric the verdict is one of ``improved / unchanged / regressed / n
   weights, same batches), Welch's otherwise; with one value per side, or no spread in the differences
   (deterministic runs), an exact/threshold comparison instead, and the row says so.
 * ``params``/``flops``: exact; ``memory``: a change must exceed both a relative and an absolute tolerance.
+
+A case that appears more than once on a side (several runs of one suite in a folder, interleaved CI rounds) is
+pooled: its timing samples together, its accuracy/loss as the mean per seed, so the seeds still pair the sides; a
+record that holds one case twice is warned about. Non-finite timing samples (NaN, inf) are dropped with a warning
+naming the record and the case; a case with no finite sample has no timing verdict.
 
 The thresholds are check objects (``checks.py``). Only gating metrics turn a regression into exit code 1; a
 candidate case that fails (crash, divergence, timeout, OOM) where the baseline did not always does.
@@ -30,14 +36,16 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 from scipy import stats
 
-from .case import Case
-from .checks import ExactCheck, MarginCheck, MemoryCheck, Thresholds, TimeCheck, parse_fail_on, thresholds_from_suite
+from .case import ID_OPTIONAL, Case
+from . import survival
+from .checks import DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryCheck, Thresholds, TimeCheck, parse_fail_on, thresholds_from_suite
 from .errors import InputError
 from . import results
 from .results import CaseResult, RunRecord
 
-Verdict = Literal["improved", "unchanged", "regressed", "new", "missing", "failed"]
-VERDICTS: tuple[Verdict, ...] = ("failed", "regressed", "missing", "new", "improved", "unchanged")  # worst first
+Verdict = Literal["improved", "unchanged", "regressed", "inconclusive", "new", "missing", "failed"]
+VERDICTS: tuple[Verdict, ...] = ("failed", "regressed", "inconclusive", "missing", "new", "improved",
+                                 "unchanged")  # worst first
 ALPHA = 0.05
 N_BOOTSTRAP = 2000
 TIME_METRICS = ("train_time", "forward_time")
@@ -85,7 +93,9 @@ def fdr(pvalues: Sequence[float]) -> list[float]:
     """Benjamini-Hochberg adjusted p-values (q-values), in the same order."""
     if not len(pvalues):
         return []
-    return [float(q) for q in stats.false_discovery_control(np.asarray(pvalues, dtype=float), method="bh")]
+    p = np.asarray(pvalues, dtype=float)
+    p = np.where(np.isfinite(p), np.clip(p, 0.0, 1.0), 1.0)  # an undefined p-value shows nothing
+    return [float(q) for q in stats.false_discovery_control(p, method="bh")]
 
 
 @dataclass(frozen=True)
@@ -130,13 +140,18 @@ def margin_test(baseline: Sequence[float], candidate: Sequence[float], margin: f
 
 
 # -------------------------------------------------------------------------------------------------- loading
-def load_side(path: Path, name: str = "record") -> list[RunRecord]:
+def load_side(path: Path, name: str = "record", files: dict[str, str] | None = None) -> list[RunRecord]:
     """A record file, or every run record under a directory (their cases pooled); ``InputError`` naming the file
-    that is missing, corrupt or not a record."""
+    that is missing, corrupt or not a record. ``files``, if given, gets run id -> file for each record."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{name}={str(path)!r}: no such file or directory; expected a run record or a folder of them")
-    return [results.load_record(p) for p in results.record_files(path)]
+    out = []
+    for p in results.record_files(path):
+        out.append(results.load_record(p))
+        if files is not None:
+            files.setdefault(out[-1].run_id, str(p))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- machines
@@ -179,6 +194,9 @@ def case_key(result: CaseResult) -> str:
 def group_key(case: Case) -> str:
     """Cases that differ only by their seed share this key (accuracy is compared across seeds)."""
     d = case.model_dump(exclude={"seed", "timeout_s"})
+    for k, default in ID_OPTIONAL.items():  # as in case_id: later fields count only off their default
+        if d.get(k) == default:
+            d.pop(k)
     return "g" + hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:11]
 
 
@@ -209,13 +227,44 @@ class _Entry:
         return next((r.reason for r in self.results if r.reason), "") or ""
 
 
-def _index(records: list[RunRecord], scales: list[float]) -> dict[str, _Entry]:
+def _where(rec: RunRecord, files: dict[str, str]) -> str:
+    return f"{files[rec.run_id]} (run {rec.run_id})" if rec.run_id in files else f"run {rec.run_id}"
+
+
+def _index(records: list[RunRecord], scales: list[float], side: str, files: dict[str, str],
+           warn: list[str]) -> dict[str, _Entry]:
+    """case id -> every result of that case on this side (several runs of a suite pool); a record holding one case
+    more than once is named in a warning (all its results are kept and pooled, as separate runs would be)."""
     out: dict[str, _Entry] = {}
     for rec, scale in zip(records, scales):
+        seen: dict[str, int] = defaultdict(int)
         for cr in rec.cases:
             e = out.setdefault(case_key(cr), _Entry())
             e.results.append(cr)
             e.scales.append(scale)
+            seen[case_key(cr)] += 1
+        dup = [cid for cid, n in seen.items() if n > 1]
+        if dup:
+            warn.append(f"{side} {_where(rec, files)} holds {len(dup)} case(s) more than once (e.g. "
+                        f"{next(c.case.label for c in rec.cases if case_key(c) == dup[0])}): their results are "
+                        "pooled as separate runs")
+    return out
+
+
+def _finite_samples(side: str, e: _Entry, metric: str, files_of: dict[int, str], warn: list[str]) -> list[float]:
+    """The scaled timing samples of ``metric`` over the ok runs of a case, non-finite ones dropped with a warning."""
+    out: list[float] = []
+    for r, s in e.ok:
+        st = getattr(r, metric)
+        if st is None:
+            continue
+        x = np.asarray(st.samples, dtype=float)
+        bad = int((~np.isfinite(x)).sum())
+        if bad:
+            where = files_of.get(id(r), "a record")
+            warn.append(f"{side} {where}: {r.case.label}: {bad} of {x.size} {metric} samples are not finite "
+                        f"(NaN/inf): dropped" + ("; no timing verdict from this run" if bad == x.size else ""))
+        out += [float(t) * s for t in x[np.isfinite(x)]]
     return out
 
 
@@ -243,10 +292,12 @@ class Row:
     unit: str = ""
     method: str = ""
     note: str = ""
+    inconclusive_gates: bool = False  # the gate asked for it (``--fail-on ...,inconclusive``)
 
     @property
     def fails(self) -> bool:
-        return self.gating and self.verdict in ("regressed", "failed")
+        return self.gating and (self.verdict in ("regressed", "failed")
+                                or (self.verdict == "inconclusive" and self.inconclusive_gates))
 
 
 @dataclass
@@ -330,11 +381,14 @@ def _status_row(key: str, base: _Entry | None, cand: _Entry | None, th: Threshol
     return None
 
 
-def _timing_rows(key: str, base: _Entry, cand: _Entry, th: Thresholds, seed: int) -> list[Row]:
+def _timing_rows(key: str, base: _Entry, cand: _Entry, th: Thresholds, seed: int,
+                 files_of: dict[int, str] | None = None, warn: list[str] | None = None) -> list[Row]:
     rows = []
+    files_of = {} if files_of is None else files_of
+    warn = [] if warn is None else warn
     for metric in TIME_METRICS:
-        a = [t * s for r, s in base.ok if (st := getattr(r, metric)) is not None for t in st.samples]
-        b = [t * s for r, s in cand.ok if (st := getattr(r, metric)) is not None for t in st.samples]
+        a = _finite_samples("baseline", base, metric, files_of, warn)
+        b = _finite_samples("candidate", cand, metric, files_of, warn)
         if not a and not b:
             continue
         label = cand.case.label
@@ -442,18 +496,34 @@ def _margin_verdict(t: MarginTest, margin: float, alpha: float) -> tuple[Verdict
         return "improved", f"better by more than {margin:.4g} (p={t.p_superior:.2g})"
     if t.p_inferior < alpha:
         return "unchanged", f"non-inferior within {margin:.4g} (p={t.p_inferior:.2g})"
-    return "regressed", (f"non-inferiority within {margin:.4g} not shown (p={t.p_inferior:.2g}); "
-                         "more seeds or a wider margin give the test power")
+    if t.ci_high is not None and t.ci_high < -margin:  # the one-sided 95 % bound: worse beyond the margin, shown
+        return "regressed", f"worse beyond the margin {margin:.4g}: the 90 % CI lies below −{margin:.4g}"
+    return "inconclusive", (f"inconclusive: more seeds (non-inferiority within {margin:.4g} neither shown nor "
+                            f"refuted, p={t.p_inferior:.2g}; more seeds or a wider margin give the test power)")
 
 
-def _values(pairs: list[tuple[Case, CaseResult]], getter) -> dict[int, list[float]]:
-    """seed -> the finite values of that seed (one per run)."""
+def _values(pairs: list[tuple[Case, CaseResult]], getter) -> dict[int, float]:
+    """seed -> the mean of that seed's finite values (one per run: repeated runs of a seed are pooled, so the seed
+    still pairs the two sides)."""
     out: dict[int, list[float]] = defaultdict(list)
     for case, r in pairs:
         v = getter(r.accuracy)
         if v is not None and math.isfinite(v):
             out[case.seed].append(float(v))
-    return out
+    return {s: float(np.mean(v)) for s, v in out.items()}
+
+
+def _pairing(va: dict[int, float], vb: dict[int, float]) -> tuple[list[int] | None, str]:
+    """The seeds to pair on: all of them when both sides hold the same seeds; the common ones when they make at least
+    half of each side (a seed lost on one side, e.g. to a NaN, must not turn the test into one of different seeds);
+    ``None`` (unpaired, Welch) otherwise. And a note naming the seeds left out."""
+    common = sorted(set(va) & set(vb))
+    if set(va) == set(vb):
+        return common, ""
+    if common and 2 * len(common) >= max(len(va), len(vb)):
+        left = sorted(set(va) ^ set(vb))
+        return common, f"paired on the common seeds; seed(s) {', '.join(map(str, left))} on one side only, left out"
+    return None, ""
 
 
 def _quality_rows(base: dict[str, _Entry], cand: dict[str, _Entry], th: Thresholds, alpha: float) -> list[Row]:
@@ -483,9 +553,10 @@ def _quality_rows(base: dict[str, _Entry], cand: dict[str, _Entry], th: Threshol
                 rows.append(Row(gkey, label, metric, check_name, "new" if vb else "missing", False,
                                 note=f"values only in the {'candidate' if vb else 'baseline'}"))
                 continue
-            paired = set(va) == set(vb) and all(len(va[s]) == len(vb[s]) == 1 for s in va)
-            a = [v for s in sorted(va) for v in va[s]]
-            b = [v for s in sorted(vb) for v in vb[s]]
+            pair_on, pair_note = _pairing(va, vb)
+            paired = pair_on is not None
+            a = [va[s] for s in (pair_on if paired else sorted(va))]
+            b = [vb[s] for s in (pair_on if paired else sorted(vb))]
             if higher is None:
                 rows.append(Row(gkey, label, metric, check_name, "unchanged", False, float(np.mean(a)),
                                 float(np.mean(b)), note=f"unknown direction of metric {metric_name!r}: not tested"))
@@ -496,6 +567,7 @@ def _quality_rows(base: dict[str, _Entry], cand: dict[str, _Entry], th: Threshol
             sign = 1.0 if higher else -1.0  # goodness = sign · value
             t = margin_test([sign * v for v in a], [sign * v for v in b], margin, paired, alpha)
             verdict, note = _margin_verdict(t, margin, alpha)
+            note = "; ".join(x for x in (note, pair_note) if x)
             lo, hi = (None, None) if t.ci_low is None else sorted((sign * t.ci_low, sign * t.ci_high))  # type: ignore
             rows.append(Row(gkey, label, metric, check_name, verdict, th.gates(check_name), float(np.mean(a)),
                             float(np.mean(b)), sign * t.diff, lo, hi, t.p_inferior, t.p_superior, None, len(a), len(b),
@@ -503,10 +575,60 @@ def _quality_rows(base: dict[str, _Entry], cand: dict[str, _Entry], th: Threshol
     return rows
 
 
+def _target_rows(base: dict[str, _Entry], cand: dict[str, _Entry], th: Thresholds, alpha: float) -> list[Row]:
+    """Time-to-target per configuration across seeds: the Kaplan–Meier median steps-to-target of each side (unsolved
+    seeds censored at their budget, ``survival.py``); a regression by ``th["steps_to_target"]``'s factor, or a
+    median no longer reached, and with ≥ 2 seeds a side a one-sided log-rank p < α as well."""
+    groups: dict[str, dict[str, list[CaseResult]]] = defaultdict(lambda: {"b": [], "c": []})
+    for side, index in (("b", base), ("c", cand)):
+        for e in index.values():
+            groups[group_key(e.case)][side].extend(e.results)
+    check = th.checks.get("steps_to_target", DEFAULT_CHECKS["steps_to_target"])
+    factor = getattr(check, "factor", 1.25)
+    rows = []
+    for gkey, sides in groups.items():
+        sb, sc = survival.seeds_of(sides["b"]), survival.seeds_of(sides["c"])
+        if not sb[1] and not sc[1]:
+            continue  # no time-to-target on either side (timing only, or version-1 records)
+        first = sides["c"] or sides["b"]
+        seeds = sorted({r.case.seed for r in first})
+        label = f"{group_label(first[0].case)} seeds={','.join(str(s) for s in seeds)}"
+        if not sb[1] or not sc[1]:
+            rows.append(Row(gkey, label, "steps_to_target", "steps_to_target", "new" if sc[1] else "missing", False,
+                            note=f"time-to-target only in the {'candidate' if sc[1] else 'baseline'}"))
+            continue
+        mb, mc = survival.median_steps(*sb), survival.median_steps(*sc)
+        p = survival.logrank_p_later(sc, sb) if min(len(sb[1]), len(sc[1])) >= 2 else None
+        p_sooner = survival.logrank_p_later(sb, sc) if p is not None else None
+        significant_later = p is None or p < alpha
+        significant_sooner = p_sooner is None or p_sooner < alpha
+        solved = f"reached by {sum(s is not None for s in sb[0])}/{len(sb[0])} → {sum(s is not None for s in sc[0])}" \
+                 f"/{len(sc[0])} seeds"
+        change = mc / mb if mb and mc is not None else None
+        if mb is None and mc is None:
+            verdict, note = "unchanged", f"median not reached on either side; {solved}"
+        elif mc is None:
+            verdict, note = ("regressed" if significant_later else "unchanged"), f"median no longer reached; {solved}"
+        elif mb is None:
+            verdict, note = ("improved" if significant_sooner else "unchanged"), f"median now reached; {solved}"
+        elif change is not None and change >= factor and significant_later:
+            verdict, note = "regressed", f"later by ≥ {factor:.3g}×; {solved}"
+        elif change is not None and change <= 1 / factor and significant_sooner:
+            verdict, note = "improved", f"sooner by ≥ {factor:.3g}×; {solved}"
+        else:
+            verdict, note = "unchanged", solved
+        method = "Kaplan–Meier median, unsolved seeds censored at the budget" + (", log-rank" if p is not None else "")
+        rows.append(Row(gkey, label, "steps_to_target", "steps_to_target", verdict, th.gates("steps_to_target"),
+                        mb, mc, change, None, None, p, p_sooner, None, len(sb[1]), len(sc[1]), "steps", method,
+                        note))
+    return rows
+
+
 def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], thresholds: Thresholds | None = None,
                     *, alpha: float = ALPHA, seed: int = 0, baseline_name: Iterable[str] = (),
-                    candidate_name: Iterable[str] = ()) -> Comparison:
-    """The comparison of two sides (each one or more run records, their cases pooled); pure, seeded."""
+                    candidate_name: Iterable[str] = (), files: dict[str, str] | None = None) -> Comparison:
+    """The comparison of two sides (each one or more run records, their cases pooled); pure, seeded. ``files``: run
+    id -> the file it came from (warnings name it)."""
     if not baseline or not candidate:
         raise InputError("compare: both sides need at least one run record")
     if not 0 < alpha < 1:
@@ -514,7 +636,10 @@ def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], thres
     warn: list[str] = []
     th = thresholds or _suite_thresholds(baseline, candidate) or Thresholds()
     sb, sc = _time_scales(baseline, candidate, warn)
-    base, cand = _index(baseline, sb), _index(candidate, sc)
+    files = files or {}
+    base = _index(baseline, sb, "baseline", files, warn)
+    cand = _index(candidate, sc, "candidate", files, warn)
+    files_of = {id(cr): _where(rec, files) for rec in baseline + candidate for cr in rec.cases}
     rows: list[Row] = []
     for key in list(base) + [k for k in cand if k not in base]:
         b, c = base.get(key), cand.get(key)
@@ -523,7 +648,8 @@ def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], thres
             rows.append(status)
             continue
         assert b is not None and c is not None
-        rows += _timing_rows(key, b, c, th, seed) + _memory_rows(key, b, c, th) + _exact_rows(key, b, c, th)
+        rows += _timing_rows(key, b, c, th, seed, files_of, warn)
+        rows += _memory_rows(key, b, c, th) + _exact_rows(key, b, c, th)
     _finish_timing(rows, th, alpha)
     busy = {side: sum(1 for rec in recs for c in rec.cases if c.load is not None and c.load.busy)
             for side, recs in (("baseline", baseline), ("candidate", candidate))}
@@ -531,6 +657,9 @@ def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], thres
         warn.append("cases timed on a busy machine (" + ", ".join(f"{n} in the {s}" for s, n in busy.items() if n)
                     + "): other processes competed for the CPU, so their timing verdicts are unreliable")
     rows += _quality_rows(base, cand, th, alpha)
+    rows += _target_rows(base, cand, th, alpha)
+    for r in rows:
+        r.inconclusive_gates = th.inconclusive
     rows.sort(key=lambda r: (VERDICTS.index(r.verdict), r.label, r.metric))
     return Comparison(rows, th, warn, list(baseline_name) or [r.run_id for r in baseline],
                       list(candidate_name) or [r.run_id for r in candidate], alpha)
@@ -551,9 +680,14 @@ def compare_command(baseline: Path, candidate: Path, fail_on: str | None = None,
     Raises ``InputError`` for usage and input errors (exit 2)."""
     from .compare_output import print_table, to_markdown
 
-    b, c = load_side(Path(baseline), "baseline"), load_side(Path(candidate), "candidate")
+    files: dict[str, str] = {}
+    with warnings.catch_warnings(record=True) as caught:  # into the comparison's warnings: printed and in the JSON
+        warnings.simplefilter("always")
+        b, c = load_side(Path(baseline), "baseline", files), load_side(Path(candidate), "candidate", files)
     th = parse_fail_on(fail_on) if fail_on is not None else None
-    result = compare_records(b, c, th, baseline_name=[str(baseline)], candidate_name=[str(candidate)])
+    result = compare_records(b, c, th, baseline_name=[str(baseline)], candidate_name=[str(candidate)], files=files)
+    loading = [str(w.message) for w in caught if "more than once" not in str(w.message)]  # compare names those
+    result.warnings[:0] = list(dict.fromkeys(loading))
     print_table(result)
     for path, text in ((markdown, lambda: to_markdown(result)),
                        (json_path, lambda: json.dumps(result.to_dict(), indent=1, allow_nan=False, default=str))):

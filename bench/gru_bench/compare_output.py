@@ -1,6 +1,8 @@
 """A comparison as people and CI read it: a rich table on the terminal and a Markdown summary (a CI job summary)."""
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -8,9 +10,10 @@ from rich.table import Table
 from .compare import Comparison, Row
 
 STYLE = {"improved": "green", "unchanged": "dim", "regressed": "bold red", "new": "cyan", "missing": "yellow",
-         "failed": "bold red"}
-ICON = {"improved": "🟢", "unchanged": "⚪", "regressed": "🔴", "new": "🆕", "missing": "🟡", "failed": "💥"}
-ALWAYS_SHOWN = ("train_time", "forward_time", "accuracy", "loss")  # checks shown even when unchanged
+         "failed": "bold red", "inconclusive": "magenta"}
+ICON = {"improved": "🟢", "unchanged": "⚪", "regressed": "🔴", "new": "🆕", "missing": "🟡", "failed": "💥",
+        "inconclusive": "❔"}
+ALWAYS_SHOWN = ("train_time", "forward_time", "accuracy", "loss", "steps_to_target")  # checks shown even when unchanged
 
 
 def _value(row: Row, v: float | None) -> str:
@@ -28,7 +31,7 @@ def _value(row: Row, v: float | None) -> str:
 def _change(row: Row) -> str:
     if row.change is None:
         return ""
-    if row.unit in ("s", "B", "FLOPs") or row.check == "params":
+    if row.unit in ("s", "B", "FLOPs", "steps") or row.check == "params":
         return f"×{row.change:.3f}"
     return f"{row.change:+.4g}"
 
@@ -53,6 +56,9 @@ def _note(row: Row) -> str:
     parts = [row.note] if row.note else []
     if row.verdict in ("regressed", "failed") and not row.gating:
         parts.append("not gating")
+    if row.verdict == "inconclusive" and row.gating:
+        parts.append("gating (--fail-on …,inconclusive)" if row.inconclusive_gates else
+                     "not gating (add 'inconclusive' to --fail-on to gate)")
     return "; ".join(parts)
 
 
@@ -95,8 +101,15 @@ def print_table(result: Comparison, console: Console | None = None) -> None:
     console.print(f"[{style}]{_headline(result)}[/]")
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]!|#~])")
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Record text (labels, paths, notes) as inert Markdown: HTML escaped as the report does (GitHub renders raw HTML
+    in job summaries and comments), Markdown's own syntax (links, images, code, tables) backslash-escaped, one line."""
+    text = " ".join(str(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _md_table(rows: list[Row]) -> list[str]:
@@ -113,7 +126,7 @@ def to_markdown(result: Comparison) -> str:
     """A GitHub-flavoured Markdown summary: headline, gate, warnings, gating failures, other changes, all rows."""
     ok = result.exit_code == 0
     lines = [f"### gru-bench compare: {'✅' if ok else '❌'} {_headline(result)}", "",
-             f"baseline `{', '.join(result.baseline)}` · candidate `{', '.join(result.candidate)}` · "
+             f"baseline {_md(', '.join(result.baseline))} · candidate {_md(', '.join(result.candidate))} · "
              f"α = {result.alpha}", "",
              f"**Gate** ({_md(result.thresholds.source)}): "
              + (", ".join(_md(result.thresholds[m].describe()) for m in sorted(result.thresholds.gating)) or "none"

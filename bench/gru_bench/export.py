@@ -7,13 +7,17 @@
   go to Bencher's built-in ``latency`` measure (nanoseconds) and ``forward-latency``; memory figures, the loss and
   the task metric get their own measures.
 
-The benchmark name is the case's label (its configuration). Cases that ran in several records (reruns, interleaved
-CI runs) are pooled: timings take the median of all raw samples and the widest record CI, the rest the mean.
-Only cases with status ok are exported.
+The benchmark name is the case's short label (its main keys and seed: stable across versions). Cases that ran in
+several records (reruns, interleaved CI runs) are pooled: timings take the median of all raw samples and the widest
+record CI, the rest the mean.
+Only cases with status ok are exported. Non-finite timing samples (NaN, inf) are dropped with a warning naming the
+record and the case; a case with no finite sample exports no timing.
 """
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -38,20 +42,33 @@ class _Pooled:
     quality: dict[str, list[float]] = field(default_factory=dict)  # "loss" and the task metric's name
 
 
-def _pool(records: Iterable[RunRecord]) -> list[_Pooled]:
+def _pool(records: Iterable[RunRecord], files: dict[str, str] | None = None) -> list[_Pooled]:
     out: dict[str, _Pooled] = {}
+    files = files or {}
     for rec in records:
         for cr in rec.cases:
             if cr.status != "ok":
                 continue
-            p = out.setdefault(cr.case.case_id, _Pooled(cr.case.label, cr.implementation))
+            p = out.setdefault(cr.case.case_id, _Pooled(cr.case.short_label, cr.implementation))
             if rec.git.commit:
                 p.commits.add(rec.git.commit[:12])
             for metric in ("train_time", "forward_time"):
                 st = getattr(cr, metric)
-                if st is not None and st.samples:
-                    p.times.setdefault(metric, []).extend(st.samples)
-                    p.cis.setdefault(metric, []).append((st.ci_low, st.ci_high))
+                if st is None or not st.samples:
+                    continue
+                x = np.asarray(st.samples, dtype=float)
+                fin = x[np.isfinite(x)]
+                if fin.size < x.size:
+                    warnings.warn(f"{files.get(rec.run_id, f'run {rec.run_id}')}: {cr.case.label}: "
+                                  f"{x.size - fin.size} of {x.size} {metric} samples are not finite (NaN/inf): "
+                                  "dropped", stacklevel=2)
+                if not fin.size:
+                    continue
+                p.times.setdefault(metric, []).extend(fin.tolist())
+                lo, hi = st.ci_low, st.ci_high
+                if not (np.isfinite(lo) and np.isfinite(hi)):  # the record's CI came from the bad samples
+                    lo, hi = float(fin.min()), float(fin.max())
+                p.cis.setdefault(metric, []).append((lo, hi))
             for m in cr.memory:
                 p.memory.setdefault(m.name, []).append(m.bytes)
             acc = cr.accuracy
@@ -68,10 +85,11 @@ def _time(p: _Pooled, metric: str) -> tuple[float, float, float, int]:
     return float(np.median(s)), min(c[0] for c in p.cis[metric]), max(c[1] for c in p.cis[metric]), len(s)
 
 
-def to_github_benchmark(records: Iterable[RunRecord], bigger_is_better: bool = False) -> list[dict[str, Any]]:
+def to_github_benchmark(records: Iterable[RunRecord], bigger_is_better: bool = False,
+                        files: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Entries for github-action-benchmark's ``customSmallerIsBetter`` (default) or ``customBiggerIsBetter``."""
     entries: list[dict[str, Any]] = []
-    for p in _pool(records):
+    for p in _pool(records, files):
         extra = "; ".join(x for x in (p.implementation, f"commit {', '.join(sorted(p.commits))}" if p.commits else "")
                           if x)
         if bigger_is_better:
@@ -96,10 +114,10 @@ def to_github_benchmark(records: Iterable[RunRecord], bigger_is_better: bool = F
     return entries
 
 
-def to_bmf(records: Iterable[RunRecord]) -> dict[str, dict[str, dict[str, float]]]:
+def to_bmf(records: Iterable[RunRecord], files: dict[str, str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """Bencher Metric Format: benchmark (the case label) -> measure slug -> value (and bounds)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for p in _pool(records):
+    for p in _pool(records, files):
         measures: dict[str, dict[str, float]] = {}
         for metric, slug in (("train_time", "latency"), ("forward_time", "forward-latency")):
             if metric in p.times:
@@ -117,12 +135,13 @@ def to_bmf(records: Iterable[RunRecord]) -> dict[str, dict[str, dict[str, float]
     return out
 
 
-def export(records: list[RunRecord], fmt: str) -> Any:
+def export(records: list[RunRecord], fmt: str, files: dict[str, str] | None = None) -> Any:
+    """``files``: run id -> the record's file, named in warnings."""
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if fmt == "bmf":
-        return to_bmf(records)
-    return to_github_benchmark(records, bigger_is_better=fmt == "github-bigger")
+        return to_bmf(records, files)
+    return to_github_benchmark(records, bigger_is_better=fmt == "github-bigger", files=files)
 
 
 def export_command(inputs: Path | list[Path], fmt: str, out: Path | None = None) -> int:
@@ -132,8 +151,15 @@ def export_command(inputs: Path | list[Path], fmt: str, out: Path | None = None)
     paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if fmt not in FORMATS:  # before reading anything
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    records = [results.load_record(p) for p in results.record_files(paths)]
-    text = json.dumps(export(records, fmt), indent=1, allow_nan=False)
+    with warnings.catch_warnings(record=True) as caught:  # one line each on stderr, not Python's warning format
+        warnings.simplefilter("always")
+        files = results.record_files(paths)
+        records = [results.load_record(p) for p in files]
+        names = {r.run_id: str(p) for r, p in zip(records, files)}
+        data = export(records, fmt, names)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    text = json.dumps(data, indent=1, allow_nan=False)
     if out is None:
         print(text)
         return 0

@@ -10,7 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .case import Case
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version history (``migrate`` reads every version listed here, with a ``SchemaWarning``):
+#   1: the first release.
+#   2: time-to-target (#11): Accuracy.eval_every, heldout, target_loss, steps/seconds_to_target, best_*;
+#      Case.stop_at_target. A version-1 record loads with these None (it never measured them).
 Status = Literal["ok", "skipped", "failed", "diverged", "timeout", "oom"]
 
 
@@ -44,20 +48,42 @@ class MemoryFigure(_Model):
 
 class Curve(_Model):
     step: list[int] = Field(default_factory=list)
-    loss: list[float] = Field(default_factory=list)  # training loss (mean over the last eval_every steps)
-    seconds: list[float] = Field(default_factory=list)  # training wall time since the first step
+    loss: list[float] = Field(default_factory=list)  # training: mean over the last eval_every steps; held-out: mean
+    seconds: list[float] = Field(default_factory=list)  # training wall time since the first step (evaluation excluded)
+    metric: list[float] | None = None  # held-out curve only: the task's metric at each point
 
 
 class Accuracy(_Model):
+    """What training reached. The headline is time-to-target (MLPerf style): the held-out loss is evaluated every
+    ``eval_every`` steps (and at the last step); ``steps_to_target``/``seconds_to_target`` are the step and the
+    training seconds (held-out evaluation excluded) of the first evaluation whose held-out loss is below
+    ``target_loss`` (the task's solved threshold, 10 % of the trivial baseline's loss), None when none was.
+    ``best_*`` is the evaluation with the lowest held-out loss (``best_metric`` the metric at that same point),
+    ``final_*`` the last evaluation (the step budget, or the target step under ``stop_at_target``).
+
+    ``steps_to_solve``/``seconds_to_solve`` are kept for readers of schema version 1 and equal ``*_to_target`` in
+    version-2 records (version 1 gated them on the training loss as well, so they could lie later than the first
+    held-out hit; a migrated version-1 record keeps them and has ``*_to_target`` None)."""
+
     metric: str  # the metric people read for the task, e.g. "mse", "accuracy"
-    final_metric: float | None = None  # on held-out seeded batches
-    final_loss: float | None = None  # held-out loss
+    final_metric: float | None = None  # on held-out seeded batches, at the last evaluation
+    final_loss: float | None = None  # held-out loss at the last evaluation
     baseline_loss: float  # the trivial baseline's loss
     baseline_metric: float | None = None
-    solved: bool = False  # final held-out loss below 10 % of the baseline loss
-    steps_to_solve: int | None = None
-    seconds_to_solve: float | None = None
-    curve: Curve = Field(default_factory=Curve)
+    solved: bool = False  # final held-out loss below target_loss
+    steps_to_solve: int | None = None  # = steps_to_target (schema 2); see the docstring
+    seconds_to_solve: float | None = None  # = seconds_to_target (schema 2)
+    curve: Curve = Field(default_factory=Curve)  # training loss
+    # schema version 2: time-to-target
+    eval_every: int | None = None  # evaluation cadence (steps); the last step is evaluated too
+    heldout: Curve | None = None  # held-out loss (and metric) at every evaluation point
+    target_loss: float | None = None  # held-out loss below this counts as solved (tasks.Task.target_loss)
+    steps_to_target: int | None = None  # first evaluation step with held-out loss < target_loss
+    seconds_to_target: float | None = None  # training seconds up to that step (evaluation excluded)
+    stopped_at_target: bool = False  # training ended at the target (Case.stop_at_target) before the budget
+    best_loss: float | None = None  # lowest held-out loss over the evaluations
+    best_metric: float | None = None  # the metric at that evaluation
+    best_step: int | None = None
 
 
 class Load(_Model):
@@ -105,6 +131,7 @@ class GitInfo(_Model):
 
 class RunRecord(_Model):
     schema_version: int = SCHEMA_VERSION
+    migrated_from: int | None = None  # the schema version the file was written in, when it was older (``migrate``)
     run_id: str
     suite_name: str
     suite: dict[str, Any] = Field(default_factory=dict)
@@ -372,13 +399,42 @@ def _first_error(e: Any) -> str:
     return f"{loc}: {err['msg']}"
 
 
+class SchemaWarning(UserWarning):
+    """A record of an older schema version was read: the fields added since are missing (None)."""
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 2 only adds optional fields (Accuracy time-to-target, Case.stop_at_target): their defaults stand for
+    # "not measured". steps_to_solve keeps its version-1 value (gated on the training loss too), *_to_target stay None.
+    return {**data, "schema_version": 2}
+
+
+MIGRATIONS: dict[int, Any] = {1: _from_v1}  # version -> function of the parsed record to the next version
+
+
+def migrate(data: dict[str, Any], where: str = "record") -> dict[str, Any]:
+    """An older record (a version in ``MIGRATIONS``) lifted to ``SCHEMA_VERSION`` with a ``SchemaWarning`` naming
+    ``where``; ``migrated_from`` says which version it was. A current record is returned as it is."""
+    version = data.get("schema_version")
+    if version == SCHEMA_VERSION or isinstance(version, bool) or version not in MIGRATIONS:
+        return data
+    warnings.warn(f"{where}: schema version {version} (this gru-bench writes {SCHEMA_VERSION}): read with the "
+                  f"fields added since (time-to-target, held-out curve) missing", SchemaWarning, stacklevel=3)
+    first = version
+    while data.get("schema_version") in MIGRATIONS:
+        data = MIGRATIONS[data["schema_version"]](data)
+    return {**data, "migrated_from": data.get("migrated_from") or first}
+
+
 def record_from_dict(data: Any, where: str = "record") -> RunRecord:
-    """A parsed JSON document -> ``RunRecord``, or ``InputError`` naming ``where`` and what is wrong."""
+    """A parsed JSON document -> ``RunRecord``, or ``InputError`` naming ``where`` and what is wrong. An older
+    schema version is migrated (``migrate``, with a ``SchemaWarning``)."""
     from pydantic import ValidationError
 
     if not isinstance(data, dict) or "schema_version" not in data or "run_id" not in data:
         raise InputError(f"{where}: not a gru-bench run record (expected a JSON object with schema_version and "
                          f"run_id)")
+    data = migrate(data, where)
     version = data["schema_version"]
     if version != SCHEMA_VERSION:
         raise InputError(f"{where}: schema_version={version!r}: this gru-bench reads version {SCHEMA_VERSION} "
@@ -388,6 +444,50 @@ def record_from_dict(data: Any, where: str = "record") -> RunRecord:
         return RunRecord.model_validate(data)
     except ValidationError as e:
         raise InputError(f"{where}: not a valid gru-bench run record: {_first_error(e)}") from None
+
+
+MAX_JSON_DEPTH = 64  # a record nests ~6 levels; anything far deeper is not one (and would exhaust the stack later)
+
+
+def _json_depth_exceeds(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Is a parsed JSON document nested deeper than ``limit`` (iteratively: no recursion)?"""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    """``json.loads`` with a one-line ``InputError`` naming ``path`` for invalid or absurdly nested JSON."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: corrupt record (invalid JSON at line {e.lineno} column {e.colno}: "
+                         f"{e.msg})") from None
+    except RecursionError:
+        too_deep = True
+    else:
+        too_deep = _json_depth_exceeds(data)
+    if too_deep:
+        raise InputError(f"{path}: not a gru-bench run record (JSON nested deeper than {MAX_JSON_DEPTH} levels)")
+    return data
+
+
+def _warn_duplicate_cases(record: RunRecord, where: str) -> None:
+    """A record holds each case once (a resume replaces, never appends): flag one that does not."""
+    counts: dict[str, int] = {}
+    for c in record.cases:
+        counts[c.case_id] = counts.get(c.case_id, 0) + 1
+    dup = {cid: n for cid, n in counts.items() if n > 1}
+    if dup:
+        label = next(c.case.label for c in record.cases if c.case_id in dup)
+        warnings.warn(f"{where}: holds {len(dup)} case(s) more than once (e.g. {label!r} "
+                      f"{dup[next(iter(dup))]} times): every result is kept; compare pools them as separate runs",
+                      stacklevel=3)
 
 
 def load_record(path: str | os.PathLike[str]) -> RunRecord:
@@ -400,18 +500,16 @@ def load_record(path: str | os.PathLike[str]) -> RunRecord:
         raise InputError(f"{path}: cannot be read: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: corrupt record (not UTF-8 text)") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: corrupt record (invalid JSON at line {e.lineno} column {e.colno}: {e.msg})") from None
-    return record_from_dict(data, where=str(path))
+    record = record_from_dict(_parse_json(text, path), where=str(path))
+    _warn_duplicate_cases(record, str(path))
+    return record
 
 
 def _is_record_file(path: Path) -> bool:
     """Cheap check for directory scans: a JSON object whose keys include schema_version and run_id."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return True  # let load_record name the problem: a corrupt record must not vanish from a report
     return isinstance(data, dict) and "schema_version" in data and "run_id" in data
 
@@ -451,8 +549,11 @@ CASE_COLUMNS = tuple(Case.model_fields) + ("case_id", "label")
 RESULT_COLUMNS = ("status", "reason", "implementation", "params", "params_backend", "flops_forward",
                   "flops_train_step", "node", "started_at", "wall_s", "warnings")
 TIMING_FIELDS = ("median", "iqr", "min", "mean", "ci_low", "ci_high", "gflops", "pct_peak", "n", "samples")
-ACCURACY_COLUMNS = ("metric", "final_metric", "final_loss", "baseline_loss", "baseline_metric", "solved",
-                    "steps_to_solve", "seconds_to_solve", "curve_step", "curve_loss", "curve_seconds")
+ACCURACY_SCALARS = ("metric", "final_metric", "final_loss", "baseline_loss", "baseline_metric", "solved",
+                    "steps_to_solve", "seconds_to_solve", "target_loss", "steps_to_target",
+                    "seconds_to_target", "stopped_at_target", "best_loss", "best_metric", "best_step")
+ACCURACY_COLUMNS = ACCURACY_SCALARS + ("curve_step", "curve_loss", "curve_seconds", "heldout_step", "heldout_loss",
+                                       "heldout_seconds", "heldout_metric")
 LOAD_COLUMNS = ("load_busy", "load_warning", "load_before_1m", "load_after_1m", "cpu_percent_before",
                 "cpu_percent_after")
 FIXED_COLUMNS = (RUN_COLUMNS + CASE_COLUMNS + RESULT_COLUMNS
@@ -497,9 +598,12 @@ def case_row(record: RunRecord, result: CaseResult, record_file: str | None = No
     for k in ACCURACY_COLUMNS:
         row[k] = None
     if acc is not None:
-        for k in ACCURACY_COLUMNS[:8]:
+        for k in ACCURACY_SCALARS:
             row[k] = getattr(acc, k)
         row["curve_step"], row["curve_loss"], row["curve_seconds"] = acc.curve.step, acc.curve.loss, acc.curve.seconds
+        if acc.heldout is not None:
+            row["heldout_step"], row["heldout_loss"] = acc.heldout.step, acc.heldout.loss
+            row["heldout_seconds"], row["heldout_metric"] = acc.heldout.seconds, acc.heldout.metric
     load = result.load
     row.update({"load_busy": load.busy if load else None, "load_warning": load.warning if load else None,
                 "load_before_1m": load.before[0] if load and load.before else None,

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import signal
+import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,16 +62,29 @@ class Journal:
         self._f: Any = None
 
     @classmethod
-    def create(cls, path: Path, header: dict[str, Any]) -> "Journal":
-        """A new journal holding only ``header``, written atomically (never a file without its header)."""
+    def create(cls, path: Path, header: dict[str, Any], exclusive: bool = False) -> "Journal":
+        """A new journal holding only ``header``, written atomically (never a file without its header).
+
+        The header goes to a temp file of a unique name first; ``exclusive`` then creates ``path`` with a hard link,
+        which fails with ``FileExistsError`` when ``path`` exists (two runs can never claim one run id), else the
+        temp file is renamed over ``path``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"type": "header", "journal_version": JOURNAL_VERSION, **header}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps({"type": "header", "journal_version": JOURNAL_VERSION, **header}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            if exclusive:
+                os.link(tmp, path)  # atomic create-if-absent, with its content already in place
+            else:
+                os.replace(tmp, path)
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         results.fsync_dir(path.parent)
         return cls(path)
 
@@ -159,6 +173,7 @@ class Run:
     record_path: Path
     journal: Journal
     notes: list[str] = field(default_factory=list)  # things to tell the user (resume details)
+    fresh: bool = False  # created by new_run: nothing of it existed before this process
 
     @property
     def remaining(self) -> list[Case]:
@@ -210,23 +225,74 @@ def new_run(suite: Any, out_dir: Path, label: str | None = None, calibrate: bool
         if threads:
             measure.fix_threads(threads)
         calibration = measure.calibrate(seconds=calibration_seconds)
+    git = results.git_info(PACKAGE_DIR)
     created = datetime.now(timezone.utc).replace(microsecond=0)
-    path = results.record_path(out_dir, machine, suite.name, created)
-    while path.exists() or journal_path_for(path).exists():  # two runs of one suite in the same second
-        created += timedelta(seconds=1)
+    while True:  # two runs of one suite in the same second: the first to create its journal gets the id
         path = results.record_path(out_dir, machine, suite.name, created)
-    record = RunRecord(run_id=path.stem, suite_name=suite.name, suite=suite.record(), label=label,
-                       created=created.isoformat(), machine_id=machine, machine=manifest, calibration=calibration,
-                       git=results.git_info(PACKAGE_DIR))
-    header = {"record": json.loads(record.model_dump_json()),
-              "plan": [c.model_dump(mode="json") for c in plan]}
-    journal = Journal.create(journal_path_for(path), header).acquire()
-    return Run(record=record, plan=plan, done={}, record_path=path, journal=journal)
+        record = RunRecord(run_id=path.stem, suite_name=suite.name, suite=suite.record(), label=label,
+                           created=created.isoformat(), machine_id=machine, machine=manifest,
+                           calibration=calibration, git=git)
+        header = {"record": json.loads(record.model_dump_json()),
+                  "plan": [c.model_dump(mode="json") for c in plan]}
+        created += timedelta(seconds=1)
+        if path.exists():
+            continue
+        try:
+            journal = Journal.create(journal_path_for(path), header, exclusive=True)
+        except FileExistsError:
+            continue
+        if path.exists():  # a run of this id finished (record written, then its journal removed) meanwhile
+            journal.path.unlink(missing_ok=True)
+            continue
+        journal.acquire()
+        return Run(record=record, plan=plan, done={}, record_path=path, journal=journal, fresh=True)
+
+
+def _is_unfinished_record(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and "run_id" in data and "cases" in data and data.get("finished") is None
+
+
+def unfinished_runs(folder: Path) -> list[Path]:
+    """The unfinished runs in ``folder`` (an ``--out`` folder or one machine's folder below it), newest first: each
+    run's journal, or its record where a partial record lost its journal. Newest = latest in the run id's UTC
+    timestamp (the file names sort by time)."""
+    folder = Path(folder)
+    runs: dict[Path, Path] = {}  # record path -> what stands for the run
+    for pattern in (f"*{JOURNAL_SUFFIX}", f"*/*{JOURNAL_SUFFIX}"):
+        for j in folder.glob(pattern):
+            if j.is_file():
+                runs[record_path_for(j)] = j
+    for pattern in ("*.json", "*/*.json"):
+        for r in folder.glob(pattern):
+            if r not in runs and r.is_file() and _is_unfinished_record(r):
+                runs[r] = r
+    return sorted(runs.values(), key=lambda f: (record_path_for(f).stem if f.name.endswith(JOURNAL_SUFFIX)
+                                                else f.stem, str(f)), reverse=True)
+
+
+def _run_in_folder(ref: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
+    """``--resume FOLDER``: its newest unfinished run, and the other unfinished ones."""
+    found = unfinished_runs(Path(ref))
+    if not found:
+        raise InputError(f"--resume {str(ref)!r}: no unfinished run in this folder (no {JOURNAL_SUFFIX} and no "
+                         f"partial record): expected the folder of an interrupted run, its id, record or journal")
+    return found[0], found[1:]
+
+
+def _run_id(path: Path) -> str:
+    return path.name[: -len(JOURNAL_SUFFIX)] if path.name.endswith(JOURNAL_SUFFIX) else path.stem
 
 
 def resolve_run(ref: str | os.PathLike[str], out_dir: Path) -> tuple[Path, Path]:
-    """``--resume RUN``: a run id (looked up under ``out_dir``), a record ``.json`` or a journal -> (record, journal)."""
+    """``--resume RUN``: a run id (looked up under ``out_dir``), a record ``.json``, a journal, or a folder holding
+    runs (its newest unfinished one) -> (record, journal)."""
     p = Path(ref)
+    if p.is_dir():
+        p = _run_in_folder(p)[0]
     if p.is_file():
         if p.name.endswith(JOURNAL_SUFFIX):
             return record_path_for(p), p
@@ -246,10 +312,29 @@ def resolve_run(ref: str | os.PathLike[str], out_dir: Path) -> tuple[Path, Path]
     return parent / f"{name}.json", parent / f"{name}{JOURNAL_SUFFIX}"
 
 
+KILLED_FROM_OUTSIDE = "worker killed by SIGKILL from outside"  # executors.local's reason; a resume retries it
+_UNCONFIRMED_OOM = "(probably the kernel's OOM killer)"  # what records before that distinction say
+
+
+def retry_on_resume(result: CaseResult) -> bool:
+    """A case ``--resume`` runs again although the journal holds its result: its worker was killed by someone else
+    (a stray ``kill -9``, a job scheduler), which says nothing about the case."""
+    reason = result.reason or ""
+    return ((result.status == "failed" and reason.startswith(KILLED_FROM_OUTSIDE))
+            or (result.status == "oom" and reason.endswith(_UNCONFIRMED_OOM)))
+
+
 def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
     """An interrupted run, ready to finish: the journal's planned cases minus the finished ones."""
-    record_path, jpath = resolve_run(ref, out_dir)
     notes: list[str] = []
+    if Path(ref).is_dir():
+        chosen, others = _run_in_folder(ref)
+        if others:
+            names = ", ".join(_run_id(o) for o in others)
+            notes.append(f"{str(ref)!r} holds {len(others) + 1} unfinished runs: resuming the newest, "
+                         f"{_run_id(chosen)}; the others: {names} (resume one with --resume ID)")
+        ref = chosen
+    record_path, jpath = resolve_run(ref, out_dir)
     if jpath.exists():
         journal = Journal(jpath).acquire()  # locked before reading: what it holds cannot change under us
         try:
@@ -280,6 +365,11 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
     done: dict[str, CaseResult] = {}
     for r in finished:
         done[r.case_id] = r  # a case journaled twice (should not happen) counts once: the latest
+    retry = [cid for cid, r in done.items() if retry_on_resume(r)]
+    for cid in retry:
+        del done[cid]
+    if retry:
+        notes.append(f"{len(retry)} case(s) whose worker was killed from outside (not by the OOM killer) run again")
     here = results.machine_id(results.machine_manifest())
     if machine is not None and machine != here:
         notes.append(f"this run started on machine {machine!r}; resuming on {here!r}: its timings mix two machines")
@@ -330,6 +420,9 @@ def describe(result: CaseResult) -> str:
     if acc is not None and acc.final_metric is not None:
         parts.append(f"{acc.metric} {acc.final_metric:.4g} (baseline {acc.baseline_metric:.4g})"
                      if acc.baseline_metric is not None else f"{acc.metric} {acc.final_metric:.4g}")
+    if acc is not None and acc.target_loss is not None:
+        parts.append(f"target at step {acc.steps_to_target} ({acc.seconds_to_target:.2f} s)"
+                     if acc.steps_to_target is not None else "target not reached")
     if result.reason:
         parts.append(f"[dim]— {escape(result.reason)}[/]")
     return "  ".join(parts)
@@ -366,6 +459,11 @@ def execute(run: Run, executor: Executor | None = None, console: Console | None 
             executor.run(remaining, run.record.calibration, on_result, stop, on_start)
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        run.journal.close()
+        if run.fresh and not run.done:  # e.g. Ray could not start: nothing ran, so no run is left behind
+            run.journal.path.unlink(missing_ok=True)
+        raise
     finally:
         run.journal.close()
     interrupted = interrupted or stop.requested or bool(run.remaining)
@@ -397,5 +495,6 @@ def resume(ref: str | os.PathLike[str], out_dir: Path, executor: Executor | None
     return execute(open_run(ref, out_dir), executor, console, progress)
 
 
-__all__ = ["FAILED_STATUSES", "JOURNAL_SUFFIX", "Journal", "Outcome", "Run", "describe", "execute",
-           "journal_path_for", "new_run", "open_run", "resolve_run", "resume", "run_suite"]
+__all__ = ["FAILED_STATUSES", "JOURNAL_SUFFIX", "KILLED_FROM_OUTSIDE", "Journal", "Outcome", "Run", "describe",
+           "execute", "journal_path_for", "new_run", "open_run", "resolve_run", "resume", "retry_on_resume",
+           "run_suite", "unfinished_runs"]

@@ -161,15 +161,32 @@ def _orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return q.T if rows < cols else q
 
 
-def _glorot(rng: np.random.Generator, fan_in: int, fan_out: int, shape: tuple[int, ...]) -> np.ndarray:
+INIT_CHUNK = 1 << 20  # values drawn at a time: the float64 draw of a big matrix never exists whole
+
+
+def _uniform(rng: np.random.Generator, low: float, high: float, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """``rng.uniform(low, high, shape).astype(dtype)``, value for value (the generator's stream is the same whether
+    drawn at once or in pieces), but drawn ``INIT_CHUNK`` values at a time into the ``dtype`` array."""
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)  # a view: out is contiguous
+    for start in range(0, flat.size, INIT_CHUNK):
+        stop = min(start + INIT_CHUNK, flat.size)
+        flat[start:stop] = rng.uniform(low, high, stop - start)
+    return out
+
+
+def _glorot(rng: np.random.Generator, fan_in: int, fan_out: int, shape: tuple[int, ...],
+            dtype: str = "float64") -> np.ndarray:
     limit = math.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, shape)
+    return _uniform(rng, -limit, limit, shape, dtype)
 
 
 def init_weights(spec: ModelSpec, seed: int, scheme: str = "pytorch", dtype: str = "float64") -> Weights:
     """Seeded initial weights in canonical layout.
 
-    Drawn in float64 and then cast, so one seed gives the same model in every dtype and every backend.
+    Drawn in float64 and then cast, so one seed gives the same model in every dtype and every backend (the uniform
+    draws go in chunks straight into the ``dtype`` arrays: a float32 model never holds a float64 copy; the
+    ``keras`` orthogonal kernels need their float64 QR whole).
 
     * ``"pytorch"``: every entry (head included) ~ U(−1/√H, 1/√H) (``nn.GRU``/``nn.LSTM``/``nn.Linear`` with fan-in H).
     * ``"keras"``: input kernels Glorot-uniform over Keras' ``(I, G·H)`` kernel, recurrent kernels orthogonal over
@@ -184,17 +201,17 @@ def init_weights(spec: ModelSpec, seed: int, scheme: str = "pytorch", dtype: str
     if scheme == "pytorch":
         bound = 1.0 / math.sqrt(H)
         for k, shape in shapes.items():
-            w[k] = rng.uniform(-bound, bound, shape)
+            w[k] = _uniform(rng, -bound, bound, shape, dtype)
     else:
         for k in range(spec.num_layers):
             In = spec.layer_input_size(k)
-            w[f"weight_ih_l{k}"] = _glorot(rng, In, G * H, (In, G * H)).T.copy()  # kernel (I, GH) -> (GH, I)
+            w[f"weight_ih_l{k}"] = _glorot(rng, In, G * H, (In, G * H), dtype).T.copy()  # kernel (I, GH) -> (GH, I)
             w[f"weight_hh_l{k}"] = _orthogonal(rng, H, G * H).T.copy()  # kernel (H, GH) -> (GH, H)
             w[f"bias_ih_l{k}"] = np.zeros(G * H)
             w[f"bias_hh_l{k}"] = np.zeros(G * H)
             if spec.cell == "lstm":
                 w[f"bias_ih_l{k}"][H : 2 * H] = 1.0  # forget gate rows [i; f; g; o]
-        w["head.weight"] = _glorot(rng, H, O, (H, O)).T.copy()
+        w["head.weight"] = _glorot(rng, H, O, (H, O), dtype).T.copy()
         w["head.bias"] = np.zeros(O)
     return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in w.items()}
 

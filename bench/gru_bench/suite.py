@@ -16,8 +16,10 @@ one ``Case`` per point and per seed. ``variant`` applies to GRU only: an LSTM po
 
 Keys, their defaults and what they mean are the fields of ``Suite`` below (``backend``, ``cell``, ``task``,
 ``seq_len`` and ``hidden`` are required). ``timeout_s`` takes one value: a time limit does not change what a case
-measures, so it is not a grid key. Command-line overrides use the same keys; a string value there may be a
-comma-separated list (``"numpy,torch"``). ``clip = false`` (or ``"none"``) turns gradient clipping off.
+measures, so it is not a grid key. It limits the whole worker process, from its start: the interpreter and the
+framework's import (seconds for torch or TensorFlow) count against it, so give a case room beyond its own steps.
+Command-line overrides use the same keys; a string value there may be a comma-separated list (``"numpy,torch"``).
+``clip = false`` (or ``"none"``) turns gradient clipping off.
 
 ``threads`` (the intra-op thread count of BLAS and the framework) is carried to the worker in
 ``Case.options["threads"]``, so it is part of the case and recorded with it.
@@ -93,6 +95,15 @@ def _device(value: str) -> str:
     return value
 
 
+def _bool(value: Any) -> Any:
+    """true/false, also as the words a command line gives (``"true"``, ``"false"``); not 0/1 or other strings."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
 def _clip(value: Any) -> Any:
     if value is False or value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
         return None
@@ -150,11 +161,12 @@ class Suite(BaseModel):
     clip: Grid(Clip) = [1.0]  # max global gradient norm; false = off
     eval_every: Grid(PosInt) = [50]
     eval_batches: Grid(PosInt) = [4]
+    stop_at_target: Grid(Annotated[bool, BeforeValidator(_bool)]) = [False]  # end training at the target
     seeds: Grid(NonNegInt) = [0]
     # timing
     warmup: Grid(NonNegInt) = [3]
     repetitions: Grid(PosInt) = [20]
-    timeout_s: PosFloat = 600.0  # per case; one value (a limit, not part of what a case measures)
+    timeout_s: PosFloat = 600.0  # per case, worker start-up and imports included; one value (a limit, not measured)
     threads: Grid(PosInt) = [2]
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -199,15 +211,16 @@ class Suite(BaseModel):
         seen: set[str] = set()
         grid = itertools.product(self.task, self.seq_len, self.hidden, self.num_layers, self.batch_size, self.dtype,
                                  self.backend, self.device, self.cell, self.init, self.optimizer, self.lr, self.clip,
-                                 self.steps, self.eval_every, self.eval_batches, self.warmup, self.repetitions,
-                                 self.threads)
+                                 self.steps, self.eval_every, self.eval_batches, self.stop_at_target, self.warmup,
+                                 self.repetitions, self.threads)
         for (task, T, H, L, B, dtype, backend, device, cell, init, opt, lr, clip, steps, eval_every, eval_batches,
-             warmup, reps, threads) in grid:
+             stop_at_target, warmup, reps, threads) in grid:
             for variant in (self.variant if cell == "gru" else ["standard"]):
                 for seed in self.seeds:
                     case = Case(backend=backend, device=device, cell=cell, variant=variant, task=task, seq_len=T,
                                 hidden=H, num_layers=L, batch_size=B, dtype=dtype, init=init, optimizer=opt, lr=lr,
-                                clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches, seed=seed,
+                                clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches,
+                                stop_at_target=stop_at_target, seed=seed,
                                 warmup=warmup, repetitions=reps, timeout_s=self.timeout_s,
                                 options={**self.options, "threads": threads})
                     if case.case_id not in seen:
@@ -291,6 +304,9 @@ def find_suite(path_or_name: str | os.PathLike[str]) -> Path:
     p = Path(path_or_name)
     if p.is_file():
         return p
+    if p.exists():  # a folder, a device (/dev/null), a pipe: there, but not a suite file
+        kind = "a folder" if p.is_dir() else "not a regular file"
+        raise InputError(f"suite file {str(p)!r} is {kind}: expected a path to a .toml file or a suite name")
     if p.suffix == ".toml" or len(p.parts) > 1:
         raise InputError(f"suite file {str(p)!r} does not exist: expected a path to a .toml file or a suite name")
     for d in _search_dirs():
@@ -307,6 +323,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}): expected a UTF-8 TOML file") from None
     except OSError as e:
         raise InputError(f"{path}: cannot be read: {e.strerror or e}") from None
 

@@ -73,9 +73,13 @@ class Task:
     def evaluate(self, yhat: np.ndarray, y: np.ndarray) -> dict[str, float]:
         raise NotImplementedError
 
+    def target_loss(self, seq_len: int) -> float:
+        """The solved threshold: 10 % of the trivial baseline's loss at this ``seq_len`` (time-to-target's target)."""
+        return float(SOLVED_FRACTION * self.baseline(seq_len)["loss"])
+
     def solved(self, loss: float, seq_len: int) -> bool:
         """True when ``loss`` (held-out) is below 10 % of the trivial baseline's loss at this ``seq_len``."""
-        return bool(loss < SOLVED_FRACTION * self.baseline(seq_len)["loss"])
+        return bool(loss < self.target_loss(seq_len))
 
     def _check_seq_len(self, seq_len: Any) -> None:
         _check_positive("seq_len", seq_len, self.min_seq_len)

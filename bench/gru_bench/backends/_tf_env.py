@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 from typing import Any
 
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
@@ -23,10 +24,73 @@ def quiet_import() -> tuple[Any, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the user's own setting wins
     if "keras" not in sys.modules:  # Keras picks its backend once, at import; this backend needs TensorFlow's
         os.environ["KERAS_BACKEND"] = "tensorflow"
-    import tensorflow as tf
-    import keras
-
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return sys.modules["tensorflow"], sys.modules["keras"]
+    with _startup_noise_filtered():
+        import tensorflow as tf
+        import keras
     return tf, keras
+
+
+# Lines TensorFlow's C++ side writes to fd 2 while it starts, before its log level applies (absl's pre-init
+# notice, the oneDNN banner, the CPU-feature notice); matched per line, anything else is passed on.
+_STARTUP_NOISE = (
+    re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"),
+    re.compile(r"^(?:[IW]\d{4} [\d:.]+\s+\d+ \S+\] |[\d\- :.]+: [IW] \S+\] )?"
+               r"oneDNN custom operations are on\..*"),
+    re.compile(r"^To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`\.?$"),
+    re.compile(r"^(?:[IW]\d{4} [\d:.]+\s+\d+ \S+\] |[\d\- :.]+: [IW] \S+\] )?"
+               r"This TensorFlow binary is optimized to use available CPU instructions.*"),
+    re.compile(r"^To enable the following instructions: .* in other operations, rebuild TensorFlow with the "
+               r"appropriate compiler flags\.$"),
+)
+
+
+def is_startup_noise(line: str) -> bool:
+    """Whether one stderr line is TensorFlow's known start-up noise (nothing the user needs)."""
+    return any(p.match(line.rstrip("\r\n")) for p in _STARTUP_NOISE)
+
+
+def drop_startup_noise(text: str) -> str:
+    """``text`` without the lines that are TensorFlow's start-up noise, every other line kept in order."""
+    return "".join(line for line in text.splitlines(keepends=True) if not is_startup_noise(line))
+
+
+class _startup_noise_filtered:
+    """Route fd 2 to a temp file for the block (C++ writes bypass ``sys.stderr``), then pass on what is not noise.
+
+    Only when the user has not asked for TF's logs (TF_CPP_MIN_LOG_LEVEL < 2 leaves stderr alone)."""
+
+    def __enter__(self) -> "_startup_noise_filtered":
+        self._saved = None
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2").strip() in ("0", "1"):
+            return self
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        try:
+            self._tmp = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._tmp.fileno(), 2)
+        except OSError:  # no fd 2 (or no temp dir): import as is
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is None:
+            return
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        kept = drop_startup_noise(self._tmp.read().decode("utf-8", "replace"))
+        self._tmp.close()
+        if kept:
+            os.write(2, kept.encode("utf-8"))
 
 
 def tf_device(device: str) -> str:

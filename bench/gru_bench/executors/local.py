@@ -1,12 +1,14 @@
 """Each case in a fresh ``python -m gru_bench.worker`` process on this machine, one at a time.
 
 A fresh process per case means framework state, thread pools and peak-memory counters never leak from one case
-into the next, and whatever kills the worker kills one case only:
+into the next, and whatever kills the worker kills one case only. Each case's files live in a temp folder
+``gru-bench-case-*`` marked with its owner; one left by a SIGKILLed run is removed when the next run starts.
 
 * over ``case.timeout_s`` (the whole worker, imports included): killed, status ``timeout``;
 * died by a signal (a segfault in native code): ``failed``, with the signal's name;
-* killed by SIGKILL that gru-bench did not send (the kernel's OOM killer; the cgroup's ``oom_kill`` counter, when
-  readable, confirms it): ``oom``;
+* killed by SIGKILL that gru-bench did not send: ``oom`` when an OOM-kill counter rose meanwhile (the cgroup's
+  ``memory.events`` / ``memory.oom_control``, or the kernel's ``/proc/vmstat``), else ``failed`` "killed by SIGKILL
+  from outside", which ``--resume`` runs again;
 * exited without a result: ``failed``, with the last line it printed.
 
 The worker runs in its own session, so a Ctrl-C at the terminal reaches the runner only; the runner then cancels
@@ -27,23 +29,108 @@ import time
 from pathlib import Path
 from typing import ClassVar, Sequence
 
+import psutil
+
 from ..case import Case
 from ..results import CaseResult, Calibration
+from ..runner import KILLED_FROM_OUTSIDE
 from ..worker import case_costs, now_iso, one_line
 from . import OnResult, OnStart, ShouldStop
 
-CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: "oom_kill N"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+VMSTAT = Path("/proc/vmstat")  # "oom_kill N": the kernel's OOM kills since boot, machine-wide (Linux >= 4.13)
+TEMP_PREFIX = "gru-bench-case-"
+OWNER_FILE = "owner.json"  # in each case's temp folder: the pid and start time of the process that made it
 
 
-def _oom_kills() -> int | None:
+def _counter(path: Path, key: str = "oom_kill") -> int | None:
     try:
-        for line in CGROUP_EVENTS.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
                 return int(value)
     except (OSError, ValueError):
         pass
     return None
+
+
+def _cgroup_event_files() -> list[Path]:
+    """This process's cgroup's OOM counters: cgroup v2 ``memory.events``, v1 ``memory.oom_control``."""
+    files: list[Path] = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:  # "0::/path" (v2) or "4:memory:/path" (v1)
+        _, controllers, rel = (line.split(":", 2) + ["", ""])[:3]
+        rel = rel.lstrip("/")
+        if controllers == "":
+            files.append(CGROUP_ROOT / rel / "memory.events")
+        elif "memory" in controllers.split(","):
+            files.append(CGROUP_ROOT / "memory" / rel / "memory.oom_control")
+    files += [CGROUP_ROOT / "memory.events", CGROUP_ROOT / "memory" / "memory.oom_control"]
+    return list(dict.fromkeys(files))
+
+
+def _oom_kills() -> dict[str, int]:
+    """Every OOM-kill counter readable here, by file: the worker's cgroup's and the kernel's. A SIGKILLed worker
+    was the OOM killer's when one of them rose while it ran."""
+    out: dict[str, int] = {}
+    for f in [*_cgroup_event_files(), VMSTAT]:
+        n = _counter(f)
+        if n is not None:
+            out[str(f)] = n
+    return out
+
+
+def _oom_verdict(before: dict[str, int], after: dict[str, int]) -> tuple[str, str]:
+    """(status, reason) of a worker that died from SIGKILL gru-bench did not send."""
+    rose = [f for f in before if f in after and after[f] > before[f]]
+    if rose:
+        return "oom", f"worker killed by SIGKILL: the OOM killer (oom_kill rose in {rose[0]})"
+    if before:
+        return "failed", (f"{KILLED_FROM_OUTSIDE} (no OOM kill counted by the kernel or the cgroup): "
+                          f"not a result of the case; --resume runs it again")
+    return "failed", (f"{KILLED_FROM_OUTSIDE} or by the OOM killer (no OOM counter readable here to tell): "
+                      f"--resume runs it again")
+
+
+def _alive(pid: int, create_time: float) -> bool:
+    try:
+        return abs(psutil.Process(pid).create_time() - create_time) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def _make_temp() -> Path:
+    """A case's temp folder, marked with its owner so that ``clean_stale_temps`` knows when it is abandoned."""
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    me = psutil.Process()
+    (tmp / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
+    return tmp
+
+
+def clean_stale_temps(root: str | os.PathLike[str] | None = None) -> int:
+    """Remove the case temp folders whose owner process is gone (it was SIGKILLed mid-case, so its ``finally``
+    never ran); the number removed. A folder without an owner file (being made, or from an older version) is
+    left alone unless it is a day old."""
+    removed = 0
+    for d in Path(root or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            if not d.is_dir() or d.is_symlink():
+                continue
+            owner = d / OWNER_FILE
+            if owner.exists():
+                o = json.loads(owner.read_text())
+                stale = not _alive(int(o["pid"]), float(o["create_time"]))
+            else:
+                stale = time.time() - d.stat().st_mtime > 86400
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            removed += not d.exists()
+    return removed
 
 
 def _signal_name(num: int) -> str:
@@ -78,7 +165,7 @@ def run_isolated(case: Case, calibration: Calibration | None = None, should_stop
 
     Reusable on its own, e.g. inside a cluster task, to keep the same isolation, time limit and statuses there.
     """
-    tmp = Path(tempfile.mkdtemp(prefix="gru-bench-case-"))
+    tmp = _make_temp()
     request, result, log = tmp / "request.json", tmp / "result.json", tmp / "worker.log"
     request.write_text(json.dumps({"case": case.model_dump(mode="json"),
                                    "calibration": calibration.model_dump(mode="json") if calibration else None}))
@@ -123,11 +210,8 @@ def run_isolated(case: Case, calibration: Calibration | None = None, should_stop
             return CaseResult.model_validate_json(result.read_text(encoding="utf-8"))
         rc, last = proc.returncode, _last_line(log)
         detail = f": {last}" if last else ""
-        if rc < 0 and -rc == signal.SIGKILL:
-            oom_after = _oom_kills()
-            confirmed = oom_before is not None and oom_after is not None and oom_after > oom_before
-            why = "the cgroup's oom_kill count rose" if confirmed else "probably the kernel's OOM killer"
-            return ended("oom", f"worker killed by SIGKILL ({why})")
+        if rc < 0 and -rc == signal.SIGKILL:  # not ours (a timeout or a cancel returned above)
+            return ended(*_oom_verdict(oom_before, _oom_kills()))
         if rc < 0:
             return ended("failed", f"worker died from {_signal_name(-rc)}")
         return ended("failed", f"worker exited with code {rc} and no result{detail}")
@@ -146,6 +230,7 @@ class LocalExecutor:
 
     def run(self, cases: Sequence[Case], calibration: Calibration | None, on_result: OnResult,
             should_stop: ShouldStop, on_start: OnStart | None = None) -> None:
+        clean_stale_temps()  # left by a run that was SIGKILLed mid-case
         for case in cases:
             if should_stop():
                 return

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -69,7 +72,8 @@ def _manifest(rec: RunRecord, path: Path) -> list[tuple[str, str]]:
         ("commit", rec.git.commit or "unknown"),
         ("dirty", "" if rec.git.dirty is None else str(rec.git.dirty)),
         ("branch", rec.git.branch or ""),
-        ("schema version", str(rec.schema_version)),
+        ("schema version", str(rec.schema_version) + (f" (read from version {rec.migrated_from})"
+                                                     if rec.migrated_from else "")),
         ("cases", str(len(rec.cases))),
     ]
     if rec.calibration:
@@ -126,11 +130,41 @@ def _case_warnings(cases: pd.DataFrame, runs: int) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _clear(directory: Path, suffixes: tuple[str, ...]) -> None:
-    if directory.is_dir():
-        for f in directory.iterdir():
-            if f.is_file() and f.suffix in suffixes:
-                f.unlink()
+_TMP_PREFIX = ".gru-bench-report-"  # the new report is built here, inside the output folder (same filesystem)
+REPORT_FILES = ("plots", "tables", "summary.md", "index.html")  # swapped in this order: index.html last
+
+
+def _swap_in(new: Path, out_dir: Path, trash: Path) -> None:
+    """Move the report built in ``new`` into ``out_dir``, item by item, each a rename: files replace the old ones
+    atomically (``os.replace``), folders are renamed aside then in. ``index.html`` (self-contained) goes last, so a
+    kill at any moment leaves a complete page, old or new. Other files in ``out_dir`` are left alone."""
+    for name in REPORT_FILES:
+        src, dst = new / name, out_dir / name
+        if not src.exists():
+            continue
+        if src.is_dir() and dst.exists():
+            os.replace(dst, trash / name)  # the old folder aside ...
+        os.replace(src, dst)  # ... the new one in (a file: replaced atomically)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _sweep_stale(out_dir: Path) -> None:
+    """Remove the temp folders of earlier builds that were killed mid-way (their process is gone; a build running
+    at the same time into the same folder keeps its own)."""
+    if out_dir.is_dir():
+        for d in out_dir.glob(f"{_TMP_PREFIX}*"):
+            pid = d.name[len(_TMP_PREFIX):].split("-", 1)[0]
+            if not (pid.isdigit() and _alive(int(pid))):
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def _history_table(series: pd.DataFrame) -> Table:
@@ -171,6 +205,7 @@ def _make_tables(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], no
 
 PLOTS = (
     "accuracy_vs_T",
+    "solved_vs_step",
     "learning_curves",
     "speed_vs_hidden",
     "speed_vs_seq_len",
@@ -191,6 +226,7 @@ def _make_plots(
         curves, left_out = plots.learning_curves(cases)
         made = {
             "accuracy_vs_T": plots.accuracy_vs_T(groups),
+            "solved_vs_step": plots.solved_vs_step(groups)[0],
             "learning_curves": curves,
             "speed_vs_hidden": plots.speed_vs_hidden(groups),
             "speed_vs_seq_len": plots.speed_vs_seq_len(groups),
@@ -259,9 +295,24 @@ def build_report(
     loaded = load_records(list(inputs), stderr=stderr if stderr is not None else sys.stderr)
     records, n_runs = loaded.records, len(loaded.records)
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(out_dir)
+    work = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=out_dir))
+    try:
+        _write_report(loaded, work, title, history)
+        trash = work / ".old"
+        trash.mkdir()
+        _swap_in(work, out_dir, trash)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out_dir / "index.html"
+
+
+def _write_report(loaded: Any, out_dir: Path, title: str | None, history: HistoryProvider | None) -> None:
+    """Every file of the report, into the (empty) folder ``out_dir``."""
+    records, n_runs = loaded.records, len(loaded.records)
     plot_dir, table_dir = out_dir / "plots", out_dir / "tables"
-    _clear(plot_dir, (".png", ".svg"))
-    _clear(table_dir, (".csv", ".md"))
+    plot_dir.mkdir(parents=True, exist_ok=True)
     table_dir.mkdir(parents=True, exist_ok=True)
 
     cases = cases_frame(records)
@@ -327,7 +378,7 @@ def build_report(
         history_table=tabs.get("history"),
         plots=made,
         curves_left_out=curves_left_out,
-        input_warnings=loaded.warnings,
+        input_warnings=[*loaded.warnings, *loaded.old_schema],
         case_warnings=case_warnings,
         input_paths=[str(p) for p in loaded.paths],
     )
@@ -345,8 +396,7 @@ def build_report(
             tabs["verdict"],
             tabs["iso"],
             tabs["problems"],
-            [*loaded.warnings, *case_warnings],
+            [*loaded.warnings, *loaded.old_schema, *case_warnings],
         ),
         encoding="utf-8",
     )
-    return index

@@ -108,6 +108,14 @@ def case_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
         has_accuracy=acc is not None and acc.final_loss is not None,
         steps_to_solve=_stat(acc, "steps_to_solve"),
         seconds_to_solve=_stat(acc, "seconds_to_solve"),
+        # time-to-target (schema 2; NaN for a version-1 record): the held-out evaluation that decides it
+        target_loss=_stat(acc, "target_loss"),
+        steps_to_target=_stat(acc, "steps_to_target"),
+        seconds_to_target=_stat(acc, "seconds_to_target"),
+        best_loss=_stat(acc, "best_loss"),
+        best_metric=_stat(acc, "best_metric"),
+        heldout_step=list(acc.heldout.step) if acc is not None and acc.heldout else [],
+        heldout_loss=list(acc.heldout.loss) if acc is not None and acc.heldout else [],
         curve_step=list(curve.step) if curve else [],
         curve_loss=list(curve.loss) if curve else [],
         curve_seconds=list(curve.seconds) if curve else [],
@@ -172,18 +180,47 @@ def _first_number(x: np.ndarray) -> float:
     return float(x[0]) if len(x) else np.nan
 
 
+TARGET_FIELDS = ("target_loss", "steps_to_target", "best_loss", "best_metric", "steps")
+
+
+def _time_to_target(idx: np.ndarray, status: list[str], num: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Time-to-target over the seeds of one group (``survival.py``): the Kaplan–Meier median steps, seeds that
+    reached the target / seeds that say (ok or diverged, schema 2), the fraction-solved step curve, best loss."""
+    from ..survival import curve, median_steps
+
+    rows = [i for i in idx if status[i] in ("ok", "diverged") and not np.isnan(num["target_loss"][i])
+            and num["steps"][i] > 0]
+    steps = [None if status[i] != "ok" or np.isnan(num["steps_to_target"][i]) else float(num["steps_to_target"][i])
+             for i in rows]
+    budgets = [float(num["steps"][i]) for i in rows]
+    best = np.array([num["best_loss"][i] for i in rows if status[i] == "ok"], dtype=float)
+    best = best[~np.isnan(best)]
+    out: dict[str, Any] = dict(n_tt=len(rows), reached=sum(s is not None for s in steps),
+                               median_steps_to_target=np.nan, solved_curve_step=[], solved_curve_frac=[],
+                               best_loss=float(best.mean()) if len(best) else np.nan,
+                               target_loss=_first_number(num["target_loss"][idx]))
+    if rows:
+        m = median_steps(steps, budgets)
+        out["median_steps_to_target"] = float(m) if m is not None else np.nan
+        out["solved_curve_step"], out["solved_curve_frac"] = curve(steps, budgets)
+    return out
+
+
 def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, configuration): seeds aggregated over the cases that ran (status ok).
 
     Times, throughput and memory: median over seeds; final loss/metric: mean and standard deviation over seeds;
-    ``solved``/``n_acc``: how many seeds solved the task / had an accuracy phase; statuses and reasons are kept.
+    ``solved``/``n_acc``: how many seeds solved the task / had an accuracy phase; statuses and reasons are kept;
+    time-to-target over seeds (``_time_to_target``): ``median_steps_to_target`` (Kaplan–Meier, unsolved seeds
+    censored at the budget), ``reached``/``n_tt``, the ``solved_curve_*`` step function, ``best_loss`` (mean).
     """
     if cases.empty:
         return groups_frame(pd.DataFrame([_template_row()])).iloc[0:0]
     # plain arrays once: per-group pandas indexing of this wide frame is what would cost the time
     num = {
         c: cases[c].to_numpy(dtype=float)
-        for c in [*MEDIAN_FIELDS, *FIRST_NUMBER_FIELDS, "activation_bytes", "final_metric", "final_loss"]
+        for c in [*MEDIAN_FIELDS, *FIRST_NUMBER_FIELDS, "activation_bytes", "final_metric", "final_loss",
+                  *TARGET_FIELDS]
     }
     obj = {
         c: cases[c].tolist()
@@ -201,6 +238,7 @@ def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
         row = {f: obj[f][idx[0]] for f in FIRST_FIELDS}
         row.update({f: _median(num[f][ok]) for f in MEDIAN_FIELDS})
         row.update({f: _first_number(num[f][idx]) for f in FIRST_NUMBER_FIELDS})
+        tt = _time_to_target(idx, obj["status"], num)
         fm, fl = num["final_metric"][acc], num["final_loss"][acc]
         fm, fl = fm[~np.isnan(fm)], fl[~np.isnan(fl)]
         row.update(
@@ -219,6 +257,7 @@ def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
             final_loss=float(fl.mean()) if len(fl) else np.nan,
             final_loss_std=float(fl.std()) if len(fl) else np.nan,
             solved=int(solved_all[acc].sum()),
+            **tt,
             busy=bool(busy_all[idx].any()),
             provenance=obj["provenance"][ok[0] if len(ok) else idx[0]],
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..results import RunRecord, load_record, record_files
+from ..results import RunRecord, SchemaWarning, load_record, record_files
 
 
 @dataclass
@@ -18,6 +18,7 @@ class Loaded:
     records: list[RunRecord] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    old_schema: list[str] = field(default_factory=list)  # records of an older schema version, read (SchemaWarning)
 
 
 def load_records(inputs: list[Path], stderr=None) -> Loaded:
@@ -39,7 +40,10 @@ def load_records(inputs: list[Path], stderr=None) -> Loaded:
     pairs: list[tuple[RunRecord, Path]] = []
     for f in files:
         try:
-            record = load_record(f)
+            with warnings.catch_warnings(record=True) as old:  # an older schema version: read, with a warning
+                warnings.simplefilter("always", SchemaWarning)
+                record = load_record(f)
+            loaded.old_schema += [str(w.message) for w in old if issubclass(w.category, SchemaWarning)]
         except InputError as e:
             loaded.warnings.append(f"skipped {e}")
             continue
@@ -48,7 +52,7 @@ def load_records(inputs: list[Path], stderr=None) -> Loaded:
             continue
         seen[record.run_id] = f
         pairs.append((record, f))
-    for w in loaded.warnings:
+    for w in [*loaded.warnings, *loaded.old_schema]:
         print(f"warning: {w}", file=stderr)
     if not pairs:
         where = ", ".join(str(p) for p in inputs)

@@ -196,6 +196,48 @@ def accuracy_vs_T(groups: pd.DataFrame) -> Plot | None:
     )
 
 
+# ------------------------------------------------------------------------------------------ time-to-target
+def solved_vs_step(groups: pd.DataFrame) -> tuple[Plot | None, int]:
+    """Fraction of seeds whose held-out loss reached the target by each step (Kaplan–Meier, unsolved seeds
+    censored at their budget: ``survival.py``), one panel per (run, task, T, H), a step line per cell and backend.
+    Returns the plot and how many panels were left out."""
+    df = groups[groups["n_tt"] > 0] if "n_tt" in groups else groups.iloc[0:0]
+    if df.empty:
+        return None, 0
+    panels = list(df.groupby(["run", "task", "seq_len", "hidden"], sort=False))
+    shown, left_out = panels[:MAX_PANELS], max(0, len(panels) - MAX_PANELS)
+    cols = min(2, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    fig, axes = _figure(rows, cols, height=2.9)
+    multi_run = df["run"].nunique() > 1
+    for ax in axes.flat[len(shown):]:
+        ax.set_visible(False)
+    for ((run, task, T, H), p), ax in zip(shown, axes.flat):
+        for r in p.itertuples():
+            ax.step(r.solved_curve_step, r.solved_curve_frac, where="post", color=cell_color(r.cell_key),
+                    linestyle=backend_style(r.backend, r.device)["linestyle"], linewidth=1.6)
+            if not np.isnan(r.median_steps_to_target):
+                ax.plot([r.median_steps_to_target], [0.5], marker="o", markersize=4, color=cell_color(r.cell_key))
+        ax.axhline(0.5, color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.0)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlim(left=0)
+        seeds = int(p["n_tt"].max())
+        title = f"{text(task)} · T={T} · H={H} · {seeds} seed{'s' if seeds != 1 else ''}"
+        ax.set_title(title + (f" · {text(run)}"[:40] if multi_run else ""))
+        ax.set_xlabel("training step")
+        ax.set_ylabel("fraction of seeds at target")
+    cells, backends = _cells_backends(df)
+    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="half")])
+    return Plot(
+        "solved_vs_step",
+        "Time to target",
+        "Fraction of seeds whose held-out loss reached the target (10 % of the trivial baseline's loss) by each "
+        "step, evaluated every eval_every steps; Kaplan–Meier: a seed that did not reach it is censored at its "
+        "step budget, not dropped. Dot: the median steps-to-target (where the line crosses one half).",
+        fig,
+    ), left_out
+
+
 # ----------------------------------------------------------------------------------------- learning curves
 def _band(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 60):
     """Mean and min–max of several (x, loss) curves on a common x grid (their shared range)."""

@@ -395,11 +395,18 @@ def accuracy_table(groups: pd.DataFrame) -> Table:
         Column("final_loss", "held-out loss", "float", "num"),
         Column("baseline_loss", "baseline loss", "float", "num"),
         Column("solved_text", "solved", "count", "num", "seeds below 10 % of the baseline loss"),
+        Column("median_steps_to_target", "steps to target (median)", "int", "num",
+               "Kaplan–Meier median over seeds of the first evaluation whose held-out loss is under the target; "
+               "unsolved seeds censored at the budget; empty when under half reach it"),
+        Column("reached_text", "reached target", "count", "num", "seeds whose held-out loss reached the target"),
+        Column("best_loss", "best held-out loss", "float", "num", "lowest over the evaluations, mean over seeds"),
+        Column("target_loss", "target loss", "float", "num", "10 % of the baseline loss"),
         Column("steps", "step budget", "int", "num"),
     ]
     if not df.empty:
         df["backend_device"] = _bd(df)
         df["solved_text"] = [_solved_text(s, n) for s, n in zip(df["solved"], df["n_acc"])]
+        df["reached_text"] = [_solved_text(s, n) for s, n in zip(df["reached"], df["n_tt"])]
         df = df.sort_values(["run", "task", "seq_len", "hidden", "backend_device", "cell_key"], kind="stable")
     else:
         df = pd.DataFrame(columns=[c.key for c in cols])
@@ -408,7 +415,9 @@ def accuracy_table(groups: pd.DataFrame) -> Table:
         "Accuracy vs dependency length",
         cols,
         df.reset_index(drop=True),
-        note="Held-out metric after the step budget, mean and standard deviation over seeds.",
+        note="Held-out metric after the step budget, mean and standard deviation over seeds; time-to-target: the "
+        "step of the first held-out evaluation under the target (every eval_every steps), Kaplan–Meier median "
+        "over seeds.",
     )
 
 

@@ -1,0 +1,112 @@
+"""Will a case fit in memory? A lower-bound estimate from ``spec.py``, checked before a sweep starts.
+
+A case needs at least (bytes of its dtype ``s``, ``P`` parameters, batch ``B``, fed length ``L``)::
+
+    weights P·s  +  gradients P·s  +  optimizer state (Adam: 2·P·s, SGD: 0)
+    +  activations kept for BPTT (spec.activation_bytes: layers·B·L·H·G·s)
+    +  hidden states layers·B·L·H·s  +  the batch B·L·(I + O)·s
+
+Every backend needs at least this much (frameworks need more: workspaces, the allocator's slack), so a case whose
+estimate exceeds the machine's RAM (or, on CUDA, the device's memory) cannot run: ``check_suite`` refuses it up
+front, naming the case and the estimate, instead of letting it start and end as ``oom`` after minutes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Iterable
+
+import numpy as np
+import psutil
+
+from .case import Case
+from .errors import InputError
+from .spec import ModelSpec, activation_bytes, param_count
+
+OPTIMIZER_SLOTS = {"sgd": 0, "adam": 2}  # state tensors the size of the parameters
+
+
+@dataclass(frozen=True)
+class Estimate:
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    batch: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.batch
+
+
+def _param_count(spec: ModelSpec) -> int:
+    """``spec.param_count`` without listing every layer (a million layers must not cost a million dict entries):
+    layers above the first are alike, so the count is linear in the layer count."""
+    if spec.num_layers <= 2:
+        return param_count(spec)
+    one, two = (param_count(replace(spec, num_layers=n)) for n in (1, 2))
+    return one + (spec.num_layers - 1) * (two - one)
+
+
+def estimate(case: Case) -> Estimate:
+    """The least memory ``case`` needs in one process (bytes), from ``spec.py``'s layout (Python ints: no overflow)."""
+    from .worker import model_spec
+
+    spec, L = model_spec(case)
+    s = np.dtype(case.dtype).itemsize
+    P = _param_count(spec)
+    B, H = case.batch_size, spec.hidden_size
+    states = spec.num_layers * B * L * H * s  # (layers, B, L, H)
+    out_len = L if spec.head == "every" else 1
+    return Estimate(weights=P * s, gradients=P * s, optimizer=OPTIMIZER_SLOTS.get(case.optimizer, 2) * P * s,
+                    activations=activation_bytes(spec, B, L, s) + states,
+                    batch=B * L * spec.input_size * s + B * out_len * spec.output_size * s)
+
+
+def _fmt(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def _device_bytes() -> dict[str, int]:
+    """Memory of each CUDA device by its index, from ``nvidia-smi`` (no framework started); empty without one."""
+    from .results import _gpus
+
+    gpus = (_gpus() or {}).get("devices", [])
+    return {str(i): int(g["memory_mib"]) * 2**20 for i, g in enumerate(gpus) if isinstance(g.get("memory_mib"), int)}
+
+
+def check_cases(cases: Iterable[Case], ram_bytes: int | None = None,
+                device_bytes: dict[str, int] | None = None) -> None:
+    """``InputError`` for the first case whose estimate exceeds this machine's RAM or its CUDA device's memory."""
+    ram = ram_bytes if ram_bytes is not None else psutil.virtual_memory().total
+    devices: dict[str, int] | None = device_bytes
+    seen: dict[str, int] = {}
+    for case in cases:
+        key = case.model_copy(update={"seed": 0}).case_id  # seeds share a size
+        if key not in seen:
+            seen[key] = estimate(case).total
+        need = seen[key]
+        if case.device.startswith("cuda"):
+            if devices is None:
+                devices = _device_bytes()
+            index = case.device.partition(":")[2] or "0"
+            limit, where = devices.get(index), f"the memory of {case.device}"
+        else:
+            limit, where = ram, "this machine's RAM"
+        if limit is not None and need > limit:
+            e = estimate(case)
+            raise InputError(f"case {case.label}: needs at least {_fmt(need)} (weights {_fmt(e.weights)}, "
+                             f"gradients {_fmt(e.gradients)}, optimizer {_fmt(e.optimizer)}, activations "
+                             f"{_fmt(e.activations)}, batch {_fmt(e.batch)}), more than {where} "
+                             f"({_fmt(limit)}): expected a smaller hidden, seq_len, batch_size or num_layers, "
+                             f"or --force to try anyway")
+
+
+def check_suite(suite: Any) -> None:
+    check_cases(suite.cases())
+
+
+__all__ = ["Estimate", "check_cases", "check_suite", "estimate"]
