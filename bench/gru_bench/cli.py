@@ -159,7 +159,9 @@ def run_exit_status(outcome: Any) -> ExitStatus:
 
 
 # ---------------------------------------------------------------------------------------------- the table
-MEMORY_PREFERENCE = ("device_peak_allocated", "tracemalloc_peak", "host_vmhwm_delta", "host_peak_rss_delta")
+# the device allocator's peak on CUDA; on the CPU the per-batch working set (memory.py, same method on every backend)
+MEMORY_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
+                     "host_peak_rss_delta")
 CONFIG_KEYS = ("backend", "device", "task", "seq_len", "hidden", "num_layers", "batch_size", "dtype")
 
 
