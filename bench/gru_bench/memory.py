@@ -63,6 +63,19 @@ def _libc() -> Any:
 
 _LIBC = _libc()
 _HAS_TRIM = _LIBC is not None and hasattr(_LIBC, "malloc_trim")
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD = 128 * 1024  # glibc's own default, made fixed
+
+
+def fix_mmap_threshold() -> bool:
+    """glibc: fix the mmap threshold at its 128 KiB default. glibc otherwise raises it to the size of each mmapped
+    block freed (up to 32 MiB), so after the B window the 2B window's buffers come from the heap, reusing pages
+    the B window left resident: the B/2B peaks would then depend on the order of the windows. Fixed, every
+    buffer of 128 KiB or more is its own mapping, returned to the system when freed: RSS follows the live
+    buffers. Returns whether it ran (False off glibc)."""
+    if _LIBC is None or not hasattr(_LIBC, "mallopt"):
+        return False
+    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def release_free_memory() -> bool:
@@ -221,11 +234,13 @@ def measure_window(run_at: Callable[[int], Any], batch: int, reader: PeakReader)
 
 def scaling_windows(run_at: Callable[[int], Any], batch: int, reader: PeakReader,
                     factors: Sequence[int] = (1, 2)) -> list[Window]:
-    """Windows at ``factor × batch`` for each factor, ascending."""
+    """Windows at ``factor × batch`` for each factor, ascending, after one unmeasured warm-up run at every size."""
     if batch < 1:
         raise ValueError(f"batch={batch!r}: expected a positive integer")
     if len(factors) < 2 or list(factors) != sorted(set(factors)) or factors[0] < 1:
         raise ValueError(f"factors={list(factors)!r}: expected at least two ascending positive integers")
+    for f in factors:  # warm: each shape traced/compiled and its kernels' caches filled once, outside the windows
+        run_at(f * batch)
     return [measure_window(run_at, f * batch, reader) for f in factors]
 
 
@@ -274,6 +289,8 @@ def working_set(run_at: Callable[[int], Any], batch: int, reader: PeakReader | N
                 factors: Sequence[int] = (1, 2)) -> tuple[list[MemoryFigure], list[Window]]:
     """Measure: windows at ``factors × batch`` -> the two figures and the windows (for timing and inspection)."""
     reader = reader or host_reader()
+    if not isinstance(reader, DevicePeak):
+        fix_mmap_threshold()
     windows = scaling_windows(run_at, batch, reader, factors)
     return figures(windows, batch, reader), windows
 
