@@ -8,8 +8,14 @@ This module separates the two with one method for every backend:
 
 * a **window** is a model built fresh at batch ``b`` (``run_at(b)``: build, put a batch of ``b`` where the model
   lives, ``steps`` training steps, drop it); its figure is the peak of the window above the level at its start;
+* first one unmeasured run at every size (``B``, ``2B``): tracing, compiling and kernel caches that a new input
+  shape triggers are paid there, not in the 2B window (without it TF's 2B window showed a 134 MiB retrace against
+  1.5 MiB at B, a "working set" that was compile cost);
 * the windows run at batch ``B`` and ``2B`` (ascending), each after ``gc.collect()`` and, on glibc, ``malloc_trim``
   (so memory freed by the previous window is back with the system and not silently reused, which would hide it);
+  on glibc the mmap threshold is fixed at its 128 KiB default first (``fix_mmap_threshold``): glibc otherwise raises
+  it after each large free, so the 2B window's buffers would come from heap pages the B window left resident and
+  the figures would depend on the order of the windows (measured: torch's GRU working set 51 MiB -> 27 MiB);
 * ``working_set = peak(2B) − peak(B)``: what one more batch of B samples costs — B × what one sample keeps;
   ``fixed_overhead = peak(B) − working_set``: the intercept, what the window holds at its peak that does not scale
   with the batch. Both are clamped at zero (noise can make a tiny difference negative).
@@ -23,6 +29,13 @@ The peak reader decides what the figure sees, and it must see every allocator:
 * CPU elsewhere: a psutil RSS sampler (every ``interval`` s; may miss peaks shorter than that; the method says so).
 * CUDA: the device allocator's own peak (the backend's ``MemoryProbe``, e.g. ``torch.cuda.max_memory_allocated``)
   reset at the start of each window — the same B/2B method on the allocator's bytes.
+
+Why windows in one process and not B and 2B in two fresh processes (each one's lifetime ``VmHWM``): a fresh process
+per size costs a framework start each (seconds for TF) per case; the reset-able ``VmHWM`` gives the same peak inside
+the worker, outside the timed loop. What the in-process method cannot see: memory a framework keeps pooled between
+windows and reuses (then already resident at the window's start). Measured here that is TF/Keras on the CPU: after
+the warm-up runs its windows rise by ~1.5 MiB at B and 2B alike, so its ``working_set`` reads below the noise floor
+(flagged), not its activations. numpy and torch free their buffers and are measured (see bench/perf/memory_figures.py).
 
 Below ``RSS_FLOOR`` the host figure is page and allocator noise, not the work: the record says so (the figure's
 ``method`` ends in "below the noise floor ...") and tables show it as such.
@@ -46,7 +59,7 @@ FIXED_OVERHEAD = "fixed_overhead"
 # The host working set below which the B/2B difference of RSS peaks is noise: page granularity (4 KiB; 2 MiB for
 # NumPy's arrays of ≥ 4 MiB, which it asks the kernel to back with transparent huge pages), malloc's arena
 # growth in 64 MiB-reserved / 128 KiB-trimmed steps, Python objects made by the step. Measured here: repeated
-# windows at the same batch differ by up to ~0.3 MiB (see bench/perf/memory_figure.py --floor).
+# windows at the same batch differ by up to ~0.3 MiB (bench/perf/memory_figures.py).
 RSS_FLOOR = 1 << 20  # bytes
 DEVICE_FLOOR = 0  # the device allocator counts bytes exactly
 BELOW_FLOOR = "below the noise floor"
