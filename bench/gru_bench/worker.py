@@ -110,7 +110,8 @@ def case_costs(case: Case) -> dict[str, Any]:
 
 
 PHASES = ("timing", "accuracy")  # the two phases of a case, in the order they run
-WORKING_SET_STEPS = 2  # training steps per working-set window: the first allocates optimizer state, the second is steady
+# training steps per working-set window: the first allocates optimizer state, the second is steady
+WORKING_SET_STEPS = 2
 
 
 def build_model(case: Case, backend: Any, spec: ModelSpec) -> Any:

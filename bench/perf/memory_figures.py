@@ -5,7 +5,8 @@ framework's memory never shows in another's figure. Prints working_set, fixed_ov
 estimate and the ratios; target: the working sets of the backends within 2x of each other, each within 3x of the
 analytic estimate.
 
-    PYTHONPATH=bench python bench/perf/memory_figures.py [--batch 64 --seq-len 100 --hidden 128 --backends numpy,torch,tf]
+    PYTHONPATH=bench python bench/perf/memory_figures.py [--batch 64 --seq-len 100 --hidden 128]
+        [--backends numpy,torch,tf]
 """
 from __future__ import annotations
 
@@ -42,13 +43,14 @@ def main() -> None:
     a = ap.parse_args()
     cells = [("gru", "reset_after"), ("lstm", None)]
     print(f"B={a.batch} T={a.seq_len} H={a.hidden} I=1 fp32, adding task, 1 thread per worker")
-    print(f"{'cell':16} {'backend':8} {'working_set':>12} {'fixed':>10} {'analytic':>10} {'ws/analytic':>12} "
-          f"{'ws/numpy':>9}")
+    print(f"{'cell':16} {'backend':8} {'working_set':>12} {'fixed':>10} {'analytic':>10} "
+          f"{'ws/analytic':>12} {'ws/numpy':>9}")
     ok = True
     for cell, variant in cells:
         ref = None
         for be in a.backends.split(","):
-            kw = dict(backend=be, device="cpu", cell=cell, variant=variant or "standard", task="adding", seq_len=a.seq_len,
+            kw = dict(backend=be, device="cpu", cell=cell, variant=variant or "standard", task="adding",
+                      seq_len=a.seq_len,
                       hidden=a.hidden, batch_size=a.batch, dtype="float32", warmup=1, repetitions=3, seed=0,
                       options={"threads": 1})
             m = measure(kw)
