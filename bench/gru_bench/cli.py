@@ -174,6 +174,8 @@ def _memory(r: Any) -> tuple[float | None, str | None]:
     figs = {m.name: m for m in r.memory}
     for name in MEMORY_PREFERENCE:
         if name in figs:
+            if name == "working_set" and (figs[name].floor_bytes or 0) > figs[name].bytes:
+                return None, name  # below its noise floor: "—", not a number to compare
             return float(figs[name].bytes), name
     return None, None
 
