@@ -65,3 +65,21 @@ def test_case_figures_scale_and_match_analytic(backend):
 def test_old_figure_loads():
     old = MemoryFigure.model_validate({"name": "tracemalloc_peak", "bytes": 10, "method": "tracemalloc"})
     assert old.floor_bytes is None and old.seconds is None
+
+
+def test_preference_puts_working_set_first_on_cpu_and_device_peak_on_cuda():
+    from types import SimpleNamespace
+
+    from gru_bench.cli import _memory
+    from gru_bench.report.frame import _peak
+
+    cpu = [MemoryFigure(name="tracemalloc_peak", bytes=5, method="t"),
+           MemoryFigure(name="fixed_overhead", bytes=9 * MiB, method="f"),
+           MemoryFigure(name="working_set", bytes=3 * MiB, method="w", floor_bytes=MiB)]
+    assert _memory(SimpleNamespace(memory=cpu)) == (3.0 * MiB, "working_set")
+    assert _peak(cpu)[1] == "working_set"
+    cuda = [*cpu, MemoryFigure(name="device_peak_allocated", bytes=7, method="d")]
+    assert _memory(SimpleNamespace(memory=cuda)) == (7.0, "device_peak_allocated")
+    assert _peak(cuda)[1] == "device_peak_allocated"
+    noisy = [MemoryFigure(name="working_set", bytes=10, method="w", floor_bytes=MiB)]
+    assert _memory(SimpleNamespace(memory=noisy)) == (None, "working_set")
