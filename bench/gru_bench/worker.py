@@ -12,6 +12,7 @@ The case, in order:
    (``backend.prepare``), warm-up steps under the host-memory sampler and the device probe, then ``repetitions``
    timed training steps and forward passes (``backend.sync`` before and after each, raw samples kept);
    for the NumPy backend one more step under tracemalloc; the analytic activation estimate beside them;
+   then, after the timed loop, ``working_set``/``fixed_overhead`` from fresh models at B and 2B (memory.py);
 3. accuracy (``steps > 0``): the model rebuilt from the same seed, ``steps`` steps on seeded training batches; every
    ``eval_every`` steps (and at the last) a training-curve point (mean training loss, training wall seconds) and
    the held-out loss and metric on ``eval_batches`` seeded batches from a seed stream distinct from training's (the
