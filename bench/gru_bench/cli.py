@@ -174,7 +174,9 @@ def run_exit_status(outcome: Any) -> ExitStatus:
 
 
 # ---------------------------------------------------------------------------------------------- the table
-MEMORY_PREFERENCE = ("device_peak_allocated", "tracemalloc_peak", "host_vmhwm_delta", "host_peak_rss_delta")
+# the device allocator's peak on CUDA; on the CPU the per-batch working set (memory.py, same method on every backend)
+MEMORY_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
+                     "host_peak_rss_delta")
 CONFIG_KEYS = ("backend", "device", "task", "seq_len", "hidden", "num_layers", "batch_size", "dtype")
 
 
@@ -187,6 +189,8 @@ def _memory(r: Any) -> tuple[float | None, str | None]:
     figs = {m.name: m for m in r.memory}
     for name in MEMORY_PREFERENCE:
         if name in figs:
+            if name == "working_set" and (figs[name].floor_bytes or 0) > figs[name].bytes:
+                return None, name  # below its noise floor: "—", not a number to compare
             return float(figs[name].bytes), name
     return None, None
 

@@ -42,6 +42,8 @@ class MemoryFigure(_Model):
     name: str  # e.g. "host_peak_rss_delta", "tracemalloc_peak", "device_peak_allocated", "activation_estimate"
     bytes: int
     method: str  # how it was measured, e.g. "psutil RSS sampling", "resource.getrusage ru_maxrss", "analytic B·T·H·G·bytes"
+    floor_bytes: int | None = None  # below this the method measures noise, not the work (None: no known floor)
+    seconds: float | None = None  # what measuring this figure cost (wall seconds), where it had a cost of its own
 
 
 class Curve(_Model):

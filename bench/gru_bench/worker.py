@@ -12,6 +12,7 @@ The case, in order:
    (``backend.prepare``), warm-up steps under the host-memory sampler and the device probe, then ``repetitions``
    timed training steps and forward passes (``backend.sync`` before and after each, raw samples kept);
    for the NumPy backend one more step under tracemalloc; the analytic activation estimate beside them;
+   then, after the timed loop, ``working_set``/``fixed_overhead`` from fresh models at B and 2B (memory.py);
 3. accuracy (``steps > 0``): the model rebuilt from the same seed, ``steps`` steps on seeded training batches; every
    ``eval_every`` steps (and at the last) a training-curve point (mean training loss, training wall seconds) and
    the held-out loss and metric on ``eval_batches`` seeded batches from a seed stream distinct from training's (the
@@ -40,8 +41,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import psutil
 
 from . import measure
+from . import memory as memory_figures
 from .backends import BackendUnavailable, TrainConfig, get_backend, prepare
 from .case import Case
 from .results import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
@@ -108,6 +111,16 @@ def case_costs(case: Case) -> dict[str, Any]:
 
 
 PHASES = ("timing", "accuracy")  # the two phases of a case, in the order they run
+# training steps per working-set window: the first allocates optimizer state, the second is steady
+WORKING_SET_STEPS = 2
+
+
+def build_model(case: Case, backend: Any, spec: ModelSpec) -> Any:
+    """The case's model, built from ``spec.init_weights(case.seed)``: the same weights every time it is called."""
+    options = {k: v for k, v in case.options.items() if k != THREADS_OPTION}
+    train_cfg = TrainConfig(optimizer=case.optimizer, lr=case.lr, clip=case.clip)
+    weights = init_weights(spec, case.seed, scheme=case.init, dtype=case.dtype)
+    return backend.build(spec, weights, case.device, case.dtype, train_cfg, options)
 
 
 def run_case(case: Case, calibration: Calibration | None = None,
@@ -153,15 +166,12 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     spec, L = model_spec(case)
     out.update(case_costs(case))
     out["threads"] = {**blas, **(backend.set_threads(threads) or {})}
-    options = {k: v for k, v in case.options.items() if k != THREADS_OPTION}
-    train_cfg = TrainConfig(optimizer=case.optimizer, lr=case.lr, clip=case.clip)
     timing_ss, train_ss, eval_ss = np.random.SeedSequence(case.seed).spawn(3)
     cores = os.cpu_count() or 1
     load_before = measure.load_snapshot()
 
     def build() -> Any:
-        weights = init_weights(spec, case.seed, scheme=case.init, dtype=case.dtype)
-        return backend.build(spec, weights, case.device, case.dtype, train_cfg, options)
+        return build_model(case, backend, spec)
 
     def sync() -> None:
         backend.sync(case.device)
@@ -223,6 +233,40 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
         finally:
             figure = tm.stop()
         memory.extend(figure if isinstance(figure, list) else [figure])
+
+    memory.extend(_working_set(case, backend, task, spec, seed, sync, memory, out["warnings"]))
+
+
+def _working_set(case: Case, backend: Any, task: Any, spec: ModelSpec, seed: np.random.SeedSequence,
+                 sync: Callable[[], None], measured: list[MemoryFigure], warnings: list[str]) -> list[MemoryFigure]:
+    """``working_set`` and ``fixed_overhead`` (``memory.py``): fresh models at batch B and 2B, the peak of each
+    window read by the device allocator on a GPU and by the host's peak RSS on the CPU. Never fails the case: a
+    window that cannot run (e.g. 2B does not fit) is a warning and no figure."""
+    probe = backend.memory(case.device)
+    reader = (memory_figures.DevicePeak(probe, sync) if probe.method != "none" else memory_figures.host_reader())
+    if isinstance(reader, (memory_figures.HostHWM, memory_figures.HostSampler)):
+        # the 2B window beside the timing model: about 3× the step's own peak must fit in what is free
+        need = 3 * max((m.bytes for m in measured if m.name != "fixed_overhead"), default=0)
+        free = psutil.virtual_memory().available
+        if need > free:
+            warnings.append(f"working set not measured: a batch of {2 * case.batch_size} needs ~{need >> 20} MiB, "
+                            f"{free >> 20} MiB free")
+            return []
+
+    def run_at(b: int) -> None:
+        m = build_model(case, backend, spec)
+        x, y = task.batch(np.random.default_rng(seed), b, case.seq_len, case.dtype)  # (b, L, I)
+        xp, yp = prepare(backend, m, x, y)
+        for i in range(WORKING_SET_STEPS):
+            _check_finite(backend.train_step(m, xp, yp), f"working-set step {i + 1} at batch {b}")
+        sync()
+
+    try:
+        figs, _ = memory_figures.working_set(run_at, case.batch_size, reader)
+    except Exception as e:  # noqa: BLE001 - the timing figures stand without it
+        warnings.append(f"working set not measured: {exception_reason(e)}")
+        return []
+    return figs
 
 
 def _add_point(curve: Curve, step: int, loss: float, seconds: float) -> None:

@@ -17,8 +17,10 @@ CONFIG_FIELDS = [f for f in Case.model_fields if f not in ("seed", "timeout_s")]
 PAIR_FIELDS = ["run", *[f for f in CONFIG_FIELDS if f not in ("cell", "variant")]]  # what a GRU/LSTM pair shares
 CELL_KEYS = ("GRU reset_after", "GRU reset_before", "LSTM")
 # Which measured memory figure is "the peak", in order of preference (the terminal table's order): the device
-# allocator on a GPU, tracemalloc for NumPy (exact), then the host's high-water mark and sampled RSS.
-PEAK_PREFERENCE = ("device_peak_allocated", "tracemalloc_peak", "host_vmhwm_delta", "host_peak_rss_delta")
+# allocator on a GPU; on the CPU the per-batch working set (memory.py: the same B/2B method on every backend), then
+# (older records) tracemalloc for NumPy, the host's high-water mark and sampled RSS.
+PEAK_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
+                   "host_peak_rss_delta")
 ANALYTIC = "activation_estimate"
 
 
@@ -35,7 +37,7 @@ def run_name(record: RunRecord, index: int) -> str:
 
 
 def _peak(memory: list) -> tuple[float, str | None, str | None]:
-    measured = {m.name: m for m in memory if m.name != ANALYTIC}
+    measured = {m.name: m for m in memory if m.name not in (ANALYTIC, "fixed_overhead")}
     for name in PEAK_PREFERENCE:
         if name in measured:
             return float(measured[name].bytes), name, measured[name].method
