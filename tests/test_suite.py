@@ -259,3 +259,34 @@ def test_plugin_backends_are_accepted(tmp_path, monkeypatch):
     monkeypatch.setenv("GRU_BENCH_BACKENDS", "fake=some_module:Fake")
     s = load_suite(write(tmp_path, MINIMAL.replace('backend = "numpy"', 'backend = ["numpy", "fake"]')))
     assert s.backend == ["numpy", "fake"]
+
+
+def test_also_tables_append_grids_and_overrides_narrow_to_the_main_grid(tmp_path):
+    from gru_bench.suite import load_suite
+
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\nbackend = "numpy"\ncell = ["gru", "lstm"]\ntask = "adding"\nseq_len = [20, 40]\n'
+                    'hidden = 8\nsteps = 100\n\n[[also]]\nbackend = ["torch", "tf"]\nseq_len = 40\nsteps = 0\n')
+    cases = load_suite(path).cases()
+    main = [c for c in cases if c.backend == "numpy"]
+    extra = [c for c in cases if c.backend != "numpy"]
+    assert len(main) == 4 and all(c.steps == 100 for c in main)
+    assert sorted((c.backend, c.cell) for c in extra) == [("tf", "gru"), ("tf", "lstm"), ("torch", "gru"),
+                                                          ("torch", "lstm")]
+    assert all(c.seq_len == 40 and c.steps == 0 and c.hidden == 8 for c in extra), "unnamed keys come from the suite"
+    assert len(load_suite(path, {"backend": "numpy"}).cases()) == 4, "--backend narrows to the main grid"
+    assert len(load_suite(path, {"hidden": "8,16"}).cases()) == 16, "other overrides reach the also grids too"
+
+
+@pytest.mark.parametrize("table, culprit", [("bogus = 1", "also[0].bogus"), ("seq_len = 0", "also[0].seq_len"),
+                                            ("name = 'x'", "also[0].name")])
+def test_bad_also_table_is_one_line_error_naming_it(tmp_path, table, culprit):
+    from gru_bench.errors import InputError
+    from gru_bench.suite import load_suite
+
+    path = tmp_path / "s.toml"
+    path.write_text(f'name = "s"\nbackend = "numpy"\ncell = "gru"\ntask = "adding"\nseq_len = 20\nhidden = 8\n\n'
+                    f'[[also]]\n{table}\n')
+    with pytest.raises(InputError) as e:
+        load_suite(path)
+    assert culprit in str(e.value) and "\n" not in str(e.value)

@@ -21,6 +21,10 @@ framework's import (seconds for torch or TensorFlow) count against it, so give a
 Command-line overrides use the same keys; a string value there may be a comma-separated list (``"numpy,torch"``).
 ``clip = false`` (or ``"none"``) turns gradient clipping off.
 
+``[[also]]`` tables add more grids to the suite: each names only the keys that differ, and its cases are appended
+(e.g. ``backend = ["torch", "tf"]``, ``steps = 0``: the same cells timed on the frameworks). A command-line
+override of a key that an ``also`` table sets narrows the run to the main grid.
+
 ``threads`` (the intra-op thread count of BLAS and the framework) is carried to the worker in
 ``Case.options["threads"]``, so it is part of the case and recorded with it.
 
@@ -168,6 +172,8 @@ class Suite(BaseModel):
     repetitions: Grid(PosInt) = [20]
     timeout_s: PosFloat = 600.0  # per case, worker start-up and imports included; one value (a limit, not measured)
     threads: Grid(PosInt) = [2]
+    # more grids: each table names the keys that differ from the ones above; its cases are appended
+    also: list[dict[str, Any]] = []
     options: dict[str, Any] = Field(default_factory=dict)
 
     _source: str | None = PrivateAttr(default=None)
@@ -178,6 +184,27 @@ class Suite(BaseModel):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
             raise ValueError("expected a name of letters, digits, '_', '.', '-'")
         return v
+
+    def _also_suites(self) -> list["Suite"]:
+        """The ``also`` tables as suites of their own: this suite's keys with each table's replacing them."""
+        base = self.model_dump(exclude={"also"})
+        out = []
+        for i, table in enumerate(self.also):
+            bad = [k for k in table if k not in KEYS or k in ("name", "description", "also", "timeout_s")]
+            if bad:
+                raise ValueError(f"also[{i}].{bad[0]}: expected a grid key ({', '.join(GRID_KEYS)})")
+            try:
+                out.append(Suite.model_validate({**base, **table}))
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = ".".join(str(x) for x in first["loc"])
+                raise ValueError(f"also[{i}].{where}={table.get(first['loc'][0])!r}: {first['msg']}") from None
+        return out
+
+    @model_validator(mode="after")
+    def _also_valid(self) -> "Suite":
+        self._also_suites()
+        return self
 
     @model_validator(mode="after")
     def _seq_len_fits_task(self) -> "Suite":
@@ -207,6 +234,16 @@ class Suite(BaseModel):
 
         ``variant`` expands for GRU only; an LSTM point gets ``"standard"`` once. Duplicates are dropped.
         """
+        out: list[Case] = []
+        seen: set[str] = set()
+        for extra in [self, *self._also_suites()]:
+            for case in extra._grid_cases():
+                if case.case_id not in seen:
+                    seen.add(case.case_id)
+                    out.append(case)
+        return out
+
+    def _grid_cases(self) -> list[Case]:
         out: list[Case] = []
         seen: set[str] = set()
         grid = itertools.product(self.task, self.seq_len, self.hidden, self.num_layers, self.batch_size, self.dtype,
@@ -252,7 +289,7 @@ def _portable(source: str | None) -> str | None:
         return source
 
 
-GRID_KEYS = tuple(k for k in Suite.model_fields if k not in ("name", "description", "options", "timeout_s"))
+GRID_KEYS = tuple(k for k in Suite.model_fields if k not in ("name", "description", "options", "timeout_s", "also"))
 KEYS = tuple(Suite.model_fields)
 
 
@@ -342,6 +379,9 @@ def load_suite(path_or_name: str | os.PathLike[str], overrides: dict[str, Any] |
             raise InputError(f"override {unknown[0]}={given[unknown[0]]!r}: unknown key, expected one of "
                              f"{', '.join(KEYS)}")
         merged = {**suite.model_dump(), **given}
+        # an override of a key that an `also` table sets narrows the suite to its main grid (`--backend torch`
+        # means "on torch", not "on torch and on the also-tables' backends")
+        merged["also"] = [] if any(k in t for t in suite.also for k in given) else suite.also
         suite = validate_suite(merged, where=f"{path} (overridden on the command line)")
     suite._source = _portable(str(path))
     return suite
