@@ -160,7 +160,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_isolated(case: Case, calibration: Calibration | None = None, should_stop: ShouldStop = lambda: False,
-                 poll_s: float = 0.2, python: str = sys.executable) -> CaseResult | None:
+                 poll_s: float = 0.2, python: str = sys.executable,
+                 extra_env: dict[str, str] | None = None) -> CaseResult | None:
     """Run ``case`` in a fresh worker process; ``None`` when ``should_stop()`` cancelled it.
 
     Reusable on its own, e.g. inside a cluster task, to keep the same isolation, time limit and statuses there.
@@ -171,6 +172,7 @@ def run_isolated(case: Case, calibration: Calibration | None = None, should_stop
                                    "calibration": calibration.model_dump(mode="json") if calibration else None}))
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines are noise in a worker log
+    env.update(extra_env or {})  # gru-bench ab: one side's environment
     cmd = [python, "-m", "gru_bench.worker", "--request", str(request), "--result", str(result), "--watch-stdin"]
     started, t0 = now_iso(), time.monotonic()
     oom_before = _oom_kills()
