@@ -150,3 +150,38 @@ def test_end_to_end_killed_worker_on_one_side(tmp_path, slow_plugin):
     assert len(case["failures"]) == 2  # both candidate rounds
     assert all(f.startswith("candidate round") and ("SIGKILL" in f or "killed" in f) for f in case["failures"])
     assert all(s is not None for s in case["baseline_s"])  # the baseline's measurements are kept
+
+
+# ------------------------------------------------------------------------------- compare: the CPU channel
+def _compare_sides(wall_scale: float, cpu_scale: float, busy: bool):
+    from test_compare import make_case, record, result
+
+    from gru_bench.compare import compare_records
+    from gru_bench.checks import parse_fail_on
+    from gru_bench.results import Load
+
+    rng = np.random.default_rng(3)
+    c = make_case()
+    base_w, cand_w = 0.01 * np.exp(rng.normal(0, 0.02, 20)), 0.01 * wall_scale * np.exp(rng.normal(0, 0.02, 20))
+    base_c, cand_c = 0.01 * np.exp(rng.normal(0, 0.02, 20)), 0.01 * cpu_scale * np.exp(rng.normal(0, 0.02, 20))
+    rb, rc = result(c, base_w, base_w), result(c, cand_w, cand_w)
+    rb.train_time.cpu_samples, rc.train_time.cpu_samples = base_c.tolist(), cand_c.tolist()
+    rc.load = Load(busy=busy, warning="busy" if busy else None)
+    cmp = compare_records([record([rb])], [record([rc])], parse_fail_on("train_time:10%"))
+    return next(r for r in cmp.rows if r.metric == "train_time"), cmp
+
+
+def test_compare_busy_wall_regression_that_cpu_time_does_not_see_is_decided_by_cpu():
+    row, cmp = _compare_sides(1.3, 1.0, busy=True)
+    assert row.verdict == "unchanged" and row.channel == "cpu" and "CPU channel" in row.note
+    assert cmp.exit_code == 0
+
+
+def test_compare_busy_regression_seen_by_both_channels_still_gates():
+    row, cmp = _compare_sides(1.3, 1.3, busy=True)
+    assert row.verdict == "regressed" and row.channel == "wall" and cmp.exit_code == 1
+
+
+def test_compare_quiet_machine_ignores_the_cpu_channel():
+    row, _ = _compare_sides(1.3, 1.0, busy=False)
+    assert row.verdict == "regressed" and row.cpu_p is None
