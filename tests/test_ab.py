@@ -22,7 +22,8 @@ def _stats(median: float, cpu: float | None = None) -> TimingStats:
                        ci_high=median, cpu_samples=None if cpu is None else [cpu])
 
 
-CASE = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8, batch_size=8, repetitions=3)
+CASE = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8, batch_size=8,
+            repetitions=3)
 
 
 def _result(median: float | None, status: str = "ok") -> CaseResult:

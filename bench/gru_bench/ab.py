@@ -136,7 +136,8 @@ def decide_case(case: Case, base: list[CaseResult], cand: list[CaseResult], fact
 
 
 def run_rounds(cases: Sequence[Case], rounds: int, runner: Runner, sides: dict[str, tuple[str, dict[str, str]]],
-               on_result: Callable[[str, int, CaseResult], None] | None = None) -> dict[str, dict[str, list[CaseResult]]]:
+               on_result: Callable[[str, int, CaseResult], None] | None = None
+               ) -> dict[str, dict[str, list[CaseResult]]]:
     """ABBA… rounds of every case; returns ``{"A"|"B": {case_id: [result per round]}}``. ``runner(case, python,
     env)`` runs one case in a fresh worker; a failed worker is recorded and the rounds go on."""
     out: dict[str, dict[str, list[CaseResult]]] = {"A": {}, "B": {}}
