@@ -412,7 +412,7 @@ def ab(
     candidate_python: Optional[str] = typer.Option(None, "--candidate-python", help="The candidate's interpreter."),
     baseline_env: list[str] = typer.Option([], "--baseline-env", help="KEY=VALUE for the baseline (repeatable)."),
     candidate_env: list[str] = typer.Option([], "--candidate-env", help="KEY=VALUE for the candidate (repeatable)."),
-    rounds: int = typer.Option(10, help="ABBA rounds (each runs every case once per side)."),
+    rounds: int = typer.Option(6, help="ABBA rounds (each runs every case once per side; >= 6 to decide)."),
     factor: float = typer.Option(0.05, help="Practical factor: a smaller change never gates (0.05 = 5 %)."),
     backend: Optional[str] = typer.Option(None, help="Backends, comma-separated."),
     hidden: Optional[str] = typer.Option(None, help="Hidden sizes."),
