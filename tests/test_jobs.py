@@ -25,7 +25,8 @@ def test_jobs_runs_timing_alone_then_training_in_parallel_and_merges(monkeypatch
     lock = threading.Lock()
     real = local.run_isolated
 
-    def spy(case, calibration=None, should_stop=lambda: False, poll_s=0.2, python=None, phases=None, threads=None):
+    def spy(case, calibration=None, should_stop=lambda: False, poll_s=0.2, python=None, extra_env=None, phases=None,
+            threads=None):
         t0 = time.monotonic()
         # in this process (no subprocess) keeps the test quick; run_isolated's own paths are tested elsewhere
         result = run_case(case, calibration, phases or ("timing", "accuracy"), threads)
@@ -70,7 +71,7 @@ def test_merge_keeps_the_worse_status_and_both_sides():
 def test_one_job_or_one_training_case_runs_cases_whole(monkeypatch):
     seen = []
     monkeypatch.setattr(local, "run_isolated",
-                        lambda case, cal, stop, poll, py, phases=None, threads=None: seen.append(phases) or
+                        lambda case, cal, stop, poll, py, env=None, phases=None, threads=None: seen.append(phases) or
                         run_case(case))
     LocalExecutor(jobs=1).run(_cases()[:2], None, lambda r: None, lambda: False)
     LocalExecutor(jobs=4).run(_cases()[:1], None, lambda r: None, lambda: False)

@@ -425,6 +425,46 @@ def compare(
 
 
 @app.command()
+def ab(
+    suite: Optional[str] = typer.Argument(None, help="A suite name or a .toml path (default: answer)."),
+    baseline_python: Optional[str] = typer.Option(None, "--baseline-python", help="The baseline's interpreter."),
+    candidate_python: Optional[str] = typer.Option(None, "--candidate-python", help="The candidate's interpreter."),
+    baseline_env: list[str] = typer.Option([], "--baseline-env", help="KEY=VALUE for the baseline (repeatable)."),
+    candidate_env: list[str] = typer.Option([], "--candidate-env", help="KEY=VALUE for the candidate (repeatable)."),
+    rounds: int = typer.Option(6, help="ABBA rounds (each runs every case once per side; >= 6 to decide)."),
+    factor: float = typer.Option(0.05, help="Practical factor: a smaller change never gates (0.05 = 5 %)."),
+    backend: Optional[str] = typer.Option(None, help="Backends, comma-separated."),
+    hidden: Optional[str] = typer.Option(None, help="Hidden sizes."),
+    seq_len: Optional[str] = typer.Option(None, "--seq-len", help="Sequence lengths T."),
+    cell: Optional[str] = typer.Option(None, help="gru,lstm"),
+    repetitions: Optional[str] = typer.Option(None, help="Timed steps per round (samples per round)."),
+    threads: Optional[str] = typer.Option(None, help="Intra-op threads."),
+    out_dir: Path = typer.Option(Path("results"), "--out", help="Where both sides' run records go."),
+    markdown: Optional[Path] = typer.Option(None, help="Write the comparison as Markdown here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON here."),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+) -> int:
+    """Interleaved A/B timing of two environments; exit 1 when a case regressed (or a worker failed)."""
+    from . import ab as ab_
+    from .outdir import check_out_dir
+    from .suite import load_suite
+
+    check_out_dir(out_dir)
+    sides = {"A": (ab_.check_python(baseline_python or ab_.default_python(), "--baseline-python"),
+                   ab_.parse_env(baseline_env, "--baseline-env")),
+             "B": (ab_.check_python(candidate_python or ab_.default_python(), "--candidate-python"),
+                   ab_.parse_env(candidate_env, "--candidate-env"))}
+    if factor < 0:
+        raise InputError(f"--factor {factor}: expected >= 0")
+    overrides = {"backend": backend, "hidden": hidden, "seq_len": seq_len, "cell": cell,
+                 "repetitions": repetitions, "threads": threads}
+    overrides = {k: _csv(v) for k, v in overrides.items() if v is not None}
+    suite_ = load_suite(suite or "answer", {**overrides, "steps": "0"})  # the timing phase only
+    ab_.abba_order(rounds)
+    return ExitStatus(ab_.ab_command(suite_, out_dir, rounds, factor, sides, markdown, json_path, err))
+
+
+@app.command()
 def export(
     inputs: list[Path] = typer.Argument(..., help="Run records or folders of them."),
     fmt: str = typer.Option(..., "--format", help="github-smaller | github-bigger (github-action-benchmark) | bmf (Bencher)."),

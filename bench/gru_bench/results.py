@@ -36,6 +36,7 @@ class TimingStats(_Model):
     ci_high: float
     gflops: float | None = None  # achieved: spec FLOPs / median
     pct_peak: float | None = None  # gflops / the run's calibrated GEMM GFLOP/s * 100
+    cpu_samples: list[float] | None = None  # process CPU seconds per sample (time.process_time), beside wall time
 
 
 class MemoryFigure(_Model):

@@ -218,8 +218,10 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
         memory.append(MemoryFigure(name=f"device_peak_{key}", bytes=int(nbytes), method=probe.method))
 
     losses: list[float] = []
-    samples = measure.time_calls(lambda: losses.append(backend.train_step(model, xp, yp)), case.repetitions, sync)
+    samples, cpu = measure.time_calls_cpu(lambda: losses.append(backend.train_step(model, xp, yp)),
+                                          case.repetitions, sync)
     out["train_time"] = measure.summarize(samples, flops=out["flops_train_step"], peak_gflops=peak)
+    out["train_time"].cpu_samples = cpu
     for i, loss in enumerate(losses):  # after the summary: a diverged case keeps its timing
         _check_finite(loss, f"timed step {i + 1}")
     fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)

@@ -168,8 +168,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_isolated(case: Case, calibration: Calibration | None = None, should_stop: ShouldStop = lambda: False,
-                 poll_s: float = 0.2, python: str = sys.executable, phases: Sequence[str] | None = None,
-                 threads: int | None = None) -> CaseResult | None:
+                 poll_s: float = 0.2, python: str = sys.executable, extra_env: dict[str, str] | None = None,
+                 phases: Sequence[str] | None = None, threads: int | None = None) -> CaseResult | None:
     """Run ``case`` in a fresh worker process; ``None`` when ``should_stop()`` cancelled it.
 
     ``phases`` and ``threads`` are passed to ``worker.run_case`` (default: both phases, the case's threads).
@@ -186,6 +186,7 @@ def run_isolated(case: Case, calibration: Calibration | None = None, should_stop
     request.write_text(json.dumps(payload))
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines are noise in a worker log
+    env.update(extra_env or {})  # gru-bench ab: one side's environment
     cmd = [python, "-m", "gru_bench.worker", "--request", str(request), "--result", str(result), "--watch-stdin"]
     started, t0 = now_iso(), time.monotonic()
     oom_before = _oom_kills()
@@ -309,7 +310,7 @@ class LocalExecutor:
                     if on_start is not None:
                         on_start(by_id[case_id])
                     flights[pool.submit(run_isolated, by_id[case_id], calibration, should_stop, self.poll_s,
-                                        self.python, ("accuracy",), 1)] = case_id
+                                        self.python, None, ("accuracy",), 1)] = case_id
                 if not flights:
                     return  # stopped before the queue emptied
                 done, _ = wait(flights, return_when=FIRST_COMPLETED)
