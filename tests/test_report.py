@@ -848,3 +848,87 @@ def test_report_shows_time_to_target_and_reads_a_version_1_record(tmp_path):
     assert set(acc["reached_text"].dropna()) == {"2/3", "1/2"}
     assert "schema version 1" in err.getvalue() and "schema version 1" in page
     assert "input file(s) skipped" not in page  # an old record is read, not skipped
+
+
+# --- the first screen: answer sentences (report/answer.py) -------------------------------------------------------
+
+
+def answer_record(steps_to_target, budget: int = 1000, seeds=(0, 1), Ts=(20, 40, 60), ms_per_step=None,
+                  created: str = "2026-01-02T03:04:00") -> RunRecord:
+    """GRU (reset_after) and LSTM on adding, numpy, at ``Ts`` over ``seeds``; ``steps_to_target(cell, T, seed)``
+    gives the step the target was reached (None: not within ``budget``)."""
+    rng = np.random.default_rng(0)
+    results = []
+    for cell, variant in (("gru", "reset_after"), ("lstm", "standard")):
+        for T in Ts:
+            for s in seeds:
+                case = Case(backend="numpy", cell=cell, variant=variant, task="adding", seq_len=T, hidden=24,
+                            batch_size=32, steps=budget, eval_every=25, seed=s, repetitions=12, stop_at_target=True)
+                r = case_result(case, rng)
+                st = steps_to_target(cell, T, s)
+                step_s = (ms_per_step or {}).get(cell, 1.0 if cell == "gru" else 1.3) / 1000
+                acc = r.accuracy.model_copy(update=dict(
+                    target_loss=0.1 * r.accuracy.baseline_loss, steps_to_target=st,
+                    seconds_to_target=None if st is None else st * step_s, solved=st is not None))
+                r = r.model_copy(update={"accuracy": acc, "train_time": timing(rng, step_s)})
+                results.append(r)
+    return RunRecord(run_id="answer-test", suite_name="answer", created=created, machine={"hostname": "box"},
+                     cases=results)
+
+
+def _answer(rec):
+    from gru_bench.report import answer
+    from gru_bench.report.frame import cases_frame
+
+    return answer.sentences(cases_frame([rec]))
+
+
+def test_answer_gru_first_at_every_T():
+    s = _answer(answer_record(lambda c, T, seed: (100 + 25 * seed if c == "gru" else 400 + 25 * seed) * T // 20,
+                              budget=1500))
+    learn = [x for x in s if x.startswith("Learning")]
+    assert len(learn) == 1, s
+    assert "GRU reached the target first at every T" in learn[0]
+    assert "T=20: GRU first, median 100 vs 400 steps" in learn[0]  # KM median of {100,125}: the first with F>=0.5
+    assert "2/2 vs 2/2 seeds; every seed agrees" in learn[0]
+    speed = [x for x in s if x.startswith("Speed (numpy)")]
+    assert len(speed) == 1 and "GRU is faster" in speed[0] and "0.75" in speed[0]
+
+
+def test_answer_lstm_first():
+    s = _answer(answer_record(lambda c, T, seed: 300 if c == "gru" else 100, ms_per_step={"gru": 2.0, "lstm": 1.0}))
+    learn = s[0]
+    assert "LSTM reached the target first at every T" in learn and "median 300 vs 100 steps" in learn
+    assert any(x.startswith("Speed (numpy): LSTM is faster") for x in s), s
+
+
+def test_answer_one_cell_unsolved_is_said_honestly():
+    s = _answer(answer_record(lambda c, T, seed: 200 if c == "gru" else None, budget=1000))
+    assert "GRU first, median 200 vs not reached steps" in s[0] and "2/2 vs 0/2 seeds" in s[0]
+    s = _answer(answer_record(lambda c, T, seed: None))
+    assert "No cell reached the target first at any T" in s[0]
+    assert "neither cell reached the target in 1,000 steps (0/2 vs 0/2 seeds)" in s[0]
+
+
+def test_answer_mixed_seeds_and_T_dependence():
+    # T=20: GRU 100/900 vs LSTM 300/400 (overlap); T=40: LSTM wins
+    def stt(c, T, seed):
+        if T == 20:
+            return (100, 900)[seed] if c == "gru" else (300, 400)[seed]
+        return 800 if c == "gru" else 200
+    s = _answer(answer_record(stt, Ts=(20, 40)))
+    assert "depends on T" in s[0]
+    assert "T=20: GRU first, median 100 vs 300 steps" in s[0] and "seeds overlap" in s[0]
+    assert "T=40: LSTM first" in s[0]
+
+
+def test_answer_without_accuracy_or_targets_degrades():
+    rec = synthetic_record()  # no target_loss (like a version-1 record): no learning sentence, speed still said
+    s = _answer(rec)
+    assert not any(x.startswith("Learning") for x in s)
+    assert {x.split(":")[0] for x in s if x.startswith("Speed")} == {"Speed (numpy)", "Speed (torch)", "Speed (tf)"}
+    from gru_bench.report import answer
+    from gru_bench.report.frame import cases_frame
+
+    assert answer.headline_figure(cases_frame([rec])) is None
+    assert answer.sentences(cases_frame([])) == []

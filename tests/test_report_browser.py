@@ -7,6 +7,7 @@ commit, so every section (comparison and history included) is on the page.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from gru_bench.report import build_report
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_report import XSS, real_run_record, synthetic_record  # noqa: E402
+from test_report import XSS, answer_record, real_run_record, synthetic_record  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -90,12 +91,13 @@ def test_page_loads_without_console_errors(page):
 def test_verdict_table_is_there(page):
     table = page.locator("#verdict-table")
     assert table.is_visible()
-    headers = table.locator("thead th").all_text_contents()
+    headers = page.locator("#verdict table thead th").all_text_contents()  # a wide table is split into parts
     for h in ("params GRU/LSTM, expected 0.75", "time GRU/LSTM", "time follows FLOPs?", "solved LSTM"):
         assert h in headers
     assert table.locator("tbody tr").count() >= 4
-    # the verdict comes first: its section is the first on the page
-    assert page.evaluate("document.querySelector('section').id") == "verdict"
+    # the answer comes first (in the header), then the verdict section
+    assert page.evaluate("Array.from(document.querySelectorAll('section')).map(s => s.id).slice(0, 2)") == [
+        "answer", "verdict"]
 
 
 def test_every_plot_image_loaded(page):
@@ -111,7 +113,9 @@ def column_keys(page, table: str, col: int) -> list[str]:
 
 
 def test_table_sorts_on_header_click(page):
-    table = "#verdict-table"
+    # the verdict table may come in parts (at most 12 columns each): take the part with the step-time column
+    parts = page.evaluate("Array.from(document.querySelectorAll('#verdict table')).map(t => t.id)")
+    table = next(f"#{t}" for t in parts if "train step GRU (ms)" in page.locator(f"#{t} thead th").all_text_contents())
     headers = page.locator(f"{table} thead th").all_text_contents()
     col = headers.index("train step GRU (ms)")
     th = page.locator(f"{table} thead th").nth(col)
@@ -127,6 +131,7 @@ def test_table_sorts_on_header_click(page):
     assert nums == sorted(nums, reverse=True) and all(k == "" for k in keys[len(nums) :])
     assert th.get_attribute("aria-sort") == "descending"
     # a text column sorts too, and by keyboard
+    assert "backend" in headers, headers
     tcol = headers.index("backend")
     page.locator(f"{table} thead th").nth(tcol).focus()
     page.keyboard.press("Enter")
@@ -140,3 +145,81 @@ def test_script_label_renders_as_text_and_runs_nothing(page):
     assert EVENTS["dialogs"] == []  # alert(1) never ran
     manifest = page.locator("#manifest").text_content()
     assert XSS in manifest
+
+
+# --- the first screen: the answer and the headline figure without scrolling ------------------------------------
+
+SCREENS = ((1280, 800), (390, 844))
+
+
+def _shots_dir(tmp: Path) -> Path:
+    """Where the screenshots go: ``$GRU_BENCH_SCREENSHOTS`` when a maintainer sets it (e.g. reports/screenshots),
+    else the test's temporary folder; the test prints the paths either way."""
+    env = os.environ.get("GRU_BENCH_SCREENSHOTS")
+    out = Path(env) if env else tmp
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def first_screen(page, tmp_path_factory):
+    """The report of an answer-suite-shaped run (GRU reaches the target first at every T), opened at 1280x800 and
+    390x844; per viewport: the measurements taken in the page, console messages and the screenshot's path."""
+    root = tmp_path_factory.mktemp("first-screen")
+    rec = root / "answer.json"
+    rec.write_text(answer_record(lambda c, T, s: (100 + 25 * s) * T // 20 if c == "gru" else (300 + 50 * s) * T // 20,
+                                 budget=1500).model_dump_json())
+    index = build_report([rec], root / "report")
+    shots = _shots_dir(root)
+    out = {}
+    # new pages of the browser the module already opened (playwright runs one sync session at a time)
+    for w, h in SCREENS:
+        pg = page.context.new_page()
+        pg.set_viewport_size({"width": w, "height": h})
+        console: list = []
+        pg.on("console", lambda m, c=console: c.append((m.type, m.text)))
+        pg.on("pageerror", lambda e, c=console: c.append(("pageerror", str(e))))
+        pg.goto(index.as_uri(), wait_until="load")
+        path = shots / f"first-screen-{w}x{h}.png"
+        pg.screenshot(path=str(path))
+        print(f"screenshot {w}x{h}: {path}")
+        out[(w, h)] = dict(
+            console=console,
+            shot=path,
+            answers=pg.evaluate("Array.from(document.querySelectorAll('li.answer')).map(e => "
+                                "{const r = e.getBoundingClientRect(); return [e.textContent, r.top, r.bottom]})"),
+            figure=pg.evaluate("(() => {const r = document.querySelector('#plot-headline img')"
+                               ".getBoundingClientRect(); return [r.top, r.bottom, r.left, r.right]})()"),
+            images=pg.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])"),
+            tables=pg.evaluate("Array.from(document.querySelectorAll('table')).map(t => "
+                               "[t.dataset.name, t.getBoundingClientRect().width])"),
+            scroll_width=pg.evaluate("document.documentElement.scrollWidth"),
+        )
+        pg.close()
+    return out
+
+
+def test_first_screen_answers_without_scrolling(first_screen):
+    m = first_screen[(1280, 800)]
+    texts = [t for t, _, _ in m["answers"]]
+    assert any(t.startswith("Learning (adding, numpy, GRU vs LSTM): GRU reached the target first at every T")
+               for t in texts), texts
+    assert any(t.startswith("Speed (numpy): GRU is faster per training step") for t in texts), texts
+    assert any(t.startswith("Memory (numpy)") for t in texts), texts
+    for t, top, bottom in m["answers"]:  # every sentence whole inside the first viewport (0..800 px)
+        assert 0 <= top and bottom <= 800, (t, top, bottom)
+    top, bottom, left, right = m["figure"]
+    assert 0 <= top and bottom <= 800 and 0 <= left and right <= 1280, m["figure"]
+
+
+@pytest.mark.parametrize("screen", SCREENS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_first_screen_loads_cleanly_and_fits(first_screen, screen):
+    w, _ = screen
+    m = first_screen[screen]
+    assert m["shot"].stat().st_size > 10_000  # a real picture, not a blank page
+    assert m["images"] and all(c and nw > 0 for c, nw in m["images"]), m["images"]
+    assert [c for c in m["console"] if c[0] in ("error", "warning", "pageerror")] == []
+    assert m["scroll_width"] <= w  # no sideways scrolling of the page
+    if w >= 1280:
+        wide = [(n, tw) for n, tw in m["tables"] if tw > w]
+        assert wide == [], wide

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import __version__
 from ..results import RunRecord
-from . import html, markdown, plots, tables
+from . import answer, html, markdown, plots, tables
 from .frame import cases_frame, groups_frame, run_name
 from .inputs import load_records
 from .palette import css_variables
@@ -119,6 +119,17 @@ def _not_run(records: list[RunRecord], names: list[str]) -> tuple[list[dict], li
     return rows, warnings
 
 
+def _title(records: list[RunRecord]) -> str:
+    """Names the run(s) by suite, machine and time (and label, when given), never a bare shared word."""
+    def one(r: RunRecord) -> str:
+        machine = r.machine_id or r.machine.get("hostname") or "unknown machine"
+        label = f"{r.label}: " if r.label else ""
+        return f"{label}{r.suite_name} on {machine}, {r.created[:16].replace('T', ' ')}"
+    if len(records) <= 2:
+        return "gru-bench: " + " vs ".join(one(r) for r in records)
+    return f"gru-bench: {len(records)} runs, " + "; ".join(one(r) for r in records[:2]) + "; …"
+
+
 def _case_warnings(cases: pd.DataFrame, runs: int) -> list[str]:
     out: list[str] = []
     for _, r in cases.iterrows():
@@ -204,6 +215,7 @@ def _make_tables(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], no
 
 
 PLOTS = (
+    "headline",
     "accuracy_vs_T",
     "solved_vs_step",
     "learning_curves",
@@ -234,6 +246,7 @@ def _make_plots(
             "memory": plots.memory(groups),
             "comparison": plots.comparison(cases, names),
             "history": plots.history(hist) if hist is not None else None,
+            "headline": answer.headline_figure(cases),
         }
         return {k: plots.save(p, plot_dir) if p is not None else None for k, p in made.items()}, left_out
 
@@ -332,9 +345,7 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
 
     case_warnings = [*unfinished, *_case_warnings(cases, n_runs)]
     statuses = cases["status"].value_counts()
-    title = title or (
-        f"gru-bench: {records[0].label or records[0].suite_name}" if n_runs == 1 else f"gru-bench: {n_runs} runs"
-    )
+    title = title or _title(records)
     runs = [
         {
             "name": names[i],
@@ -361,6 +372,7 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
         runs=runs,
         toc=_toc(n_runs, hist is not None),
         headline=headline,
+        answers=answer.sentences(cases),
         cells=tables.keep_cells(groups),
         cell_css=tables.CELL_CSS,
         follows_pct=f"{tables.FOLLOWS_TOLERANCE:.0%}",

@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..case import Case
+
+MAX_COLUMNS = 12  # per HTML table: a wider one is split into parts that repeat the key columns (fits 1280 px)
+# what identifies a row (a case's configuration, the run, the cell): a table's leading columns with these keys are
+# repeated in every part
+KEY_FIELDS = frozenset({*Case.model_fields, "run", "label", "series", "case_id", "backend_device", "cell_key",
+                        "gru_variant"})
 KINDS = ("text", "int", "seconds_ms", "bytes", "ratio", "float", "pct", "count")
 
 
@@ -108,11 +115,46 @@ class Table:
     def empty(self) -> bool:
         return self.df.empty
 
-    def rows(self) -> list[list[tuple[str, str, str]]]:
-        """Per row, per column: (display text, sort key, css class). Strings are escaped by the template."""
+    @property
+    def shown(self) -> list[Column]:
+        """The columns with a value on at least one row (a column empty on every row says nothing)."""
+        if self.df.empty:
+            return list(self.columns)
+        return [c for c in self.columns if not all(_missing(v) for v in self.df[c.key])]
+
+    def constant(self) -> list[tuple[str, str]]:
+        """(label, text) of the shown columns whose text is the same on every row (two rows or more): the HTML
+        says them once above the table instead of repeating them."""
+        if len(self.df) < 2:
+            return []
         out = []
+        for c in self.shown:
+            texts = {format_value(c.kind, v) for v in self.df[c.key]}
+            if len(texts) == 1:
+                out.append((c.label, texts.pop()))
+        return out
+
+    def parts(self, max_columns: int = MAX_COLUMNS) -> list["Table"]:
+        """The HTML view: shown columns that vary, in parts of at most ``max_columns`` columns each, every part
+        repeating the leading key columns (``KEY_FIELDS``) so a row reads on its own."""
+        same = {label for label, _ in self.constant()}
+        cols = [c for c in self.shown if c.label not in same] or self.shown
+        keys: list[Column] = []
+        for c in cols:
+            if c.key not in KEY_FIELDS:
+                break
+            keys.append(c)
+        rest = cols[len(keys):]
+        width = max(1, max_columns - len(keys))
+        chunks = [rest[i:i + width] for i in range(0, len(rest), width)] or [[]]
+        return [Table(self.name, self.title, keys + chunk, self.df, self.note, self.row_css) for chunk in chunks]
+
+    def rows(self) -> list[list[tuple[str, str, str]]]:
+        """Per row, per shown column: (display text, sort key, css class). Strings are escaped by the template."""
+        out = []
+        shown = self.shown
         for _, r in self.df.iterrows():
-            out.append([(format_value(c.kind, r[c.key]), sort_key(c.kind, r[c.key]), c.css) for c in self.columns])
+            out.append([(format_value(c.kind, r[c.key]), sort_key(c.kind, r[c.key]), c.css) for c in shown])
         return out
 
     def raw(self) -> pd.DataFrame:
@@ -130,8 +172,8 @@ class Table:
                 s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
             )
 
-        head = "| " + " | ".join(esc(c.label) for c in self.columns) + " |"
-        rule = "|" + "|".join("---:" if c.kind not in ("text",) else "---" for c in self.columns) + "|"
+        head = "| " + " | ".join(esc(c.label) for c in self.shown) + " |"
+        rule = "|" + "|".join("---:" if c.kind not in ("text",) else "---" for c in self.shown) + "|"
         rows = self.rows()
         shown = rows if max_rows is None else rows[:max_rows]
         body = ["| " + " | ".join(esc(t) for t, _, _ in row) + " |" for row in shown]
