@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import measure
-from .backends import BackendUnavailable, TrainConfig, get_backend, prepare
+from .backends import BackendUnavailable, TrainConfig, _denormals, get_backend, prepare
 from .case import Case
 from .results import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
@@ -145,6 +145,10 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     reason = backend.available(case.device)
     if reason is not None:
         raise Skipped(reason)
+    try:
+        denormals = _denormals.apply(case.backend, case.denormals)  # before any timing or training
+    except _denormals.KeepUnsupported as e:
+        raise Skipped(str(e)) from e
 
     task = get_task(case.task)
     spec, L = model_spec(case)
@@ -166,7 +170,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     try:
         model = build()
         out["params_backend"] = int(sum(np.asarray(w).size for w in backend.weights(model).values()))
-        out["provenance"] = dict(backend.provenance(model))
+        out["provenance"] = {**backend.provenance(model), "denormals": denormals}
         out["implementation"] = out["provenance"].get("implementation")
         if "timing" in phases:
             _timing(case, backend, model, task, spec, L, timing_ss, calibration, sync, out)
@@ -212,6 +216,8 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
     fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
     out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
 
+    out["subnormals"] = _subnormal_census(backend, model, xp, yp)
+    _warn_kept_denormals(case, out)
     if backend.name == "numpy":  # the reference allocates through NumPy, which tracemalloc sees; frameworks don't
         tm = measure.TraceMalloc()
         tm.start()
@@ -220,6 +226,24 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
         finally:
             figure = tm.stop()
         memory.extend(figure if isinstance(figure, list) else [figure])
+
+
+def _subnormal_census(backend: Any, model: Any, xp: Any, yp: Any) -> dict[str, float] | None:
+    """One un-timed step's subnormal fractions: the backend's own ``subnormal_census`` (hidden-state gradients and
+    more) where it has one, else the parameter gradients from ``backend.gradients``."""
+    own = getattr(backend, "subnormal_census", None)
+    if own is not None:
+        return dict(own(model, xp, yp))
+    grads = backend.gradients(model, xp, yp)
+    return _denormals.census([("param_grad", np.concatenate([np.ravel(np.asarray(g)) for g in grads.values()]))])
+
+
+def _warn_kept_denormals(case: Case, out: dict[str, Any]) -> None:
+    census = out.get("subnormals") or {}
+    if case.denormals == "keep" and any(v > 0 for v in census.values()):
+        worst = max(census, key=census.get)
+        out["warnings"].append(f"denormals kept and present ({worst}: {census[worst]:.1%} subnormal): "
+                               "step time includes the CPU's subnormal penalty")
 
 
 def _add_point(curve: Curve, step: int, loss: float, seconds: float) -> None:

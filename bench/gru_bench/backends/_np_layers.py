@@ -28,6 +28,17 @@ import numpy as np
 
 from ._np_kernels import sigmoid_grad, sigmoid_of_negated, tanh_grad
 
+_FLUSH = [False]  # Case.denormals == "flush": zero subnormal dL/dh (and dL/dc) after every BPTT step (_denormals.py)
+
+
+def set_flush(on: bool) -> None:
+    """Turn the software flush of the recurrent gradients on or off (this process)."""
+    _FLUSH[0] = bool(on)
+
+
+def _flush(a: np.ndarray) -> None:
+    np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)  # (B, H) in place
+
 
 KEEP_SHAPES = 2  # workspaces kept per layer (and head buffers per model), by (T, B)
 
@@ -177,6 +188,8 @@ class GRUResetAfter(Layer):
                 np.matmul(da, W_hh, out=t1)  # (B, H) through all gates, one GEMM
                 t1 += dhz
                 dHs[t - 1] += t1  # dL/dh_prev
+                if _FLUSH[0]:
+                    _flush(dHs[t - 1])
         TB = T * B
         dA2, dAn2 = dA.reshape(TB, 3 * H), dAn.reshape(TB, H)  # (T·B, 3H), (T·B, H)
         np.matmul(dA2.T, ws.Hs[:-1].reshape(TB, H + 1), out=g.Wh)  # (3H, H+1) [dW_hh | db_hh], one GEMM
@@ -246,6 +259,8 @@ class GRUResetBefore(Layer):
                 np.multiply(drh, rz[:, :H], out=dhz)  # dL/d(r ⊙ h) ⊙ r
                 t1 += dhz
                 dHs[t - 1] += t1  # dL/dh_prev
+                if _FLUSH[0]:
+                    _flush(dHs[t - 1])
         TB = T * B
         dRZ2, dAn2 = dRZ.reshape(TB, 2 * H), dAn.reshape(TB, H)
         np.matmul(dRZ2.T, Hs[:-1].reshape(TB, H + 1), out=g.Wh[:2 * H])  # (2H, H+1), one GEMM
@@ -313,7 +328,11 @@ class LSTM(Layer):
             if t:
                 np.matmul(da, W_hh, out=t1)  # (B, H) through all gates, one GEMM
                 dHs[t - 1] += t1  # dL/dh_prev
+                if _FLUSH[0]:
+                    _flush(dHs[t - 1])
                 dc *= f  # dL/dc through c' = f ⊙ c + …
+                if _FLUSH[0]:
+                    _flush(dc)
         TB = T * B
         dA2 = dA.reshape(TB, 4 * H)
         np.matmul(dA2.T, ws.Hs[:-1].reshape(TB, H + 1), out=g.Wh)  # (4H, H+1) [dW_hh | db_hh], one GEMM

@@ -1,0 +1,65 @@
+"""The denormal policy of a case (``Case.denormals``: "flush" | "keep"), applied inside the worker process before
+timing and accuracy, the same way on every backend, and the subnormal census.
+
+How each backend is told (the ``method`` recorded in the case's provenance under ``denormals``):
+
+* torch: ``torch.set_flush_denormal(flag)`` (sets FTZ/DAZ in MXCSR on x86 with SSE3; it returns False where the CPU
+  cannot, and that is recorded as ``applied: False``);
+* TF: TensorFlow sets flush-to-zero on its own threads for every op (``port::ScopedFlushDenormal``) and has no public
+  switch to keep denormals: "flush" is ``tf-default``; "keep" cannot be honoured, so the case is skipped with that
+  reason rather than silently flushed;
+* numpy: setting MXCSR from Python needs compiled code per ISA (and BLAS threads have their own MXCSR), so there is no
+  portable CPU-flag flush; under "flush" the NumPy BPTT zeroes subnormal values of dL/dh (and the LSTM's dL/dc) after
+  every step (``software-dh``: one compare and one masked copy of a (B, H) block per step, O(B·H) beside the step's
+  (B, G·H)·(G·H, H) GEMM). Forward values are not flushed (they do not decay into the subnormal range here).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+POLICIES = ("flush", "keep")
+DEFAULT = "flush"
+
+
+class KeepUnsupported(Exception):
+    """The backend cannot keep denormals (the case is a visible skip)."""
+
+
+def apply(backend: str, policy: str) -> dict[str, Any]:
+    """Put ``policy`` in force for ``backend`` in this process; returns the provenance entry."""
+    if policy not in POLICIES:
+        raise ValueError(f"denormals={policy!r}: expected one of {POLICIES}")
+    flush = policy == "flush"
+    if backend == "torch":
+        import torch
+
+        ok = bool(torch.set_flush_denormal(flush))
+        # set_flush_denormal(False) returns False too where FTZ is unsupported: then denormals are kept anyway
+        return {"policy": policy, "method": "torch.set_flush_denormal", "applied": ok or not flush}
+    if backend == "tf":
+        if not flush:
+            raise KeepUnsupported("denormals='keep': TensorFlow flushes denormals on its CPU threads and has no switch "
+                                  "to keep them")
+        return {"policy": policy, "method": "tf-default", "applied": True}
+    if backend == "numpy":
+        from . import _np_layers
+
+        _np_layers.set_flush(flush)
+        return {"policy": policy, "method": "software-dh" if flush else "none", "applied": True}
+    raise ValueError(f"denormals: no method known for backend {backend!r}")
+
+
+def subnormal_fraction(a: Any) -> float:
+    """Fraction of the values of the floating-point array ``a`` that are subnormal (non-zero, below ``tiny``)."""
+    a = np.asarray(a)
+    if a.size == 0:
+        return 0.0
+    m = np.abs(a)
+    return float(np.count_nonzero((m > 0) & (m < np.finfo(a.dtype).tiny)) / a.size)
+
+
+def census(named: Iterable[tuple[str, Any]]) -> dict[str, float]:
+    """``{name: subnormal fraction}`` for each named array (e.g. ``hidden_grad``, ``param_grad``)."""
+    return {k: subnormal_fraction(v) for k, v in named}
