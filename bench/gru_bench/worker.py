@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import measure
+from . import gemm_floor, measure
 from .backends import BackendUnavailable, TrainConfig, _denormals, get_backend, prepare
 from .case import Case
 from .results import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
@@ -217,6 +217,8 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
     out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
 
     out["subnormals"] = _subnormal_census(backend, model, xp, yp)
+    if case.device == "cpu" and out["train_time"] is not None:  # a BLAS floor says nothing of a GPU's step
+        out["gemm_floor"] = gemm_floor.floor(spec, case.batch_size, L, case.dtype, out["train_time"].median)
     _warn_kept_denormals(case, out)
     if backend.name == "numpy":  # the reference allocates through NumPy, which tracemalloc sees; frameworks don't
         tm = measure.TraceMalloc()
