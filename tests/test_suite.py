@@ -171,6 +171,7 @@ def test_cases_carry_every_key(tmp_path):
     ("lr", [0.1, 0.2]), ("optimizer", ["sgd", "adam"]), ("clip", [1.0, 2.0]), ("eval_every", [1, 2]),
     ("eval_batches", [1, 2]), ("seeds", [0, 1]), ("warmup", [0, 1]), ("repetitions", [1, 2]),
     ("threads", [1, 2]), ("cell", ["gru", "lstm"]), ("stop_at_target", [False, True]),
+    ("denormals", ["flush", "keep"]),
 ])
 def test_every_grid_key_expands(key, values):
     base = {"name": "b", "backend": "numpy", "cell": "gru", "task": "adding", "seq_len": 10, "hidden": 8}
