@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gru_bench.backends import _denormals, _np_layers
+from gru_bench.backends import _denormals, _np_layers, get_backend
 from gru_bench.case import Case
 from gru_bench.errors import InputError
 from gru_bench.gemm_floor import floor, step_gemms
@@ -72,10 +72,18 @@ def test_numpy_flush_zeroes_small_gradients_and_keep_leaves_them():
     a = np.array([[SUB32, 1e-32, 1.0, -1e-20]], dtype=np.float32)  # (1, 4)
     _np_layers._flush(a)
     assert a.tolist() == [[0.0, 0.0, 1.0, pytest.approx(-1e-20, rel=1e-6)]]  # below tiny·2^24 (2e-31): zero
-    _denormals.apply("numpy", "keep")
+    numpy = get_backend("numpy")
+    _denormals.apply(numpy, "keep")
     assert _np_layers._FLUSH[0] is False
-    assert _denormals.apply("numpy", "flush") == {"policy": "flush", "method": "software-dh", "applied": True}
+    assert _denormals.apply(numpy, "flush") == {"policy": "flush", "method": "software-dh", "applied": True}
     assert _np_layers._FLUSH[0] is True
+    with pytest.raises(ValueError, match="denormals='off'"):
+        _denormals.apply(numpy, "off")
+
+
+def test_a_backend_without_the_method_is_recorded_as_not_applied():
+    assert _denormals.apply(object(), "keep") == {"policy": "keep", "method": "none (backend has no set_denormals)",
+                                                  "applied": False}
 
 
 def test_numpy_flush_leaves_no_subnormal_gradient_at_long_t():
@@ -88,14 +96,15 @@ def test_numpy_flush_leaves_no_subnormal_gradient_at_long_t():
 
 
 def test_torch_flush_is_applied_in_this_thread():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")  # the [torch] extra
     try:
-        entry = _denormals.apply("torch", "flush")
+        backend = get_backend("torch")
+        entry = _denormals.apply(backend, "flush")
         assert entry["method"] == "torch.set_flush_denormal"
         x = torch.tensor([1e-20], dtype=torch.float32)
         if entry["applied"]:  # x86 with SSE3, and ARM: FTZ set; a subnormal product becomes exactly 0
             assert float(x * 1e-20) == 0.0
-        _denormals.apply("torch", "keep")
+        _denormals.apply(backend, "keep")
         assert float(x * 1e-20) == pytest.approx(1e-40, rel=1e-2)  # kept: the subnormal survives (1 % rel)
     finally:
         torch.set_flush_denormal(False)
@@ -103,10 +112,11 @@ def test_torch_flush_is_applied_in_this_thread():
 
 def test_tf_keep_is_a_visible_skip():
     with pytest.raises(_denormals.KeepUnsupported, match="TensorFlow"):
-        _denormals.apply("tf", "keep")
-    assert _denormals.apply("tf", "flush")["method"] == "tf-default"
+        _denormals.tf_policy("keep")
+    assert _denormals.tf_policy("flush")["method"] == "tf-default"
+    pytest.importorskip("tensorflow")  # the [tf] extra: the worker path below needs TF to get to the policy
     r = run_case(tiny_case(backend="tf", denormals="keep"))
-    assert r.status == "skipped" and "keep" in r.reason  # if TF is missing, the reason says that instead
+    assert r.status == "skipped" and "keep" in r.reason and r.train_time is None
 
 
 def test_keep_warning_when_census_is_nonzero():

@@ -146,7 +146,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     if reason is not None:
         raise Skipped(reason)
     try:
-        denormals = _denormals.apply(case.backend, case.denormals)  # before any timing or training
+        denormals = _denormals.apply(backend, case.denormals)  # before any timing or training
     except _denormals.KeepUnsupported as e:
         raise Skipped(str(e)) from e
 

@@ -28,28 +28,40 @@ class KeepUnsupported(Exception):
     """The backend cannot keep denormals (the case is a visible skip)."""
 
 
-def apply(backend: str, policy: str) -> dict[str, Any]:
-    """Put ``policy`` in force for ``backend`` in this process; returns the provenance entry."""
+def apply(backend: Any, policy: str) -> dict[str, Any]:
+    """Put ``policy`` in force for ``backend`` (an instance) in this process; returns the provenance entry.
+
+    A backend says how through an optional ``set_denormals(policy) -> dict``; one without it (a plugin) runs as it
+    is, recorded as ``method: "none (backend has no set_denormals)"``, ``applied: False``."""
     if policy not in POLICIES:
         raise ValueError(f"denormals={policy!r}: expected one of {POLICIES}")
+    own = getattr(backend, "set_denormals", None)
+    if own is None:
+        return {"policy": policy, "method": "none (backend has no set_denormals)", "applied": False}
+    return {"policy": policy, **own(policy)}
+
+
+def torch_policy(policy: str) -> dict[str, Any]:
+    import torch
+
     flush = policy == "flush"
-    if backend == "torch":
-        import torch
+    ok = bool(torch.set_flush_denormal(flush))
+    # set_flush_denormal(False) returns False too where FTZ is unsupported: then denormals are kept anyway
+    return {"method": "torch.set_flush_denormal", "applied": ok or not flush}
 
-        ok = bool(torch.set_flush_denormal(flush))
-        # set_flush_denormal(False) returns False too where FTZ is unsupported: then denormals are kept anyway
-        return {"policy": policy, "method": "torch.set_flush_denormal", "applied": ok or not flush}
-    if backend == "tf":
-        if not flush:
-            raise KeepUnsupported("denormals='keep': TensorFlow flushes denormals on its CPU threads and has no switch "
-                                  "to keep them")
-        return {"policy": policy, "method": "tf-default", "applied": True}
-    if backend == "numpy":
-        from . import _np_layers
 
-        _np_layers.set_flush(flush)
-        return {"policy": policy, "method": "software-dh" if flush else "none", "applied": True}
-    raise ValueError(f"denormals: no method known for backend {backend!r}")
+def tf_policy(policy: str) -> dict[str, Any]:
+    if policy != "flush":
+        raise KeepUnsupported("denormals='keep': TensorFlow flushes denormals on its CPU threads "
+                              "(ScopedFlushDenormal around every kernel) and has no switch to keep them")
+    return {"method": "tf-default", "applied": True}
+
+
+def numpy_policy(policy: str) -> dict[str, Any]:
+    from . import _np_layers
+
+    _np_layers.set_flush(policy == "flush")
+    return {"method": "software-dh" if policy == "flush" else "none", "applied": True}
 
 
 def subnormal_fraction(a: Any) -> float:

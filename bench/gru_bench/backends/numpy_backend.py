@@ -281,6 +281,12 @@ class NumpyBackend:
             "elementwise_threads": 1,
         }
 
+    def set_denormals(self, policy: str) -> dict[str, Any]:
+        """Put ``Case.denormals`` ("flush" | "keep") in force in this process (optional; ``_denormals.py``)."""
+        from ._denormals import numpy_policy
+
+        return numpy_policy(policy)
+
     def set_threads(self, n: int | None) -> dict[str, int]:
         """Threads of every loaded BLAS = ``n`` (threadpoolctl); returns them by library. NumPy's element-wise work
         is single-threaded whatever ``n``."""

@@ -513,6 +513,12 @@ class TorchBackend:
         model = _check_model(model)
         return {**model.info, "threads": self.set_threads(None)}
 
+    def set_denormals(self, policy: str) -> dict[str, Any]:
+        """Put ``Case.denormals`` ("flush" | "keep") in force in this process (optional; ``_denormals.py``)."""
+        from ._denormals import torch_policy
+
+        return torch_policy(policy)
+
     def set_threads(self, n: int | None) -> dict[str, int]:
         """``torch.set_num_threads(n)``, and the inter-op pool too while it has not started (it can be sized once)."""
         if n is not None:
