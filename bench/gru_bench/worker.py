@@ -7,11 +7,14 @@ other error, with a one-line reason); figures measured before the failure are ke
 
 The case, in order:
 
-1. threads fixed (BLAS via threadpoolctl and the framework's intra-op pool), load sampled;
+1. threads fixed (BLAS via threadpoolctl and the framework's intra-op pool), the denormal policy put in force
+   (``Case.denormals``, ``backends/_denormals.py``; recorded in the provenance), load sampled;
 2. timing: the model built from ``spec.init_weights(seed)``, one seeded batch put where the model lives
    (``backend.prepare``), warm-up steps under the host-memory sampler and the device probe, then ``repetitions``
    timed training steps and forward passes (``backend.sync`` before and after each, raw samples kept);
-   for the NumPy backend one more step under tracemalloc; the analytic activation estimate beside them;
+   one un-timed backward pass for the subnormal census (``subnormals``; a warning when kept and non-zero); on CPU
+   the GEMM floor (``gemm_floor.py``); for the NumPy backend one more step under tracemalloc; the analytic
+   activation estimate beside them;
 3. accuracy (``steps > 0``): the model rebuilt from the same seed, ``steps`` steps on seeded training batches; every
    ``eval_every`` steps (and at the last) a training-curve point (mean training loss, training wall seconds) and
    the held-out loss and metric on ``eval_batches`` seeded batches from a seed stream distinct from training's (the

@@ -52,7 +52,8 @@ def main() -> int:
     args = ap.parse_args()
     backends = args.backend or ["numpy", "torch", "tf"]
     print(f"load (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    hdr = "| backend | cell | T | flush ms | x prev | keep ms | x prev | keep/flush | subnormal (keep) | method (flush) |"
+    hdr = ("| backend | cell | T | flush ms | x prev | keep ms | x prev | keep/flush | subnormal (keep) "
+           "| method (flush) |")
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     bad = 0
