@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 # fields left out of ``case_id`` while they hold this default value
-ID_OPTIONAL: dict[str, Any] = {"stop_at_target": False}
+ID_OPTIONAL: dict[str, Any] = {"stop_at_target": False, "denormals": "flush"}
 
 
 class Case(BaseModel):
@@ -36,6 +36,7 @@ class Case(BaseModel):
     eval_every: int = 50  # evaluation cadence (steps): a training-curve point and a held-out evaluation
     eval_batches: int = 4  # held-out batches per evaluation
     stop_at_target: bool = False  # end training at the first evaluation that reaches the target (time-to-target)
+    denormals: str = "flush"  # "flush" | "keep": subnormal floats flushed to zero or kept (backends/_denormals.py)
     seed: int = 0
     warmup: int = 3  # untimed training steps before timing
     repetitions: int = 20  # timed training steps (and forward passes)
@@ -77,4 +78,5 @@ class Case(BaseModel):
                 f" L={self.num_layers} B={self.batch_size} {self.dtype}")
 
 
-_LABEL_EXTRAS = ("init", "optimizer", "lr", "clip", "steps", "eval_every", "eval_batches", "warmup", "repetitions")
+_LABEL_EXTRAS = ("init", "optimizer", "lr", "clip", "steps", "eval_every", "eval_batches", "denormals", "warmup",
+                 "repetitions")

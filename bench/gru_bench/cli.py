@@ -177,7 +177,7 @@ def run_exit_status(outcome: Any) -> ExitStatus:
 # the device allocator's peak on CUDA; on the CPU the per-batch working set (memory.py, same method on every backend)
 MEMORY_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
                      "host_peak_rss_delta")
-CONFIG_KEYS = ("backend", "device", "task", "seq_len", "hidden", "num_layers", "batch_size", "dtype")
+CONFIG_KEYS = ("backend", "device", "task", "seq_len", "hidden", "num_layers", "batch_size", "dtype", "denormals")
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -289,7 +289,8 @@ def summary_table(cases: list[Any]) -> Table:
                       _ratio(gru and gru["step"], lstm and lstm["step"]),
                       _ratio(gru and gru["mem"], lstm and lstm["mem"])]
             variant = g[4:-1] if g else "—"
-            t.add_row(escape(f"{backend}/{device}"), escape(task), str(T), str(H), variant,
+            kept = " denormals=keep" if key[-1] == "keep" else ""  # flush and keep are separate rows
+            t.add_row(escape(f"{backend}/{device}{kept}"), escape(task), str(T), str(H), variant,
                       *map(escape, _fmt_side(gru)), *map(escape, _fmt_side(lstm)), *ratios)
     return t
 

@@ -96,6 +96,16 @@ class Load(_Model):
     warning: str | None = None  # why the machine counted as busy, shown on screen and in reports
 
 
+class GemmFloor(_Model):
+    """The time of a training step's own GEMMs at their real shapes on this machine, and the step against it."""
+
+    seconds: float  # sum over the step's GEMMs of each shape's measured median time x its count
+    gflops: float  # the step's GEMM FLOPs / seconds: what this machine's BLAS does at these shapes
+    efficiency: float | None = None  # floor seconds / median step seconds (1.0 = the step is all GEMM at BLAS speed)
+    shapes: list[dict[str, Any]] = Field(default_factory=list)  # {"m","k","n","count","seconds"} per shape
+    method: str = ""
+
+
 class CaseResult(_Model):
     case: Case
     case_id: str
@@ -117,6 +127,9 @@ class CaseResult(_Model):
     started_at: str | None = None  # ISO 8601
     wall_s: float | None = None
     warnings: list[str] = Field(default_factory=list)
+    # subnormal census of one un-timed step on the timing batch: {"hidden_grad": fraction, "param_grad": fraction}
+    subnormals: dict[str, float] | None = None
+    gemm_floor: GemmFloor | None = None  # the step's own GEMMs timed at their shapes (issue #11 part 4)
 
 
 class Calibration(_Model):

@@ -51,6 +51,7 @@ from .case import Case
 from .errors import InputError
 from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS
 
+DENORMALS = ("flush", "keep")  # Case.denormals
 REPO_SUITES = Path(__file__).resolve().parents[2] / "suites"
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _NONE_WORDS = ("none", "off", "false")
@@ -166,6 +167,7 @@ class Suite(BaseModel):
     eval_every: Grid(PosInt) = [50]
     eval_batches: Grid(PosInt) = [4]
     stop_at_target: Grid(Annotated[bool, BeforeValidator(_bool)]) = [False]  # end training at the target
+    denormals: Grid(Annotated[Str, AfterValidator(_choice(DENORMALS))]) = ["flush"]  # "flush" | "keep"
     seeds: Grid(NonNegInt) = [0]
     # timing
     warmup: Grid(NonNegInt) = [3]
@@ -249,15 +251,15 @@ class Suite(BaseModel):
         grid = itertools.product(self.task, self.seq_len, self.hidden, self.num_layers, self.batch_size, self.dtype,
                                  self.backend, self.device, self.cell, self.init, self.optimizer, self.lr, self.clip,
                                  self.steps, self.eval_every, self.eval_batches, self.stop_at_target, self.warmup,
-                                 self.repetitions, self.threads)
+                                 self.repetitions, self.threads, self.denormals)
         for (task, T, H, L, B, dtype, backend, device, cell, init, opt, lr, clip, steps, eval_every, eval_batches,
-             stop_at_target, warmup, reps, threads) in grid:
+             stop_at_target, warmup, reps, threads, denormals) in grid:
             for variant in (self.variant if cell == "gru" else ["standard"]):
                 for seed in self.seeds:
                     case = Case(backend=backend, device=device, cell=cell, variant=variant, task=task, seq_len=T,
                                 hidden=H, num_layers=L, batch_size=B, dtype=dtype, init=init, optimizer=opt, lr=lr,
                                 clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches,
-                                stop_at_target=stop_at_target, seed=seed,
+                                stop_at_target=stop_at_target, denormals=denormals, seed=seed,
                                 warmup=warmup, repetitions=reps, timeout_s=self.timeout_s,
                                 options={**self.options, "threads": threads})
                     if case.case_id not in seen:

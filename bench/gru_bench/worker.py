@@ -7,12 +7,15 @@ other error, with a one-line reason); figures measured before the failure are ke
 
 The case, in order:
 
-1. threads fixed (BLAS via threadpoolctl and the framework's intra-op pool), load sampled;
+1. threads fixed (BLAS via threadpoolctl and the framework's intra-op pool), the denormal policy put in force
+   (``Case.denormals``, ``backends/_denormals.py``; recorded in the provenance), load sampled;
 2. timing: the model built from ``spec.init_weights(seed)``, one seeded batch put where the model lives
    (``backend.prepare``), warm-up steps under the host-memory sampler and the device probe, then ``repetitions``
    timed training steps and forward passes (``backend.sync`` before and after each, raw samples kept);
-   for the NumPy backend one more step under tracemalloc; the analytic activation estimate beside them;
-   then, after the timed loop, ``working_set``/``fixed_overhead`` from fresh models at B and 2B (memory.py);
+   one un-timed backward pass for the subnormal census (``subnormals``; a warning when kept and non-zero); on CPU
+   the GEMM floor (``gemm_floor.py``); for the NumPy backend one more step under tracemalloc; the analytic
+   activation estimate beside them; then, after the timed loop, ``working_set``/``fixed_overhead`` from fresh
+   models at B and 2B (memory.py);
 3. accuracy (``steps > 0``): the model rebuilt from the same seed, ``steps`` steps on seeded training batches; every
    ``eval_every`` steps (and at the last) a training-curve point (mean training loss, training wall seconds) and
    the held-out loss and metric on ``eval_batches`` seeded batches from a seed stream distinct from training's (the
@@ -43,9 +46,9 @@ from typing import Any, Callable
 import numpy as np
 import psutil
 
-from . import measure
+from . import gemm_floor, measure
 from . import memory as memory_figures
-from .backends import BackendUnavailable, TrainConfig, get_backend, prepare
+from .backends import BackendUnavailable, TrainConfig, _denormals, get_backend, prepare
 from .case import Case
 from .results import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
@@ -161,6 +164,10 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     reason = backend.available(case.device)
     if reason is not None:
         raise Skipped(reason)
+    try:
+        denormals = _denormals.apply(backend, case.denormals)  # before any timing or training
+    except _denormals.KeepUnsupported as e:
+        raise Skipped(str(e)) from e
 
     task = get_task(case.task)
     spec, L = model_spec(case)
@@ -179,7 +186,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     try:
         model = build()
         out["params_backend"] = int(sum(np.asarray(w).size for w in backend.weights(model).values()))
-        out["provenance"] = dict(backend.provenance(model))
+        out["provenance"] = {**backend.provenance(model), "denormals": denormals}
         out["implementation"] = out["provenance"].get("implementation")
         if "timing" in phases:
             _timing(case, backend, model, task, spec, L, timing_ss, calibration, sync, out)
@@ -227,6 +234,10 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
     fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
     out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
 
+    out["subnormals"] = _subnormal_census(backend, model, xp, yp)
+    if case.device == "cpu" and out["train_time"] is not None:  # a BLAS floor says nothing of a GPU's step
+        out["gemm_floor"] = gemm_floor.floor(spec, case.batch_size, L, case.dtype, out["train_time"].median)
+    _warn_kept_denormals(case, out)
     if backend.name == "numpy":  # the reference allocates through NumPy, which tracemalloc sees; frameworks don't
         tm = measure.TraceMalloc()
         tm.start()
@@ -269,6 +280,24 @@ def _working_set(case: Case, backend: Any, task: Any, spec: ModelSpec, seed: np.
         warnings.append(f"working set not measured: {exception_reason(e)}")
         return []
     return figs
+
+
+def _subnormal_census(backend: Any, model: Any, xp: Any, yp: Any) -> dict[str, float] | None:
+    """One un-timed step's subnormal fractions: the backend's own ``subnormal_census`` (hidden-state gradients and
+    more) where it has one, else the parameter gradients from ``backend.gradients``."""
+    own = getattr(backend, "subnormal_census", None)
+    if own is not None:
+        return dict(own(model, xp, yp))
+    grads = backend.gradients(model, xp, yp)
+    return _denormals.census([("param_grad", np.concatenate([np.ravel(np.asarray(g)) for g in grads.values()]))])
+
+
+def _warn_kept_denormals(case: Case, out: dict[str, Any]) -> None:
+    census = out.get("subnormals") or {}
+    if case.denormals == "keep" and any(v > 0 for v in census.values()):
+        worst = max(census, key=census.get)
+        out["warnings"].append(f"denormals kept and present ({worst}: {census[worst]:.1%} subnormal): "
+                               "step time includes the CPU's subnormal penalty")
 
 
 def _add_point(curve: Curve, step: int, loss: float, seconds: float) -> None:

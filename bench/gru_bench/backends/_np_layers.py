@@ -28,6 +28,24 @@ import numpy as np
 
 from ._np_kernels import sigmoid_grad, sigmoid_of_negated, tanh_grad
 
+_FLUSH = [False]  # Case.denormals == "flush": zero subnormal dL/dh (and dL/dc) after every BPTT step (_denormals.py)
+
+
+def set_flush(on: bool) -> None:
+    """Turn the software flush of the recurrent gradients on or off (this process)."""
+    _FLUSH[0] = bool(on)
+
+
+# Zeroing only what is already subnormal is too late: the next multiply or GEMM of a tiny normal value produces
+# subnormal results, which cost the same microcode assists. So the flush zeroes below tiny·2^24 (fp32: 2e-31), leaving
+# ~7 decades of headroom for one step's products; such values are < 1e-28 of any O(1e-3) gradient: no effect on fp32
+# training, and float64's threshold (4e-301) is far below its conformance tolerance.
+FLUSH_MARGIN = 2.0 ** 24
+
+
+def _flush(a: np.ndarray) -> None:
+    np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny * FLUSH_MARGIN)  # (B, H) in place
+
 
 KEEP_SHAPES = 2  # workspaces kept per layer (and head buffers per model), by (T, B)
 
@@ -173,10 +191,15 @@ class GRUResetAfter(Layer):
             np.multiply(dAn[t], Gh[t, :, 2 * H:], out=da[:, :H])  # dL/dr (h W_hnᵀ + b_hn read before …)
             np.multiply(dAn[t], rz[:, :H], out=da[:, 2 * H:])  # … it is overwritten by dL/d(h W_hnᵀ + b_hn)
             sigmoid_grad(rz, da[:, :2 * H], tmp=t2h)  # dL/d[a_r | a_z]
+            if _FLUSH[0]:  # the gate gradients feed this step's GEMM and the weight-gradient GEMMs
+                _flush(da)
+                _flush(dAn[t])
             if t:
                 np.matmul(da, W_hh, out=t1)  # (B, H) through all gates, one GEMM
                 t1 += dhz
                 dHs[t - 1] += t1  # dL/dh_prev
+                if _FLUSH[0]:
+                    _flush(dHs[t - 1])
         TB = T * B
         dA2, dAn2 = dA.reshape(TB, 3 * H), dAn.reshape(TB, H)  # (T·B, 3H), (T·B, H)
         np.matmul(dA2.T, ws.Hs[:-1].reshape(TB, H + 1), out=g.Wh)  # (3H, H+1) [dW_hh | db_hh], one GEMM
@@ -237,15 +260,21 @@ class GRUResetBefore(Layer):
             np.multiply(dh, rz[:, H:], out=dhz)  # dh ⊙ z
             np.subtract(dh, dhz, out=dn)  # dL/dn = dh ⊙ (1 − z)
             tanh_grad(N[t], dn, out=dAn[t], tmp=t1)  # dL/da_n
+            if _FLUSH[0]:
+                _flush(dAn[t])
             np.matmul(dAn[t], W_n, out=drh)  # (B, H) dL/d(r ⊙ h)
             np.multiply(drh, Hs[t, :, :H], out=drz[:, :H])  # dL/dr
             sigmoid_grad(rz, drz, tmp=g2h)  # dL/d[a_r | a_z]
+            if _FLUSH[0]:
+                _flush(drz)
             if t:
                 np.matmul(drz, W_rz, out=t1)  # (B, H)
                 t1 += dhz
                 np.multiply(drh, rz[:, :H], out=dhz)  # dL/d(r ⊙ h) ⊙ r
                 t1 += dhz
                 dHs[t - 1] += t1  # dL/dh_prev
+                if _FLUSH[0]:
+                    _flush(dHs[t - 1])
         TB = T * B
         dRZ2, dAn2 = dRZ.reshape(TB, 2 * H), dAn.reshape(TB, H)
         np.matmul(dRZ2.T, Hs[:-1].reshape(TB, H + 1), out=g.Wh[:2 * H])  # (2H, H+1), one GEMM
@@ -310,10 +339,16 @@ class LSTM(Layer):
             np.subtract(s[:, :3 * H], t4h[:, :3 * H], out=t4h[:, :3 * H])  # σ' = s − s² for o, i, f
             np.subtract(1.0, t4h[:, 3 * H:], out=t4h[:, 3 * H:])  # tanh' = 1 − g²
             da *= t4h  # dL/d[a_o | a_i | a_f | a_g]
+            if _FLUSH[0]:
+                _flush(da)
             if t:
                 np.matmul(da, W_hh, out=t1)  # (B, H) through all gates, one GEMM
                 dHs[t - 1] += t1  # dL/dh_prev
+                if _FLUSH[0]:
+                    _flush(dHs[t - 1])
                 dc *= f  # dL/dc through c' = f ⊙ c + …
+                if _FLUSH[0]:
+                    _flush(dc)
         TB = T * B
         dA2 = dA.reshape(TB, 4 * H)
         np.matmul(dA2.T, ws.Hs[:-1].reshape(TB, H + 1), out=g.Wh)  # (4H, H+1) [dW_hh | db_hh], one GEMM

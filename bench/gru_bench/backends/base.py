@@ -63,6 +63,10 @@ class Backend(Protocol):
     * ``provenance``: which implementation ran and the settings that decide speed; must hold ``"implementation"``.
     * ``set_threads``: fix the framework's intra-op threads to ``n`` (``None``: leave) and return the settings in force.
     * ``prepare`` (optional): put ``x``/``y`` where the model lives once, so timed steps move no data.
+    * ``set_denormals`` (optional): put ``Case.denormals`` ("flush" | "keep") in force in this process and return
+      ``{"method", "applied"}``; raise ``_denormals.KeepUnsupported`` when the framework cannot keep them.
+    * ``subnormal_census`` (optional): ``{name: subnormal fraction}`` of one backward pass on ``x``/``y``, model
+      unchanged (without it the worker counts the parameter gradients of ``gradients``).
     """
 
     name: ClassVar[str]

@@ -239,6 +239,17 @@ class NumpyBackend:
         model.loss_and_gradients(x, _check_y(model, x, y))
         return model.export(model.g)
 
+    def subnormal_census(self, model: NumpyModel, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Subnormal fractions after one backward pass (model unchanged): dL/dh of every step and layer (the
+        layers' ``dHs`` buffers, after any flush) and the parameter gradients (optional helper, ``_denormals``)."""
+        from ._denormals import census
+
+        model = _check_model(model)
+        x = _check_x(model, x)
+        model.loss_and_gradients(x, _check_y(model, x, y))
+        dh = np.concatenate([ws.dHs.ravel() for ws in model._ws])  # (layers·T·B·H,)
+        return census([("hidden_grad", dh), ("param_grad", model.grad)])
+
     def loss(self, model: NumpyModel, x: np.ndarray, y: np.ndarray) -> float:
         """The loss on one batch, without changing the model (optional helper)."""
         model = _check_model(model)
@@ -269,6 +280,12 @@ class NumpyBackend:
             "sigmoid": "1/(1+exp(-a))",
             "elementwise_threads": 1,
         }
+
+    def set_denormals(self, policy: str) -> dict[str, Any]:
+        """Put ``Case.denormals`` ("flush" | "keep") in force in this process (optional; ``_denormals.py``)."""
+        from ._denormals import numpy_policy
+
+        return numpy_policy(policy)
 
     def set_threads(self, n: int | None) -> dict[str, int]:
         """Threads of every loaded BLAS = ``n`` (threadpoolctl); returns them by library. NumPy's element-wise work

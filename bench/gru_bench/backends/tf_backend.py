@@ -359,6 +359,12 @@ class TFBackend:
             peak=lambda: {"allocated": int(tf.config.experimental.get_memory_info(name)["peak"])},
         )
 
+    def set_denormals(self, policy: str) -> dict[str, Any]:
+        """Put ``Case.denormals`` ("flush" | "keep") in force in this process (optional; ``_denormals.py``)."""
+        from ._denormals import tf_policy
+
+        return tf_policy(policy)
+
     def set_threads(self, n: int | None) -> dict[str, int]:
         """Intra-op threads = ``n``, inter-op threads = 1 (one op at a time: the recurrence is sequential, and this
         keeps the process at ``n`` busy threads). Only possible before TensorFlow starts its runtime; afterwards the

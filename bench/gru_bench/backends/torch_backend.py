@@ -472,6 +472,20 @@ class TorchBackend:
             grads = torch.autograd.grad(self._loss(model, x, y), params)
         return state_dict_to_canonical(model.spec, dict(zip(names, grads)))
 
+    def subnormal_census(self, model: TorchModel, x: Any, y: Any) -> dict[str, float]:
+        """Subnormal fractions of one backward pass (model untouched): dL/dx (B, T, I), i.e. each step's gate
+        gradients through W_ih, the hidden-state gradient as it decays back through time (nn.GRU/nn.LSTM keep
+        dL/dh_t inside the kernel), and the parameter gradients (optional helper, ``_denormals``)."""
+        from ._denormals import census
+
+        model = _check_model(model)
+        x = self._x(model, x).detach().requires_grad_(True)
+        y = self._y(model, x, y)
+        with torch.enable_grad():
+            grads = torch.autograd.grad(self._loss(model, x, y), [x, *model.params])
+        flat = torch.cat([g.reshape(-1) for g in grads[1:]])
+        return census([("input_grad", grads[0].detach().cpu().numpy()), ("param_grad", flat.detach().cpu().numpy())])
+
     def weights(self, model: TorchModel) -> Weights:
         model = _check_model(model)
         return state_dict_to_canonical(model.spec, model.net.state_dict())
@@ -498,6 +512,12 @@ class TorchBackend:
     def provenance(self, model: TorchModel) -> dict[str, Any]:
         model = _check_model(model)
         return {**model.info, "threads": self.set_threads(None)}
+
+    def set_denormals(self, policy: str) -> dict[str, Any]:
+        """Put ``Case.denormals`` ("flush" | "keep") in force in this process (optional; ``_denormals.py``)."""
+        from ._denormals import torch_policy
+
+        return torch_policy(policy)
 
     def set_threads(self, n: int | None) -> dict[str, int]:
         """``torch.set_num_threads(n)``, and the inter-op pool too while it has not started (it can be sized once)."""

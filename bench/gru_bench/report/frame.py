@@ -96,6 +96,9 @@ def case_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
         infer_s=_stat(ft, "median"),
         gflops=gflops,
         pct_peak=pct,
+        pct_floor=100.0 * r.gemm_floor.efficiency if r.gemm_floor and r.gemm_floor.efficiency else np.nan,
+        floor_s=r.gemm_floor.seconds if r.gemm_floor else np.nan,
+        subnormal_max=max(r.subnormals.values()) if r.subnormals else np.nan,
         calibrated_gflops=gemm if gemm else np.nan,
         peak_bytes=peak,
         peak_name=peak_name or "",
@@ -168,7 +171,8 @@ FIRST_FIELDS = [
     "options",
     *[f for f in CONFIG_FIELDS if f != "options"],
 ]
-MEDIAN_FIELDS = ["train_s", "infer_s", "gflops", "pct_peak", "peak_bytes"]  # over the seeds that ran ok
+# over the seeds that ran ok
+MEDIAN_FIELDS = ["train_s", "infer_s", "gflops", "pct_peak", "pct_floor", "floor_s", "subnormal_max", "peak_bytes"]
 FIRST_NUMBER_FIELDS = ["params", "flops_forward", "flops_train_step", "baseline_loss", "baseline_metric"]
 
 

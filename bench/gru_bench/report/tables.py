@@ -438,6 +438,9 @@ def speed_table(groups: pd.DataFrame) -> Table:
         Column("flops_train_step", "FLOPs / step", "float", "num", "analytic, spec.py"),
         Column("gflops", "GFLOP/s", "float", "num"),
         Column("pct_peak", "% of peak", "pct", "num", "achieved / the run's calibrated float32 GEMM GFLOP/s"),
+        Column("pct_floor", "% of GEMM floor", "pct", "num",
+               "the step's own GEMMs timed at their shapes here / the step's time (gemm_floor.py)"),
+        *([Column("denormals", "denormals")] if "denormals" in df and df["denormals"].nunique() > 1 else []),
     ]
     if not df.empty:
         df["backend_device"] = _bd(df)
@@ -449,7 +452,8 @@ def speed_table(groups: pd.DataFrame) -> Table:
         "Speed and achieved throughput",
         cols,
         df.reset_index(drop=True),
-        note="Seeds aggregated by the median. % of peak compares with the GEMM calibration at the run's start.",
+        note="Seeds aggregated by the median. % of peak compares with the GEMM calibration at the run's start; "
+        "% of GEMM floor with the step's own GEMMs timed at their shapes on this machine.",
     )
 
 
