@@ -398,3 +398,17 @@ def test_time_to_target_fields_round_trip(tmp_path):
     assert back.cases[0].accuracy == acc
     row = load_results(tmp_path).iloc[0]
     assert row["steps_to_target"] == 100 and row["heldout_loss"] == [0.05, 0.005] and row["best_step"] == 100
+
+
+def test_atomic_write_gives_the_mode_of_a_new_file_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from gru_bench.results import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644

@@ -380,6 +380,12 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part: a temp file
     in the same directory, flushed and fsynced, renamed over ``path`` (``os.replace``), then the directory fsynced."""
@@ -387,6 +393,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a record gets the mode any new file would get
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
