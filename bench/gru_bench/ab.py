@@ -21,6 +21,7 @@ import numpy as np
 from .case import Case
 from .errors import InputError
 from .results import CaseResult
+from .results import write_outputs as write_files
 
 ALPHA = 0.05
 BOOTSTRAP_SEED = 20261203
@@ -204,14 +205,8 @@ def to_markdown(cases: list[CaseAB], meta: dict[str, Any]) -> str:
 
 def write_outputs(cases: list[CaseAB], meta: dict[str, Any], markdown: Path | None, json_path: Path | None) -> None:
     payload = {"meta": meta, "cases": [asdict(c) for c in cases], "exit_code": exit_code(cases)}
-    for path, text in ((markdown, lambda: to_markdown(cases, meta)),
-                       (json_path, lambda: json.dumps(payload, indent=1, default=str))):
-        if path is not None:
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(text() + "\n", encoding="utf-8")
-            except OSError as e:
-                raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    write_files(((markdown, lambda: to_markdown(cases, meta)),
+                 (json_path, lambda: json.dumps(payload, indent=1, default=str))))
 
 
 def check_python(python: str, option: str) -> str:

@@ -712,12 +712,6 @@ def compare_command(baseline: Path, candidate: Path, fail_on: str | None = None,
     loading = [str(w.message) for w in caught if "more than once" not in str(w.message)]  # compare names those
     result.warnings[:0] = list(dict.fromkeys(loading))
     print_table(result)
-    for path, text in ((markdown, lambda: to_markdown(result)),
-                       (json_path, lambda: json.dumps(result.to_dict(), indent=1, allow_nan=False, default=str))):
-        if path is not None:
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(text() + "\n", encoding="utf-8")
-            except OSError as e:
-                raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    results.write_outputs(((markdown, lambda: to_markdown(result)),
+                           (json_path, lambda: json.dumps(result.to_dict(), indent=1, allow_nan=False, default=str))))
     return result.exit_code

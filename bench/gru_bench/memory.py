@@ -52,6 +52,7 @@ from typing import Any, Callable, Sequence
 
 import psutil
 
+from .measure import _reset_hwm, _vm_hwm
 from .results import MemoryFigure
 
 WORKING_SET = "working_set"
@@ -103,26 +104,6 @@ def release_free_memory() -> bool:
 
 def _rss() -> int:
     return psutil.Process().memory_info().rss
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _vm_hwm() -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # kB
-    except OSError:
-        pass
-    return None
 
 
 class PeakReader:

@@ -380,6 +380,18 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_outputs(outputs: Any) -> None:
+    """Write each ``(path, make_text)`` whose path is not None (``--markdown``/``--json`` of compare and ab); a path
+    that cannot be written is an ``InputError`` naming it."""
+    for path, text in outputs:
+        if path is not None:
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text() + "\n", encoding="utf-8")
+            except OSError as e:
+                raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
