@@ -157,8 +157,8 @@ def test_end_to_end_killed_worker_on_one_side(tmp_path, slow_plugin):
 def _compare_sides(wall_scale: float, cpu_scale: float, busy: bool):
     from test_compare import make_case, record, result
 
-    from gru_bench.compare import compare_records
-    from gru_bench.checks import parse_fail_on
+    from gru_bench.compare.engine import compare_records
+    from gru_bench.compare.thresholds import parse_fail_on
     from gru_bench.results import Load
 
     rng = np.random.default_rng(3)

@@ -129,7 +129,7 @@ def test_report_and_compare_delegate(tmp_path, monkeypatch, capsys):
         return 1
 
     monkeypatch.setitem(sys.modules, "gru_bench.report", types.SimpleNamespace(build_report=build_report))
-    monkeypatch.setitem(sys.modules, "gru_bench.compare", types.SimpleNamespace(compare_command=compare_command))
+    monkeypatch.setitem(sys.modules, "gru_bench.compare.command", types.SimpleNamespace(compare_command=compare_command))
     rec = tmp_path / "a.json"
     rec.write_text("{}")
     assert main(["report", str(rec), str(tmp_path), "-o", str(tmp_path / "rep"), "--title", "T"]) == 0

@@ -13,9 +13,12 @@ import pytest
 from scipy import stats
 
 from gru_bench.case import Case
-from gru_bench.checks import (DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryCheck, TimeCheck, parse_check,
-                              parse_fail_on)
-from gru_bench.compare import (compare_command, compare_records, fdr, load_side, margin_test, timing_test)
+from gru_bench.compare.checks import DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryCheck, TimeCheck
+from gru_bench.compare.command import compare_command
+from gru_bench.compare.engine import compare_records
+from gru_bench.compare.loading import load_side
+from gru_bench.compare.stats import fdr, margin_test, timing_test
+from gru_bench.compare.thresholds import parse_check, parse_fail_on
 from gru_bench.errors import InputError
 from gru_bench.results import (Accuracy, Calibration, CaseResult, GitInfo, Load, MemoryFigure, RunRecord,
                                TimingStats)
@@ -628,7 +631,7 @@ def test_markdown_escapes_record_strings(tmp_path):
     b = record([result(case, samples(np.random.default_rng(0), .01))], "base")
     c = record([result(case, status="failed", reason=evil)], "cand")
     cmp = compare_records([b], [c], baseline_name=[evil])
-    from gru_bench.compare_output import to_markdown
+    from gru_bench.compare.output import to_markdown
     md = to_markdown(cmp)
     assert "<script" not in md and "<img" not in md and "![" not in md
     assert md.count("&lt;script&gt;") >= 3  # label, note, baseline name: shown, inert
@@ -686,7 +689,7 @@ def test_version_1_side_has_no_time_to_target_row_to_gate():
 
 
 def test_steps_to_target_check_parses_as_a_factor():
-    from gru_bench.checks import TargetCheck
+    from gru_bench.compare.checks import TargetCheck
     assert parse_check("steps_to_target:1.5x") == TargetCheck("steps_to_target", 1.5)
     assert parse_check("steps_to_target:20%").factor == pytest.approx(1.2)
     with pytest.raises(InputError, match="steps_to_target:0.5x"):

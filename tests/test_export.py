@@ -22,7 +22,8 @@ def timing(s) -> TimingStats:
 def record(run_id: str, train, acc=0.75, status="ok") -> RunRecord:
     copy = Case(backend="numpy", cell="lstm", variant="standard", task="copy", seq_len=10, hidden=8, steps=50)
     adding = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8)
-    return RunRecord(run_id=run_id, suite_name="quick", created="2025-01-01T00:00:00", git=GitInfo(commit="0123456789abcdef"),
+    return RunRecord(run_id=run_id, suite_name="quick", created="2025-01-01T00:00:00",
+                     git=GitInfo(commit="0123456789abcdef"),
                      cases=[
                          CaseResult(case=copy, case_id=copy.case_id, status="ok", implementation="numpy",
                                     train_time=timing(train), forward_time=timing([t / 3 for t in train]),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gru_bench.case import Case
-from gru_bench.checks import parse_fail_on
+from gru_bench.compare.thresholds import parse_fail_on
 from gru_bench.history import (CHANGE_COLUMNS, SERIES_COLUMNS, change_points, commit_noise, detect_steps,
                                history_series)
 from gru_bench.results import Accuracy, CaseResult, GitInfo, RunRecord, TimingStats

@@ -187,7 +187,7 @@ def exit_code(cases: list[CaseAB], fail_on_failed: bool = True) -> int:
 
 
 def to_markdown(cases: list[CaseAB], meta: dict[str, Any]) -> str:
-    from .compare_output import ICON
+    from .compare.output import ICON
 
     lines = [f"## gru-bench ab: {meta['rounds']} rounds, factor {meta['factor']:.0%}", "",
              "| case | verdict | ratio (cand/base) | 95 % CI | p | channel | note |",

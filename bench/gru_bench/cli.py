@@ -419,7 +419,7 @@ def compare(
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> int:
     """Compare two run records; exit 1 when a --fail-on check finds a regression."""
-    from .compare import compare_command
+    from .compare.command import compare_command
 
     code = compare_command(baseline, candidate, fail_on, markdown, json_path)
     return ExitStatus(code) if code in tuple(ExitStatus) else ExitStatus.FAILED

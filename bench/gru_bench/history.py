@@ -24,8 +24,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .checks import DEFAULT_CHECKS, MarginCheck, Thresholds, TimeCheck
-from .compare import ALPHA, TIME_METRICS, machine_id
+from .compare.checks import DEFAULT_CHECKS, MarginCheck, TimeCheck
+from .compare.engine import TIME_METRICS
+from .compare.machines import machine_id
+from .compare.stats import ALPHA
+from .compare.thresholds import Thresholds
 from .results import RunRecord
 
 NOISE_Z = 3.0  # a step must also exceed this many commit-to-commit standard deviations
