@@ -10,7 +10,8 @@ import pytest
 
 from gru_bench import ab
 from gru_bench.case import Case
-from gru_bench.cli import ExitStatus, main
+from gru_bench.cli import main
+from gru_bench.status import ExitStatus
 from gru_bench.errors import InputError
 from gru_bench.results import CaseResult, TimingStats
 

@@ -13,7 +13,8 @@ import pytest
 import fault_backend
 from gru_bench import cli
 from gru_bench.case import Case
-from gru_bench.cli import ExitStatus, main, summary_table
+from gru_bench.cli import main, summary_table
+from gru_bench.status import ExitStatus
 from gru_bench.results import CaseResult, TimingStats, load_record
 
 
@@ -129,7 +130,8 @@ def test_report_and_compare_delegate(tmp_path, monkeypatch, capsys):
         return 1
 
     monkeypatch.setitem(sys.modules, "gru_bench.report", types.SimpleNamespace(build_report=build_report))
-    monkeypatch.setitem(sys.modules, "gru_bench.compare.command", types.SimpleNamespace(compare_command=compare_command))
+    monkeypatch.setitem(sys.modules, "gru_bench.compare.command",
+                        types.SimpleNamespace(compare_command=compare_command))
     rec = tmp_path / "a.json"
     rec.write_text("{}")
     assert main(["report", str(rec), str(tmp_path), "-o", str(tmp_path / "rep"), "--title", "T"]) == 0

@@ -293,6 +293,45 @@ def test_thresholds_come_from_the_suite_when_not_given(tmp_path):
         compare_records([base], [bad])
 
 
+SUITE_TOML = 'name = "gated"\nbackend = "numpy"\ncell = "gru"\ntask = "adding"\nseq_len = 5\nhidden = 4\n'
+
+
+def test_a_suite_file_declares_fail_on_and_compare_uses_it(tmp_path):
+    """``fail_on`` in a suite file (docs/ci.md): validated at load with --fail-on's grammar, stored in the record's
+    suite, applied by compare when the command line gives none; the command line still wins."""
+    from gru_bench.suite import load_suite
+
+    (tmp_path / "s.toml").write_text(SUITE_TOML + 'fail_on = "params,flops"\n')
+    suite = load_suite(tmp_path / "s.toml")
+    assert suite.fail_on == "params,flops" and suite.record()["fail_on"] == "params,flops"
+    (tmp_path / "t.toml").write_text(SUITE_TOML + '[fail_on]\nparams = true\naccuracy = "-2%"\n')
+    assert load_suite(tmp_path / "t.toml").fail_on == {"params": True, "accuracy": "-2%"}
+    assert load_suite(tmp_path / "t.toml").cases() == suite.cases()  # not a grid key: the cases are the same
+    base, cand = timing_records(1.25, n_cases=1, seed=11, suite=suite.record())
+    b, c = write(tmp_path, "b", base), write(tmp_path, "c", cand)
+    cmp = compare_records([base], [cand])
+    assert cmp.thresholds.gating == {"params", "flops"} and cmp.thresholds.source == "suite of cand"
+    assert [r.verdict for r in rows(cmp, "train_time")] == ["regressed"]  # compared, reported, not gating
+    assert compare_command(b, c) == 0
+    assert compare_command(b, c, "train_time:10%") == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ('fail_on = "train_time:ten"\n', "fail_on 'train_time:ten': value 'ten' not understood"),
+    ('fail_on = ["params", "speed"]\n', "fail_on 'speed': unknown metric 'speed'"),
+    ('fail_on = 3\n', "fail_on=3: expected a valid string"),
+    ('[[also]]\nfail_on = "params"\n', "also[0].fail_on: expected a grid key"),
+])
+def test_a_bad_fail_on_in_a_suite_file_is_a_one_line_input_error(tmp_path, text, message):
+    from gru_bench.suite import load_suite
+
+    (tmp_path / "s.toml").write_text(SUITE_TOML + text)
+    with pytest.raises(InputError) as e:
+        load_suite(tmp_path / "s.toml")
+    assert message in str(e.value) and str(e.value).startswith(str(tmp_path / "s.toml")), str(e.value)
+    assert "\n" not in str(e.value)
+
+
 # -------------------------------------------------------------------------------------------- statistics
 def test_false_discovery_rate_correction_across_cases():
     """A marginal slowdown (ratio 1.11, one-sided p ≈ 0.021) is a regression alone, but not among 10 null cases:
@@ -488,6 +527,34 @@ def test_cli_exit_codes(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{truncated")
     assert main(["compare", str(b), str(tmp_path / "bad.json")]) == 2
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_a_bug_is_exit_1_not_a_usage_error_and_bad_input_stays_2(tmp_path, capsys, monkeypatch):
+    """A plain ValueError raised deep inside (a bug, not bad input) is exit 1 with its type named and a pointer to
+    --debug; only InputError (and usage errors) are exit 2, with their one-line message and no traceback."""
+    from gru_bench.cli import main
+    from gru_bench.compare import engine
+    from gru_bench.status import ExitStatus
+
+    base, cand = timing_records(1.0, n_cases=1, seed=18)
+    b, c = write(tmp_path, "b", base), write(tmp_path, "c", cand)
+    capsys.readouterr()
+    assert main(["compare", str(b), str(c), "--fail-on", "train_time:ten"]) == ExitStatus.USAGE == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --fail-on 'train_time:ten': value 'ten' not understood; expected a percentage (10%) or a "
+                   "factor (1.1x)"]
+
+    def broken(*a, **k):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(engine, "timing_test", broken)
+    assert main(["compare", str(b), str(c)]) == ExitStatus.FAILED == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["error: ValueError: operands could not be broadcast together (run with "
+                                        "--debug for the traceback)"]
+    assert "Traceback" not in err
+    assert main(["compare", str(b), str(c), "--debug"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
 
 
 def test_busy_machine_is_warned_and_noted():

@@ -108,3 +108,17 @@ def test_deeply_nested_json_is_refused_naming_the_file(tmp_path):
     with pytest.raises(InputError, match=r"deep\.json: .*nested deeper"):
         export_command([deep], "bmf", tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_metric_direction_has_one_home_that_export_and_compare_read():
+    """tasks.HIGHER_IS_BETTER is the one definition of which way a metric improves: every task's metric has one,
+    and export's bigger/smaller split follows it (accuracy bigger; mse and the loss smaller)."""
+    import importlib
+
+    from gru_bench.tasks import TASKS, metric_higher_is_better
+
+    assert {t.name: t.higher_is_better for t in TASKS.values()} == {"adding": False, "copy": True,
+                                                                     "selective_copy": True}
+    assert metric_higher_is_better("loss") is False and metric_higher_is_better("no such metric") is None
+    for name in ("export", "compare.engine", "compare.quality"):
+        assert not hasattr(importlib.import_module(f"gru_bench.{name}"), "HIGHER_IS_BETTER")  # no second copy

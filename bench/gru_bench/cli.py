@@ -1,7 +1,8 @@
 """The ``gru-bench`` command line: ``run``, ``report``, ``compare``, ``info``, ``list``.
 
-Exit codes are decided here and nowhere else (``ExitStatus``); ``main`` turns every exception into one of them
-with a one-line message, and shows a traceback only with ``--debug``.
+Exit codes are decided here and nowhere else (``status.ExitStatus``); ``main`` turns every exception into one of
+them with a one-line message, and shows a traceback only with ``--debug``: ``InputError`` and usage errors are 2,
+anything else (a bug, the environment) is 1.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import shutil
 import statistics
 import sys
 import traceback
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -20,13 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import InputError
-
-
-class ExitStatus(IntEnum):
-    OK = 0  # every case ran / no regression
-    FAILED = 1  # some case failed, timed out or ran out of memory / a regression / an unexpected error
-    USAGE = 2  # usage or input error: a bad flag, suite file, record or value
-    INTERRUPTED = 130  # Ctrl-C: finished cases kept, resume with --resume
+from .status import ExitStatus
 
 
 app = typer.Typer(name="gru-bench", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -468,7 +462,8 @@ def ab(
 @app.command()
 def export(
     inputs: list[Path] = typer.Argument(..., help="Run records or folders of them."),
-    fmt: str = typer.Option(..., "--format", help="github-smaller | github-bigger (github-action-benchmark) | bmf (Bencher)."),
+    fmt: str = typer.Option(..., "--format",
+                            help="github-smaller | github-bigger (github-action-benchmark) | bmf (Bencher)."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the JSON here (default: stdout)."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> int:
@@ -532,11 +527,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error_status(e: Exception, debug: bool) -> int:
-    """ValueError (InputError, and spec.py's / tasks.py's bad values): usage, 2. Anything else (a bug, the
-    environment): 1. One line either way; the traceback with ``--debug``."""
+    """``InputError`` (bad usage or input, named by the code that checked it): 2. Anything else, a plain
+    ``ValueError`` included (a bug, the environment): 1. One line either way; the traceback with ``--debug``."""
     if debug:
         traceback.print_exception(e)
-    if isinstance(e, ValueError):
+    if isinstance(e, InputError):
         err.print(f"[red]error[/]: {escape(_one_line(str(e)))}", highlight=False)
         return ExitStatus.USAGE
     hint = "" if debug else " (run with --debug for the traceback)"

@@ -26,9 +26,9 @@ import numpy as np
 
 from .errors import InputError
 from .results import RunRecord
+from .tasks import metric_higher_is_better
 
 FORMATS = ("github-smaller", "github-bigger", "bmf")
-HIGHER_IS_BETTER = {"accuracy"}  # the tasks' metrics that grow when better (mse shrinks)
 
 
 @dataclass
@@ -94,7 +94,7 @@ def to_github_benchmark(records: Iterable[RunRecord], bigger_is_better: bool = F
                           if x)
         if bigger_is_better:
             for name, vals in p.quality.items():
-                if name in HIGHER_IS_BETTER:
+                if metric_higher_is_better(name):
                     entries.append(dict(name=f"{p.label} · {name}", unit=name, value=float(np.mean(vals)),
                                         range=f"± {float(np.std(vals)):.4g}", extra=f"{extra}; runs={len(vals)}"))
             continue
@@ -108,7 +108,7 @@ def to_github_benchmark(records: Iterable[RunRecord], bigger_is_better: bool = F
             entries.append(dict(name=f"{p.label} · memory:{name}", unit="MiB", value=float(np.median(vals)) / 2**20,
                                 range=f"± {float(np.ptp(vals)) / 2**21:.4g}", extra=extra))
         for name, vals in p.quality.items():
-            if name not in HIGHER_IS_BETTER:
+            if not metric_higher_is_better(name):  # loss, mse (and a metric of no known task)
                 entries.append(dict(name=f"{p.label} · {name}", unit=name, value=float(np.mean(vals)),
                                     range=f"± {float(np.std(vals)):.4g}", extra=f"{extra}; runs={len(vals)}"))
     return entries

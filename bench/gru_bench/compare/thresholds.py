@@ -166,10 +166,14 @@ def thresholds_from_suite(suite: Mapping[str, Any], where: str) -> Thresholds | 
     raw = suite.get("fail_on")
     if raw is None:
         return None
-    option = f"fail_on in the suite of {where}"
+    return parse_fail_on(fail_on_spec(raw), f"fail_on in the suite of {where}", source=f"suite of {where}")
+
+
+def fail_on_spec(raw: Any) -> str:
+    """A suite's ``fail_on`` (a string, a list of tokens, or a table metric -> value) as one ``--fail-on`` string."""
     if isinstance(raw, Mapping):
         tokens = [m if v in (True, "", None) else f"{m}:{v}" for m, v in raw.items()]
-        raw = ",".join(tokens) if tokens else "none"
+        return ",".join(tokens) if tokens else "none"
     if isinstance(raw, (list, tuple)):
-        raw = ",".join(str(t) for t in raw) or "none"
-    return parse_fail_on(str(raw), option, source=f"suite of {where}")
+        return ",".join(str(t) for t in raw) or "none"
+    return str(raw)
