@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .ab import DEFAULT_ROUNDS as AB_ROUNDS
 from .errors import InputError
 from .status import ExitStatus
 
@@ -426,8 +427,10 @@ def ab(
     candidate_python: Optional[str] = typer.Option(None, "--candidate-python", help="The candidate's interpreter."),
     baseline_env: list[str] = typer.Option([], "--baseline-env", help="KEY=VALUE for the baseline (repeatable)."),
     candidate_env: list[str] = typer.Option([], "--candidate-env", help="KEY=VALUE for the candidate (repeatable)."),
-    rounds: int = typer.Option(6, help="ABBA rounds (each runs every case once per side; >= 6 to decide)."),
-    factor: float = typer.Option(0.05, help="Practical factor: a smaller change never gates (0.05 = 5 %)."),
+    rounds: int = typer.Option(AB_ROUNDS, help="ABBA rounds (each runs every case once per side; >= 6 to decide)."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on",
+                                          help="compare's grammar: train_time[:5%], inconclusive or none."),
+    factor: Optional[float] = typer.Option(None, help="Practical factor, 0.05 = 5 % (= --fail-on train_time:5%)."),
     backend: Optional[str] = typer.Option(None, help="Backends, comma-separated."),
     hidden: Optional[str] = typer.Option(None, help="Hidden sizes."),
     seq_len: Optional[str] = typer.Option(None, "--seq-len", help="Sequence lengths T."),
@@ -449,14 +452,13 @@ def ab(
                    ab_.parse_env(baseline_env, "--baseline-env")),
              "B": (ab_.check_python(candidate_python or ab_.default_python(), "--candidate-python"),
                    ab_.parse_env(candidate_env, "--candidate-env"))}
-    if factor < 0:
-        raise InputError(f"--factor {factor}: expected >= 0")
+    thresholds = ab_.gate(fail_on, factor)
     overrides = {"backend": backend, "hidden": hidden, "seq_len": seq_len, "cell": cell,
                  "repetitions": repetitions, "threads": threads}
     overrides = {k: _csv(v) for k, v in overrides.items() if v is not None}
     suite_ = load_suite(suite or "answer", {**overrides, "steps": "0"})  # the timing phase only
     ab_.abba_order(rounds)
-    return ExitStatus(ab_.ab_command(suite_, out_dir, rounds, factor, sides, markdown, json_path, err))
+    return ExitStatus(ab_.ab_command(suite_, out_dir, rounds, thresholds, sides, markdown, json_path, err))
 
 
 @app.command()

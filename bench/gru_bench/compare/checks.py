@@ -7,9 +7,10 @@ parsing of ``--fail-on`` into checks lives in ``thresholds.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from .stats import MarginTest
+if TYPE_CHECKING:  # the evidence's type only: checks (and the --fail-on grammar) import no scipy
+    from .stats import MarginTest
 
 Verdict = Literal["improved", "unchanged", "regressed", "inconclusive", "new", "missing", "failed"]
 VERDICTS: tuple[Verdict, ...] = ("failed", "regressed", "inconclusive", "missing", "new", "improved",
