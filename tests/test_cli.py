@@ -214,3 +214,21 @@ def test_console_script_exit_code():
     p = subprocess.run([str(exe), "run", "--device", "cuda"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.strip().startswith("error: --device cuda: CUDA is not available") and "\n" not in p.stderr.strip()
+
+
+def test_summary_table_pairs_on_pair_id_not_on_a_subset_of_keys():
+    """Two learning rates are two GRU/LSTM pairs, two rows that say which is which (they were pooled before)."""
+    from rich.console import Console
+
+    cases = [_result(cell, var, 0, t, 300, 0.01) for cell, var, t in (("gru", "reset_after", 0.002),
+                                                                      ("lstm", "standard", 0.004))]
+    fast = [r.model_copy(update={"case": r.case.model_copy(update={"lr": 0.01})}) for r in cases]
+    fast[0] = fast[0].model_copy(update={"train_time": fast[0].train_time.model_copy(update={"median": 0.001})})
+    console = Console(width=250, record=True)
+    console.print(summary_table(cases + fast))
+    rows = [line for line in console.export_text().splitlines() if "reset_after" in line]
+    assert len(rows) == 2
+    slow = next(r for r in rows if "lr=0.001" in r)
+    quick = next(r for r in rows if "lr=0.01" in r)
+    assert "2.00 ms" in slow and "0.50" in slow  # 2 ms / 4 ms, not pooled with the other lr
+    assert "1.00 ms" in quick and "0.25" in quick  # 1 ms / 4 ms
