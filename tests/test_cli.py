@@ -14,7 +14,8 @@ import fault_backend
 from gru_bench import cli
 from gru_bench.case import Case
 from gru_bench.cli import ExitStatus, main, summary_table
-from gru_bench.results import CaseResult, TimingStats, load_record
+from gru_bench.schema import CaseResult, TimingStats
+from gru_bench.storage import load_record
 
 
 def write_suite(path: Path, **keys) -> Path:
@@ -170,7 +171,7 @@ def _result(cell: str, variant: str, seed: int, step_s: float, params: int, metr
             to_target: int | None = None) -> CaseResult:
     c = Case(backend="numpy", cell=cell, variant=variant, task="adding", seq_len=50, hidden=64, seed=seed, steps=300)
     t = TimingStats(samples=[step_s], median=step_s, iqr=0, min=step_s, mean=step_s, ci_low=step_s, ci_high=step_s)
-    from gru_bench.results import Accuracy, MemoryFigure
+    from gru_bench.schema import Accuracy, MemoryFigure
 
     return CaseResult(case=c, case_id=c.case_id, status="ok", params=params, train_time=t,
                       memory=[MemoryFigure(name="tracemalloc_peak", bytes=1024 * (3 if cell == "gru" else 4),

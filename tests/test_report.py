@@ -33,17 +33,8 @@ from gru_bench.report.frame import cases_frame, groups_frame
 from gru_bench.report.modelio import io_from_param_pair
 from gru_bench.report.table import Column, Table, format_value, sort_key
 from gru_bench.report.tables import FOLLOWS_TOLERANCE, follows, iso_frame, problems_table, verdict_frame, verdict_table
-from gru_bench.results import (
-    Accuracy,
-    Calibration,
-    CaseResult,
-    Curve,
-    GitInfo,
-    Load,
-    MemoryFigure,
-    RunRecord,
-    TimingStats,
-)
+from gru_bench.schema import (Accuracy, Calibration, CaseResult, Curve, GitInfo, Load, MemoryFigure, RunRecord,
+                              TimingStats)
 
 ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
@@ -833,7 +824,7 @@ def test_groups_carry_kaplan_meier_time_to_target():
 
 
 def test_report_shows_time_to_target_and_reads_a_version_1_record(tmp_path):
-    from gru_bench.results import save_record
+    from gru_bench.storage import save_record
 
     p = save_record(_tt_record(), tmp_path / "in" / "tt.json")
     baseline = Path(__file__).resolve().parents[1] / "results" / "baselines" / "quick.json"

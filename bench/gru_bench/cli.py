@@ -316,7 +316,7 @@ def info(check: bool = typer.Option(False, "--check", help="Start each framework
     """Library versions (read from the installed metadata) and the backends installed here; ``--check`` starts
     each framework to say which backend/device pairs are usable, and why the others are not."""
     from .backends import backend_names, unavailable_reason
-    from .results import machine_id, machine_manifest
+    from .machine import machine_id, machine_manifest
 
     m = machine_manifest()
     t = Table(title=f"machine {machine_id(m)}", show_header=False, title_justify="left")
@@ -506,7 +506,7 @@ def _record_warnings() -> Any:
     """Warnings about the records read (an older schema version) as one ``warning:`` line each on stderr."""
     import warnings
 
-    from .results import SchemaWarning
+    from .schema import SchemaWarning
 
     default = warnings.showwarning
 

@@ -20,7 +20,7 @@ naming the record and the case; a case with no finite sample has no timing verdi
 
 The thresholds are check objects (``checks.py``). Only gating metrics turn a regression into exit code 1; a
 candidate case that fails (crash, divergence, timeout, OOM) where the baseline did not always does.
-``compare`` reads run records only (``results.py``); it imports no framework.
+``compare`` reads run records only (``schema``, ``storage``); it imports no framework.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ from .case import ID_OPTIONAL, Case
 from . import survival
 from .checks import DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryCheck, Thresholds, TimeCheck, parse_fail_on, thresholds_from_suite
 from .errors import InputError
-from . import results
-from .results import CaseResult, RunRecord
+from . import machine, storage
+from .schema import CaseResult, RunRecord
 
 Verdict = Literal["improved", "unchanged", "regressed", "inconclusive", "new", "missing", "failed"]
 VERDICTS: tuple[Verdict, ...] = ("failed", "regressed", "inconclusive", "missing", "new", "improved",
@@ -147,8 +147,8 @@ def load_side(path: Path, name: str = "record", files: dict[str, str] | None = N
     if not path.exists():
         raise InputError(f"{name}={str(path)!r}: no such file or directory; expected a run record or a folder of them")
     out = []
-    for p in results.record_files(path):
-        out.append(results.load_record(p))
+    for p in storage.record_files(path):
+        out.append(storage.load_record(p))
         if files is not None:
             files.setdefault(out[-1].run_id, str(p))
     return out
@@ -156,8 +156,8 @@ def load_side(path: Path, name: str = "record", files: dict[str, str] | None = N
 
 # ------------------------------------------------------------------------------------------------- machines
 def machine_id(record: RunRecord) -> str:
-    """The record's machine (``results.machine_id``: hostname and hardware, not software)."""
-    return record.machine_id or results.machine_id(record.machine or {})
+    """The record's machine (``machine.machine_id``: hostname and hardware, not software)."""
+    return record.machine_id or machine.machine_id(record.machine or {})
 
 
 def _machine_name(record: RunRecord) -> str:
@@ -712,6 +712,6 @@ def compare_command(baseline: Path, candidate: Path, fail_on: str | None = None,
     loading = [str(w.message) for w in caught if "more than once" not in str(w.message)]  # compare names those
     result.warnings[:0] = list(dict.fromkeys(loading))
     print_table(result)
-    results.write_outputs(((markdown, lambda: to_markdown(result)),
+    storage.write_outputs(((markdown, lambda: to_markdown(result)),
                            (json_path, lambda: json.dumps(result.to_dict(), indent=1, allow_nan=False, default=str))))
     return result.exit_code

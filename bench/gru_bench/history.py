@@ -26,7 +26,7 @@ from scipy import stats
 
 from .checks import DEFAULT_CHECKS, MarginCheck, Thresholds, TimeCheck
 from .compare import ALPHA, TIME_METRICS, machine_id
-from .results import RunRecord
+from .schema import RunRecord
 
 NOISE_Z = 3.0  # a step must also exceed this many commit-to-commit standard deviations
 SERIES_METRICS = ("train_time", "forward_time", "accuracy", "loss")

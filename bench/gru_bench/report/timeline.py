@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..results import RunRecord
+from ..schema import RunRecord
 from .frame import cell_key
 
 HistoryProvider = Callable[[list[RunRecord]], pd.DataFrame]
