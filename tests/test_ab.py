@@ -12,7 +12,7 @@ from gru_bench import ab
 from gru_bench.case import Case
 from gru_bench.cli import main
 from gru_bench.errors import InputError
-from gru_bench.results import CaseResult, TimingStats
+from gru_bench.schema import CaseResult, TimingStats
 from gru_bench.status import ExitStatus
 
 PERF = Path(__file__).resolve().parents[1] / "bench" / "perf"
@@ -238,7 +238,7 @@ def test_end_to_end_env_reaches_worker_records_and_exit_1(tmp_path, slow_plugin)
     assert code == 1 and payload["exit_code"] == 1
     assert case["verdict"] == "regressed" and case["wall"]["ratio"] > 1.5  # ×2 injected; load may blur it
     assert "regressed" in md.read_text()
-    from gru_bench.results import load_record
+    from gru_bench.storage import load_record
     for side in ("baseline", "candidate"):
         rec = load_record(Path(payload["meta"][side]["record"]))
         (r,) = rec.cases
@@ -263,7 +263,7 @@ def _compare_sides(wall_scale: float, cpu_scale: float, busy: bool):
 
     from gru_bench.compare.engine import compare_records
     from gru_bench.compare.thresholds import parse_fail_on
-    from gru_bench.results import Load
+    from gru_bench.schema import Load
 
     rng = np.random.default_rng(3)
     c = make_case()

@@ -20,8 +20,7 @@ from gru_bench.compare.loading import load_side
 from gru_bench.compare.stats import fdr, margin_test, timing_test
 from gru_bench.compare.thresholds import parse_check, parse_fail_on
 from gru_bench.errors import InputError
-from gru_bench.results import (Accuracy, Calibration, CaseResult, GitInfo, Load, MemoryFigure, RunRecord,
-                               TimingStats)
+from gru_bench.schema import Accuracy, Calibration, CaseResult, GitInfo, Load, MemoryFigure, RunRecord, TimingStats
 
 MACHINE_A = {"hostname": "runner-a", "cpu": {"model": "Xeon A"}, "cores_logical": 2}
 MACHINE_B = {"hostname": "runner-b", "cpu": {"model": "EPYC B"}, "cores_logical": 8}

@@ -10,7 +10,7 @@ import pytest
 from gru_bench.case import Case
 from gru_bench.errors import InputError
 from gru_bench.export import export_command, to_bmf, to_github_benchmark
-from gru_bench.results import Accuracy, CaseResult, GitInfo, MemoryFigure, RunRecord, TimingStats
+from gru_bench.schema import Accuracy, CaseResult, GitInfo, MemoryFigure, RunRecord, TimingStats
 
 
 def timing(s) -> TimingStats:

@@ -26,8 +26,8 @@ from .case import Case
 from .compare.checks import TimeCheck
 from .compare.thresholds import Thresholds, parse_check, parse_fail_on
 from .errors import InputError
-from .results import CaseResult
-from .results import write_outputs as write_files
+from .schema import CaseResult
+from .storage import write_outputs as write_files
 
 ALPHA = 0.05
 BOOTSTRAP_SEED = 20261203
@@ -274,7 +274,7 @@ def default_python() -> str:
 
 def save_side(suite: Any, out_dir: Path, label: str, merged: dict[str, CaseResult]) -> Path:
     """One side as an ordinary run record under ``out_dir`` (``compare`` and ``report`` read it)."""
-    from . import results, runner
+    from . import runner, storage
 
     run = runner.new_run(suite, out_dir, label, calibrate=False)
     try:
@@ -284,7 +284,7 @@ def save_side(suite: Any, out_dir: Path, label: str, merged: dict[str, CaseResul
                 run.done[case.case_id] = merged[case.case_id]
     finally:
         run.journal.close()
-    results.save_record(run.assemble(complete=len(run.done) == len(run.plan)), run.record_path)
+    storage.save_record(run.assemble(complete=len(run.done) == len(run.plan)), run.record_path)
     run.journal.path.unlink(missing_ok=True)
     return run.record_path
 

@@ -6,6 +6,7 @@ anything else (a bug, the environment) is 1.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -172,7 +173,9 @@ def run_exit_status(outcome: Any) -> ExitStatus:
 # the device allocator's peak on CUDA; on the CPU the per-batch working set (memory.py, same method on every backend)
 MEMORY_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
                      "host_peak_rss_delta")
-CONFIG_KEYS = ("backend", "device", "task", "seq_len", "hidden", "num_layers", "batch_size", "dtype", "denormals")
+# the configuration keys the table shows in columns; any other key that differs between its pairs is named in the
+# first column (``lr=0.01``), so two rows never look the same
+SHOWN_KEYS = ("backend", "device", "task", "seq_len", "hidden", "cell", "variant", "seed", "timeout_s", "denormals")
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -260,11 +263,11 @@ def summary_table(cases: list[Any]) -> Table:
     Metric columns read ``final / trivial baseline`` and ``✓k/n`` when k of n seeds solved the task; "to target"
     columns the Kaplan–Meier median steps to the first held-out evaluation under the target and ``(k/n)`` seeds
     that reached it (``survival.py``)."""
-    groups: dict[tuple, dict[str, list[Any]]] = {}
-    for r in cases:
-        key = tuple(getattr(r.case, k) for k in CONFIG_KEYS)
+    groups: dict[str, dict[str, list[Any]]] = {}
+    for r in cases:  # a row is a GRU/LSTM pair (Case.pair_id), its seeds pooled
         side = "lstm" if r.case.cell == "lstm" else f"gru[{r.case.variant}]"
-        groups.setdefault(key, {}).setdefault(side, []).append(r)
+        groups.setdefault(r.case.pair_id, {}).setdefault(side, []).append(r)
+    varying = _varying_keys([r.case for r in cases])
     t = Table(title="GRU vs LSTM (median over seeds; metric: final / baseline; to target: KM median steps "
                     "(seeds that reached it))", title_justify="left")
     for col in ("backend", "task", "T", "H", "GRU variant"):
@@ -274,8 +277,8 @@ def summary_table(cases: list[Any]) -> Table:
         t.add_column(col, justify="right")
     for col in ("params ×", "time ×", "mem ×"):
         t.add_column(f"GRU/LSTM {col}", justify="right")
-    for key, sides in groups.items():
-        backend, device, task, T, H = key[:5]
+    for sides in groups.values():
+        c = next(iter(sides.values()))[0].case
         lstm = _side(sides.get("lstm", []))
         grus = sorted(k for k in sides if k != "lstm") or [None]
         for g in grus:
@@ -284,10 +287,21 @@ def summary_table(cases: list[Any]) -> Table:
                       _ratio(gru and gru["step"], lstm and lstm["step"]),
                       _ratio(gru and gru["mem"], lstm and lstm["mem"])]
             variant = g[4:-1] if g else "—"
-            kept = " denormals=keep" if key[-1] == "keep" else ""  # flush and keep are separate rows
-            t.add_row(escape(f"{backend}/{device}{kept}"), escape(task), str(T), str(H), variant,
+            kept = " denormals=keep" if c.denormals == "keep" else ""  # flush and keep are separate rows
+            kept += "".join(f" {k}={_key_text(c, k)}" for k in varying)
+            t.add_row(escape(f"{c.backend}/{c.device}{kept}"), escape(c.task), str(c.seq_len), str(c.hidden), variant,
                       *map(escape, _fmt_side(gru)), *map(escape, _fmt_side(lstm)), *ratios)
     return t
+
+
+def _key_text(case: Any, key: str) -> str:
+    return json.dumps(case.options, sort_keys=True) if key == "options" else str(getattr(case, key))
+
+
+def _varying_keys(cases: list[Any]) -> list[str]:
+    """The configuration keys not shown in columns that take more than one value among ``cases``."""
+    return [k for k in type(cases[0]).model_fields if k not in SHOWN_KEYS
+            and len({_key_text(c, k) for c in cases}) > 1] if cases else []
 
 
 # ---------------------------------------------------------------------------------------- info and list
@@ -297,7 +311,7 @@ def info(check: bool = typer.Option(False, "--check", help="Start each framework
     """Library versions (read from the installed metadata) and the backends installed here; ``--check`` starts
     each framework to say which backend/device pairs are usable, and why the others are not."""
     from .backends import backend_names, unavailable_reason
-    from .results import machine_id, machine_manifest
+    from .machine import machine_id, machine_manifest
 
     m = machine_manifest()
     t = Table(title=f"machine {machine_id(m)}", show_header=False, title_justify="left")
@@ -489,7 +503,7 @@ def _record_warnings() -> Any:
     """Warnings about the records read (an older schema version) as one ``warning:`` line each on stderr."""
     import warnings
 
-    from .results import SchemaWarning
+    from .schema import SchemaWarning
 
     default = warnings.showwarning
 

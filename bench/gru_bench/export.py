@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import InputError
-from .results import RunRecord
+from .schema import RunRecord
 from .tasks import metric_higher_is_better
 
 FORMATS = ("github-smaller", "github-bigger", "bmf")
@@ -146,15 +146,15 @@ def export(records: list[RunRecord], fmt: str, files: dict[str, str] | None = No
 
 def export_command(inputs: Path | list[Path], fmt: str, out: Path | None = None) -> int:
     """``gru-bench export RECORDS... --format F [-o PATH]``: write the JSON to ``out`` (stdout if None); 0."""
-    from . import results
+    from . import storage
 
     paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if fmt not in FORMATS:  # before reading anything
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     with warnings.catch_warnings(record=True) as caught:  # one line each on stderr, not Python's warning format
         warnings.simplefilter("always")
-        files = results.record_files(paths)
-        records = [results.load_record(p) for p in files]
+        files = storage.record_files(paths)
+        records = [storage.load_record(p) for p in files]
         names = {r.run_id: str(p) for r, p in zip(records, files)}
         data = export(records, fmt, names)
     for w in caught:

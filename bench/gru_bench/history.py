@@ -29,7 +29,7 @@ from .compare.engine import TIME_METRICS
 from .compare.machines import machine_id
 from .compare.stats import ALPHA
 from .compare.thresholds import Thresholds
-from .results import RunRecord
+from .schema import RunRecord
 
 NOISE_Z = 3.0  # a step must also exceed this many commit-to-commit standard deviations
 SERIES_METRICS = ("train_time", "forward_time", "accuracy", "loss")

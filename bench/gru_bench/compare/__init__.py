@@ -21,7 +21,7 @@ naming the record and the case; a case with no finite sample has no timing verdi
 The thresholds are check objects that decide their own verdicts (``checks.py``; ``thresholds.py`` parses
 ``--fail-on``). Only gating metrics turn a regression into exit code 1; a candidate case that fails (crash,
 divergence, timeout, OOM) where the baseline did not always does. ``compare`` reads run records only
-(``results.py``); it imports no framework.
+(``schema``, ``storage``); it imports no framework.
 
 Modules, each depending only on those above it: ``stats`` (the tests), ``checks`` (thresholds and their verdicts),
 ``thresholds`` (the ``--fail-on`` grammar), ``rows`` (``Row``, ``Comparison``), ``loading`` and ``machines`` (the

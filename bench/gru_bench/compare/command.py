@@ -5,7 +5,7 @@ import json
 import warnings
 from pathlib import Path
 
-from .. import results
+from .. import storage
 from .engine import compare_records
 from .loading import load_side
 from .output import print_table, to_markdown
@@ -26,6 +26,6 @@ def compare_command(baseline: Path, candidate: Path, fail_on: str | None = None,
     loading = [str(w.message) for w in caught if "more than once" not in str(w.message)]  # compare names those
     result.warnings[:0] = list(dict.fromkeys(loading))
     print_table(result)
-    results.write_outputs(((markdown, lambda: to_markdown(result)),
+    storage.write_outputs(((markdown, lambda: to_markdown(result)),
                            (json_path, lambda: json.dumps(result.to_dict(), indent=1, allow_nan=False, default=str))))
     return result.exit_code

@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InputError
-from ..results import RunRecord
+from ..schema import RunRecord
 from .checks import VERDICTS, ExactEvidence, MemoryEvidence, TimingEvidence
 from .loading import Entry, cpu_samples, finite_samples, index_side, source_of
 from .machines import time_scales

@@ -2,18 +2,16 @@
 runs), with the time scale of its record and the finite timing samples of an ok run."""
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .. import results
-from ..case import ID_OPTIONAL, Case
+from .. import storage
+from ..case import Case
 from ..errors import InputError
-from ..results import CaseResult, RunRecord
+from ..schema import CaseResult, RunRecord
 
 
 def load_side(path: Path, name: str = "record", files: dict[str, str] | None = None) -> list[RunRecord]:
@@ -23,8 +21,8 @@ def load_side(path: Path, name: str = "record", files: dict[str, str] | None = N
     if not path.exists():
         raise InputError(f"{name}={str(path)!r}: no such file or directory; expected a run record or a folder of them")
     out = []
-    for p in results.record_files(path):
-        out.append(results.load_record(p))
+    for p in storage.record_files(path):
+        out.append(storage.load_record(p))
         if files is not None:
             files.setdefault(out[-1].run_id, str(p))
     return out
@@ -37,12 +35,9 @@ def case_key(result: CaseResult) -> str:
 
 
 def group_key(case: Case) -> str:
-    """Cases that differ only by their seed share this key (accuracy is compared across seeds)."""
-    d = case.model_dump(exclude={"seed", "timeout_s"})
-    for k, default in ID_OPTIONAL.items():  # as in case_id: later fields count only off their default
-        if d.get(k) == default:
-            d.pop(k)
-    return "g" + hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:11]
+    """The seed group of a case (``Case.group_id``: cases that differ only by their seed; accuracy is compared across
+    seeds), prefixed so a group's rows never share a key with the rows of its seed-0 case."""
+    return "g" + case.group_id
 
 
 def group_label(case: Case) -> str:

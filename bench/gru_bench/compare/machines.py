@@ -1,13 +1,13 @@
 """Which machine a record comes from, and the per-record time scale that makes timings of two machines comparable."""
 from __future__ import annotations
 
-from .. import results
-from ..results import RunRecord
+from .. import machine
+from ..schema import RunRecord
 
 
 def machine_id(record: RunRecord) -> str:
-    """The record's machine (``results.machine_id``: hostname and hardware, not software)."""
-    return record.machine_id or results.machine_id(record.machine or {})
+    """The record's machine (``machine.machine_id``: hostname and hardware, not software)."""
+    return record.machine_id or machine.machine_id(record.machine or {})
 
 
 def _machine_name(record: RunRecord) -> str:

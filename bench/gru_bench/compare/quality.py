@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import survival
 from ..case import Case
-from ..results import CaseResult
+from ..schema import CaseResult
 from ..tasks import metric_higher_is_better
 from .checks import DEFAULT_CHECKS, MarginEvidence, TargetEvidence
 from .loading import Entry, group_key, group_label
