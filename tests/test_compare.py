@@ -760,3 +760,35 @@ def test_steps_to_target_check_parses_as_a_factor():
     assert parse_check("steps_to_target:20%").factor == pytest.approx(1.2)
     with pytest.raises(InputError, match="steps_to_target:0.5x"):
         parse_check("steps_to_target:0.5x")
+
+
+# ------------------------------------------------------------------------------- checks decide their verdicts
+def test_each_check_judges_its_own_evidence():
+    """The verdict is the check's (pytest-benchmark's RegressionCheck.fails()): the engine passes evidence, the
+    check decides; tolerances as stated in each check's describe()."""
+    from gru_bench.compare.checks import (ExactEvidence, MarginEvidence, MemoryEvidence, TargetCheck, TargetEvidence,
+                                          TimingEvidence)
+    from gru_bench.compare.stats import MarginTest
+
+    t = TimeCheck("train_time", 1.10)
+    assert t.judge(TimingEvidence(1.2, 0.001, 1.0, 20, 20), 0.05).verdict == "regressed"
+    assert t.judge(TimingEvidence(1.05, 0.001, 1.0, 20, 20), 0.05).note == "significant but below 1.1×"
+    assert t.judge(TimingEvidence(0.8, 1.0, 0.001, 20, 20), 0.05).verdict == "improved"
+    busy = t.judge(TimingEvidence(1.2, 0.001, 1.0, 20, 20, cpu_ratio=1.01, cpu_p=0.4), 0.05)
+    assert (busy.verdict, busy.channel) == ("unchanged", "cpu")  # wall slower on a busy machine, CPU time not
+    m = MemoryCheck("memory", 0.20, 2**20)
+    assert m.judge(MemoryEvidence(10 * 2**20, 13 * 2**20), 0.05).verdict == "regressed"  # +30 %, +3 MiB
+    assert m.judge(MemoryEvidence(2**20, 2 * 2**20 - 1), 0.05).verdict == "unchanged"  # +100 % but < 1 MiB
+    e = ExactCheck("params")
+    assert e.judge(ExactEvidence(frozenset({100}), frozenset({100})), 0.05).verdict == "unchanged"
+    assert e.judge(ExactEvidence(frozenset({100}), frozenset({101})), 0.05).note == \
+        "deterministic metric changed: 100 → 101"
+    a = MarginCheck("accuracy", 0.02)
+    worse = MarginTest(-0.05, -0.06, -0.04, 0.9, 1.0, "paired t")  # the 90 % CI lies below −margin
+    assert a.judge(MarginEvidence(worse, 0.02), 0.05).verdict == "regressed"
+    unsure = MarginTest(-0.01, -0.05, 0.03, 0.3, 0.9, "paired t")
+    assert a.judge(MarginEvidence(unsure, 0.02), 0.05).verdict == "inconclusive"
+    k = TargetCheck("steps_to_target", 1.25)
+    assert k.judge(TargetEvidence(100, 130, 0.01, 0.9, ""), 0.05).verdict == "regressed"
+    assert k.judge(TargetEvidence(100, 130, 0.2, 0.9, ""), 0.05).verdict == "unchanged"  # log-rank disagrees
+    assert k.judge(TargetEvidence(100, None, None, None, ""), 0.05).verdict == "regressed"  # no longer reached

@@ -6,6 +6,7 @@ parsing of ``--fail-on`` into checks lives in ``thresholds.py``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -110,6 +111,10 @@ class TimeCheck(Check):
     def describe(self) -> str:
         return f"{self.metric}: slower by ≥ {self.factor:.3g}× and Mann-Whitney q < α"
 
+    def smallest_change(self, baseline: float) -> float:
+        """The smallest change this check counts, on a log-ratio scale (history's step detector)."""
+        return float(math.log(self.factor))
+
     def judge(self, evidence: TimingEvidence, alpha: float) -> Judgement:
         e, f = evidence, self.factor
         slower = e.q_slower < alpha and e.ratio >= f
@@ -173,6 +178,10 @@ class MarginCheck(Check):
 
     def margin_for(self, baseline_mean: float) -> float:
         return self.margin * abs(baseline_mean) if self.relative else self.margin
+
+    def smallest_change(self, baseline: float) -> float:
+        """The smallest change this check counts, as an absolute difference (history's step detector)."""
+        return self.margin_for(baseline)
 
     def describe(self) -> str:
         m = f"{self.margin * 100:.3g}% of the baseline" if self.relative else f"{self.margin:.3g}"
