@@ -10,9 +10,10 @@ import pytest
 
 from gru_bench import ab
 from gru_bench.case import Case
-from gru_bench.cli import ExitStatus, main
+from gru_bench.cli import main
 from gru_bench.errors import InputError
-from gru_bench.results import CaseResult, TimingStats
+from gru_bench.schema import CaseResult, TimingStats
+from gru_bench.status import ExitStatus
 
 PERF = Path(__file__).resolve().parents[1] / "bench" / "perf"
 
@@ -106,6 +107,109 @@ def test_failed_side_marks_the_case_failed_and_keeps_measurements():
     assert ab.exit_code([c]) == 1
 
 
+# --------------------------------------------------------------------------------------- the gate: --fail-on
+@pytest.mark.parametrize("fail_on, factor, gates, inconclusive", [
+    (None, None, 0.05, False),  # the default gate: train_time:5%
+    (None, 0.2, 0.2, False),  # --factor 0.2 is --fail-on train_time:20%
+    ("train_time:20%", None, 0.2, False),
+    ("train_time:1.2x", None, 0.2, False),
+    ("train_time", None, 0.10, False),  # a value-less token means what it means in compare: its default, 10 %
+    ("inconclusive", None, 0.05, True),  # alone: the default gate, and inconclusive fails too
+    ("train_time:20%,inconclusive", None, 0.2, True),
+    ("none", None, None, False),  # report only
+])
+def test_gate_speaks_compares_fail_on_grammar(fail_on, factor, gates, inconclusive):
+    th = ab.gate(fail_on, factor)
+    assert th.gates("train_time") is (gates is not None) and th.inconclusive is inconclusive
+    if gates is not None:
+        assert ab.practical_factor(th) == pytest.approx(gates, abs=1e-12)
+
+
+@pytest.mark.parametrize("fail_on, factor, message", [
+    ("train_time:10%", 0.1, "--factor 0.1 with --fail-on 'train_time:10%': expected one of them"),
+    (None, -0.1, "--factor -0.1: expected a number >= 0"),
+    ("params,train_time", None, "--fail-on 'params': gru-bench ab decides train_time only"),
+    ("train_time:ten", None, "--fail-on 'train_time:ten': value 'ten' not understood"),
+    ("none,train_time", None, "'none' (gate nothing) must stand alone"),
+])
+def test_bad_gate_is_a_one_line_input_error(fail_on, factor, message):
+    with pytest.raises(InputError) as e:
+        ab.gate(fail_on, factor)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def _case_ab(verdict: str, label: str = "case") -> ab.CaseAB:
+    return ab.CaseAB("id", label, verdict, "wall", {"ratio": 1.3, "ci_low": 1.2, "ci_high": 1.4, "p_value": 0.01})
+
+
+def test_exit_code_follows_the_gate():
+    regressed, inconclusive, failed = _case_ab("regressed"), _case_ab("inconclusive"), _case_ab("failed")
+    assert ab.exit_code([regressed]) == 1 and ab.exit_code([inconclusive]) == 0
+    assert ab.exit_code([regressed], ab.gate("none")) == 0  # reported, not gating
+    assert ab.exit_code([inconclusive], ab.gate("inconclusive")) == 1
+    assert ab.exit_code([inconclusive], ab.gate("none")) == 0
+    assert ab.exit_code([failed], ab.gate("none")) == 1  # a failed worker always fails, as in compare
+
+
+def test_cli_fail_on_with_a_metric_ab_does_not_decide_exits_2(tmp_path, capsys):
+    code = main(["ab", "quick", "--fail-on", "accuracy:-0.02", "--out", str(tmp_path)])
+    assert code == ExitStatus.USAGE
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line.startswith("error: --fail-on 'accuracy:-0.02': gru-bench ab decides train_time only")
+
+
+def test_default_rounds_is_the_one_named_constant():
+    import inspect
+
+    from gru_bench import cli
+
+    assert ab.DEFAULT_ROUNDS == 8
+    assert inspect.signature(cli.ab).parameters["rounds"].default.default is ab.DEFAULT_ROUNDS
+
+
+def test_markdown_escapes_labels_and_notes():
+    """A label (or a failure reason) with | or * must not break the table nor turn into emphasis."""
+    cases = [_case_ab("regressed", "gru | h=8 *bold* <b>x</b>"), _case_ab("unchanged", "lstm_[x](y)")]
+    cases[0].failures = ["candidate round 1: failed: a|b"]
+    md = ab.to_markdown(cases, {"rounds": 8, "factor": 0.05, "gate": ab.describe_gate(ab.gate())})
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 3  # header + 2 cases
+    import re
+    for row in rows:
+        assert len(re.findall(r"(?<!\\)\|", row)) == 8  # 7 columns: 8 unescaped pipes, none from a label
+    assert "gru \\| h=8 \\*bold\\* &lt;b&gt;x&lt;/b&gt;" in md and "lstm\\_\\[x\\](y)" in md
+    assert "a\\|b" in md
+    assert "gate: train\\_time: ≥ ×1.05 and signed-rank p &lt; α, or a failed worker (defaults)" in md
+
+
+def test_ab_command_records_both_sides_and_gates_with_the_thresholds(tmp_path):
+    """A fake runner 30 % slower on the candidate: regressed under the default gate (exit 1), reported but not
+    gating under --fail-on none (exit 0); both sides recorded, the gate named in the JSON."""
+    from rich.console import Console
+
+    from gru_bench.suite import validate_suite
+
+    suite = validate_suite(dict(name="t", backend="numpy", cell="gru", task="adding", seq_len=10, hidden=8,
+                                batch_size=8, repetitions=3, steps=0))
+    rng = np.random.default_rng(0)
+
+    def runner(case, python, env):
+        t = 0.01 * (1.3 if env.get("SLOW") else 1.0) * float(np.exp(rng.normal(0, 0.01)))
+        return CaseResult(case=case, case_id=case.case_id, status="ok", train_time=_stats(t, t))
+
+    sides = {"A": (sys.executable, {}), "B": (sys.executable, {"SLOW": "1"})}
+    console = Console(file=open(tmp_path / "console.txt", "w"))
+    for spec, want in ((None, 1), ("none", 0)):
+        js = tmp_path / f"{spec}.json"
+        code = ab.ab_command(suite, tmp_path / f"out-{spec}", 8, ab.gate(spec), sides, None, js, console, runner)
+        payload = json.loads(js.read_text())
+        assert code == payload["exit_code"] == want
+        assert [c["verdict"] for c in payload["cases"]] == ["regressed"]
+        assert payload["meta"]["rounds"] == 8 and payload["meta"]["gate"].startswith(
+            "train_time: ≥ ×1.05" if spec is None else "none")
+        assert Path(payload["meta"]["candidate"]["record"]).exists()
+
+
 # ------------------------------------------------------------------------------------------- end to end
 def _suite(tmp_path: Path) -> Path:
     p = tmp_path / "tiny.toml"
@@ -134,7 +238,7 @@ def test_end_to_end_env_reaches_worker_records_and_exit_1(tmp_path, slow_plugin)
     assert code == 1 and payload["exit_code"] == 1
     assert case["verdict"] == "regressed" and case["wall"]["ratio"] > 1.5  # ×2 injected; load may blur it
     assert "regressed" in md.read_text()
-    from gru_bench.results import load_record
+    from gru_bench.storage import load_record
     for side in ("baseline", "candidate"):
         rec = load_record(Path(payload["meta"][side]["record"]))
         (r,) = rec.cases
@@ -157,9 +261,9 @@ def test_end_to_end_killed_worker_on_one_side(tmp_path, slow_plugin):
 def _compare_sides(wall_scale: float, cpu_scale: float, busy: bool):
     from test_compare import make_case, record, result
 
-    from gru_bench.compare import compare_records
-    from gru_bench.checks import parse_fail_on
-    from gru_bench.results import Load
+    from gru_bench.compare.engine import compare_records
+    from gru_bench.compare.thresholds import parse_fail_on
+    from gru_bench.schema import Load
 
     rng = np.random.default_rng(3)
     c = make_case()

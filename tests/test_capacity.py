@@ -12,7 +12,8 @@ import pytest
 
 from gru_bench import capacity, spec
 from gru_bench.case import Case
-from gru_bench.cli import ExitStatus, main
+from gru_bench.cli import main
+from gru_bench.status import ExitStatus
 from gru_bench.errors import InputError
 from gru_bench.spec import ModelSpec, init_weights, param_count, param_shapes
 from gru_bench.suite import load_suite

@@ -13,8 +13,10 @@ import pytest
 import fault_backend
 from gru_bench import cli
 from gru_bench.case import Case
-from gru_bench.cli import ExitStatus, main, summary_table
-from gru_bench.results import CaseResult, TimingStats, load_record
+from gru_bench.cli import main, summary_table
+from gru_bench.schema import CaseResult, TimingStats
+from gru_bench.status import ExitStatus
+from gru_bench.storage import load_record
 
 
 def write_suite(path: Path, **keys) -> Path:
@@ -129,7 +131,8 @@ def test_report_and_compare_delegate(tmp_path, monkeypatch, capsys):
         return 1
 
     monkeypatch.setitem(sys.modules, "gru_bench.report", types.SimpleNamespace(build_report=build_report))
-    monkeypatch.setitem(sys.modules, "gru_bench.compare", types.SimpleNamespace(compare_command=compare_command))
+    monkeypatch.setitem(sys.modules, "gru_bench.compare.command",
+                        types.SimpleNamespace(compare_command=compare_command))
     rec = tmp_path / "a.json"
     rec.write_text("{}")
     assert main(["report", str(rec), str(tmp_path), "-o", str(tmp_path / "rep"), "--title", "T"]) == 0
@@ -170,7 +173,7 @@ def _result(cell: str, variant: str, seed: int, step_s: float, params: int, metr
             to_target: int | None = None) -> CaseResult:
     c = Case(backend="numpy", cell=cell, variant=variant, task="adding", seq_len=50, hidden=64, seed=seed, steps=300)
     t = TimingStats(samples=[step_s], median=step_s, iqr=0, min=step_s, mean=step_s, ci_low=step_s, ci_high=step_s)
-    from gru_bench.results import Accuracy, MemoryFigure
+    from gru_bench.schema import Accuracy, MemoryFigure
 
     return CaseResult(case=c, case_id=c.case_id, status="ok", params=params, train_time=t,
                       memory=[MemoryFigure(name="tracemalloc_peak", bytes=1024 * (3 if cell == "gru" else 4),
@@ -214,3 +217,21 @@ def test_console_script_exit_code():
     p = subprocess.run([str(exe), "run", "--device", "cuda"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.strip().startswith("error: --device cuda: CUDA is not available") and "\n" not in p.stderr.strip()
+
+
+def test_summary_table_pairs_on_pair_id_not_on_a_subset_of_keys():
+    """Two learning rates are two GRU/LSTM pairs, two rows that say which is which (they were pooled before)."""
+    from rich.console import Console
+
+    cases = [_result(cell, var, 0, t, 300, 0.01) for cell, var, t in (("gru", "reset_after", 0.002),
+                                                                      ("lstm", "standard", 0.004))]
+    fast = [r.model_copy(update={"case": r.case.model_copy(update={"lr": 0.01})}) for r in cases]
+    fast[0] = fast[0].model_copy(update={"train_time": fast[0].train_time.model_copy(update={"median": 0.001})})
+    console = Console(width=250, record=True)
+    console.print(summary_table(cases + fast))
+    rows = [line for line in console.export_text().splitlines() if "reset_after" in line]
+    assert len(rows) == 2
+    slow = next(r for r in rows if "lr=0.001" in r)
+    quick = next(r for r in rows if "lr=0.01" in r)
+    assert "2.00 ms" in slow and "0.50" in slow  # 2 ms / 4 ms, not pooled with the other lr
+    assert "1.00 ms" in quick and "0.25" in quick  # 1 ms / 4 ms

@@ -13,12 +13,14 @@ import pytest
 from scipy import stats
 
 from gru_bench.case import Case
-from gru_bench.checks import (DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryCheck, TimeCheck, parse_check,
-                              parse_fail_on)
-from gru_bench.compare import (compare_command, compare_records, fdr, load_side, margin_test, timing_test)
+from gru_bench.compare.checks import DEFAULT_CHECKS, ExactCheck, MarginCheck, MemoryCheck, TimeCheck
+from gru_bench.compare.command import compare_command
+from gru_bench.compare.engine import compare_records
+from gru_bench.compare.loading import load_side
+from gru_bench.compare.stats import fdr, margin_test, timing_test
+from gru_bench.compare.thresholds import parse_check, parse_fail_on
 from gru_bench.errors import InputError
-from gru_bench.results import (Accuracy, Calibration, CaseResult, GitInfo, Load, MemoryFigure, RunRecord,
-                               TimingStats)
+from gru_bench.schema import Accuracy, Calibration, CaseResult, GitInfo, Load, MemoryFigure, RunRecord, TimingStats
 
 MACHINE_A = {"hostname": "runner-a", "cpu": {"model": "Xeon A"}, "cores_logical": 2}
 MACHINE_B = {"hostname": "runner-b", "cpu": {"model": "EPYC B"}, "cores_logical": 8}
@@ -290,6 +292,45 @@ def test_thresholds_come_from_the_suite_when_not_given(tmp_path):
         compare_records([base], [bad])
 
 
+SUITE_TOML = 'name = "gated"\nbackend = "numpy"\ncell = "gru"\ntask = "adding"\nseq_len = 5\nhidden = 4\n'
+
+
+def test_a_suite_file_declares_fail_on_and_compare_uses_it(tmp_path):
+    """``fail_on`` in a suite file (docs/ci.md): validated at load with --fail-on's grammar, stored in the record's
+    suite, applied by compare when the command line gives none; the command line still wins."""
+    from gru_bench.suite import load_suite
+
+    (tmp_path / "s.toml").write_text(SUITE_TOML + 'fail_on = "params,flops"\n')
+    suite = load_suite(tmp_path / "s.toml")
+    assert suite.fail_on == "params,flops" and suite.record()["fail_on"] == "params,flops"
+    (tmp_path / "t.toml").write_text(SUITE_TOML + '[fail_on]\nparams = true\naccuracy = "-2%"\n')
+    assert load_suite(tmp_path / "t.toml").fail_on == {"params": True, "accuracy": "-2%"}
+    assert load_suite(tmp_path / "t.toml").cases() == suite.cases()  # not a grid key: the cases are the same
+    base, cand = timing_records(1.25, n_cases=1, seed=11, suite=suite.record())
+    b, c = write(tmp_path, "b", base), write(tmp_path, "c", cand)
+    cmp = compare_records([base], [cand])
+    assert cmp.thresholds.gating == {"params", "flops"} and cmp.thresholds.source == "suite of cand"
+    assert [r.verdict for r in rows(cmp, "train_time")] == ["regressed"]  # compared, reported, not gating
+    assert compare_command(b, c) == 0
+    assert compare_command(b, c, "train_time:10%") == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ('fail_on = "train_time:ten"\n', "fail_on 'train_time:ten': value 'ten' not understood"),
+    ('fail_on = ["params", "speed"]\n', "fail_on 'speed': unknown metric 'speed'"),
+    ('fail_on = 3\n', "fail_on=3: expected a valid string"),
+    ('[[also]]\nfail_on = "params"\n', "also[0].fail_on: expected a grid key"),
+])
+def test_a_bad_fail_on_in_a_suite_file_is_a_one_line_input_error(tmp_path, text, message):
+    from gru_bench.suite import load_suite
+
+    (tmp_path / "s.toml").write_text(SUITE_TOML + text)
+    with pytest.raises(InputError) as e:
+        load_suite(tmp_path / "s.toml")
+    assert message in str(e.value) and str(e.value).startswith(str(tmp_path / "s.toml")), str(e.value)
+    assert "\n" not in str(e.value)
+
+
 # -------------------------------------------------------------------------------------------- statistics
 def test_false_discovery_rate_correction_across_cases():
     """A marginal slowdown (ratio 1.11, one-sided p ≈ 0.021) is a regression alone, but not among 10 null cases:
@@ -487,6 +528,34 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert "bad.json" in capsys.readouterr().err
 
 
+def test_a_bug_is_exit_1_not_a_usage_error_and_bad_input_stays_2(tmp_path, capsys, monkeypatch):
+    """A plain ValueError raised deep inside (a bug, not bad input) is exit 1 with its type named and a pointer to
+    --debug; only InputError (and usage errors) are exit 2, with their one-line message and no traceback."""
+    from gru_bench.cli import main
+    from gru_bench.compare import engine
+    from gru_bench.status import ExitStatus
+
+    base, cand = timing_records(1.0, n_cases=1, seed=18)
+    b, c = write(tmp_path, "b", base), write(tmp_path, "c", cand)
+    capsys.readouterr()
+    assert main(["compare", str(b), str(c), "--fail-on", "train_time:ten"]) == ExitStatus.USAGE == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --fail-on 'train_time:ten': value 'ten' not understood; expected a percentage (10%) or a "
+                   "factor (1.1x)"]
+
+    def broken(*a, **k):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(engine, "timing_test", broken)
+    assert main(["compare", str(b), str(c)]) == ExitStatus.FAILED == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["error: ValueError: operands could not be broadcast together (run with "
+                                        "--debug for the traceback)"]
+    assert "Traceback" not in err
+    assert main(["compare", str(b), str(c), "--debug"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
 def test_busy_machine_is_warned_and_noted():
     """The runner flags cases timed while other processes competed for the CPU; compare says so."""
     base, cand = timing_records(1.0, n_cases=2, seed=19)
@@ -628,7 +697,7 @@ def test_markdown_escapes_record_strings(tmp_path):
     b = record([result(case, samples(np.random.default_rng(0), .01))], "base")
     c = record([result(case, status="failed", reason=evil)], "cand")
     cmp = compare_records([b], [c], baseline_name=[evil])
-    from gru_bench.compare_output import to_markdown
+    from gru_bench.compare.output import to_markdown
     md = to_markdown(cmp)
     assert "<script" not in md and "<img" not in md and "![" not in md
     assert md.count("&lt;script&gt;") >= 3  # label, note, baseline name: shown, inert
@@ -686,8 +755,40 @@ def test_version_1_side_has_no_time_to_target_row_to_gate():
 
 
 def test_steps_to_target_check_parses_as_a_factor():
-    from gru_bench.checks import TargetCheck
+    from gru_bench.compare.checks import TargetCheck
     assert parse_check("steps_to_target:1.5x") == TargetCheck("steps_to_target", 1.5)
     assert parse_check("steps_to_target:20%").factor == pytest.approx(1.2)
     with pytest.raises(InputError, match="steps_to_target:0.5x"):
         parse_check("steps_to_target:0.5x")
+
+
+# ------------------------------------------------------------------------------- checks decide their verdicts
+def test_each_check_judges_its_own_evidence():
+    """The verdict is the check's (pytest-benchmark's RegressionCheck.fails()): the engine passes evidence, the
+    check decides; tolerances as stated in each check's describe()."""
+    from gru_bench.compare.checks import (ExactEvidence, MarginEvidence, MemoryEvidence, TargetCheck, TargetEvidence,
+                                          TimingEvidence)
+    from gru_bench.compare.stats import MarginTest
+
+    t = TimeCheck("train_time", 1.10)
+    assert t.judge(TimingEvidence(1.2, 0.001, 1.0, 20, 20), 0.05).verdict == "regressed"
+    assert t.judge(TimingEvidence(1.05, 0.001, 1.0, 20, 20), 0.05).note == "significant but below 1.1×"
+    assert t.judge(TimingEvidence(0.8, 1.0, 0.001, 20, 20), 0.05).verdict == "improved"
+    busy = t.judge(TimingEvidence(1.2, 0.001, 1.0, 20, 20, cpu_ratio=1.01, cpu_p=0.4), 0.05)
+    assert (busy.verdict, busy.channel) == ("unchanged", "cpu")  # wall slower on a busy machine, CPU time not
+    m = MemoryCheck("memory", 0.20, 2**20)
+    assert m.judge(MemoryEvidence(10 * 2**20, 13 * 2**20), 0.05).verdict == "regressed"  # +30 %, +3 MiB
+    assert m.judge(MemoryEvidence(2**20, 2 * 2**20 - 1), 0.05).verdict == "unchanged"  # +100 % but < 1 MiB
+    e = ExactCheck("params")
+    assert e.judge(ExactEvidence(frozenset({100}), frozenset({100})), 0.05).verdict == "unchanged"
+    assert e.judge(ExactEvidence(frozenset({100}), frozenset({101})), 0.05).note == \
+        "deterministic metric changed: 100 → 101"
+    a = MarginCheck("accuracy", 0.02)
+    worse = MarginTest(-0.05, -0.06, -0.04, 0.9, 1.0, "paired t")  # the 90 % CI lies below −margin
+    assert a.judge(MarginEvidence(worse, 0.02), 0.05).verdict == "regressed"
+    unsure = MarginTest(-0.01, -0.05, 0.03, 0.3, 0.9, "paired t")
+    assert a.judge(MarginEvidence(unsure, 0.02), 0.05).verdict == "inconclusive"
+    k = TargetCheck("steps_to_target", 1.25)
+    assert k.judge(TargetEvidence(100, 130, 0.01, 0.9, ""), 0.05).verdict == "regressed"
+    assert k.judge(TargetEvidence(100, 130, 0.2, 0.9, ""), 0.05).verdict == "unchanged"  # log-rank disagrees
+    assert k.judge(TargetEvidence(100, None, None, None, ""), 0.05).verdict == "regressed"  # no longer reached

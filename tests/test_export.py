@@ -10,7 +10,7 @@ import pytest
 from gru_bench.case import Case
 from gru_bench.errors import InputError
 from gru_bench.export import export_command, to_bmf, to_github_benchmark
-from gru_bench.results import Accuracy, CaseResult, GitInfo, MemoryFigure, RunRecord, TimingStats
+from gru_bench.schema import Accuracy, CaseResult, GitInfo, MemoryFigure, RunRecord, TimingStats
 
 
 def timing(s) -> TimingStats:
@@ -22,7 +22,8 @@ def timing(s) -> TimingStats:
 def record(run_id: str, train, acc=0.75, status="ok") -> RunRecord:
     copy = Case(backend="numpy", cell="lstm", variant="standard", task="copy", seq_len=10, hidden=8, steps=50)
     adding = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8)
-    return RunRecord(run_id=run_id, suite_name="quick", created="2025-01-01T00:00:00", git=GitInfo(commit="0123456789abcdef"),
+    return RunRecord(run_id=run_id, suite_name="quick", created="2025-01-01T00:00:00",
+                     git=GitInfo(commit="0123456789abcdef"),
                      cases=[
                          CaseResult(case=copy, case_id=copy.case_id, status="ok", implementation="numpy",
                                     train_time=timing(train), forward_time=timing([t / 3 for t in train]),
@@ -107,3 +108,17 @@ def test_deeply_nested_json_is_refused_naming_the_file(tmp_path):
     with pytest.raises(InputError, match=r"deep\.json: .*nested deeper"):
         export_command([deep], "bmf", tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_metric_direction_has_one_home_that_export_and_compare_read():
+    """tasks.HIGHER_IS_BETTER is the one definition of which way a metric improves: every task's metric has one,
+    and export's bigger/smaller split follows it (accuracy bigger; mse and the loss smaller)."""
+    import importlib
+
+    from gru_bench.tasks import TASKS, metric_higher_is_better
+
+    assert {t.name: t.higher_is_better for t in TASKS.values()} == {"adding": False, "copy": True,
+                                                                     "selective_copy": True}
+    assert metric_higher_is_better("loss") is False and metric_higher_is_better("no such metric") is None
+    for name in ("export", "compare.engine", "compare.quality"):
+        assert not hasattr(importlib.import_module(f"gru_bench.{name}"), "HIGHER_IS_BETTER")  # no second copy

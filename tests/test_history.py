@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from gru_bench.case import Case
-from gru_bench.checks import parse_fail_on
+from gru_bench.compare.thresholds import parse_fail_on
 from gru_bench.history import (CHANGE_COLUMNS, SERIES_COLUMNS, change_points, commit_noise, detect_steps,
                                history_series)
-from gru_bench.results import Accuracy, CaseResult, GitInfo, RunRecord, TimingStats
+from gru_bench.schema import Accuracy, CaseResult, GitInfo, RunRecord, TimingStats
 
 MACHINE = {"hostname": "ci-1", "cpu": {"model": "Xeon"}, "cores_logical": 2}
 

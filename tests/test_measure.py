@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gru_bench import measure
-from gru_bench.results import Calibration, Load
+from gru_bench.schema import Calibration, Load
 from gru_bench.spec import ModelSpec
 
 MB = 1 << 20

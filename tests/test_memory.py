@@ -6,7 +6,7 @@ import pytest
 
 from gru_bench import memory
 from gru_bench.case import Case
-from gru_bench.results import MemoryFigure
+from gru_bench.schema import MemoryFigure
 from gru_bench.worker import run_case
 
 MiB = 2 ** 20

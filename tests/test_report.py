@@ -33,17 +33,8 @@ from gru_bench.report.frame import cases_frame, groups_frame
 from gru_bench.report.modelio import io_from_param_pair
 from gru_bench.report.table import Column, Table, format_value, sort_key
 from gru_bench.report.tables import FOLLOWS_TOLERANCE, follows, iso_frame, problems_table, verdict_frame, verdict_table
-from gru_bench.results import (
-    Accuracy,
-    Calibration,
-    CaseResult,
-    Curve,
-    GitInfo,
-    Load,
-    MemoryFigure,
-    RunRecord,
-    TimingStats,
-)
+from gru_bench.schema import (Accuracy, Calibration, CaseResult, Curve, GitInfo, Load, MemoryFigure, RunRecord,
+                              TimingStats)
 
 ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
@@ -833,7 +824,7 @@ def test_groups_carry_kaplan_meier_time_to_target():
 
 
 def test_report_shows_time_to_target_and_reads_a_version_1_record(tmp_path):
-    from gru_bench.results import save_record
+    from gru_bench.storage import save_record
 
     p = save_record(_tt_record(), tmp_path / "in" / "tt.json")
     baseline = Path(__file__).resolve().parents[1] / "results" / "baselines" / "quick.json"
@@ -932,3 +923,20 @@ def test_answer_without_accuracy_or_targets_degrades():
 
     assert answer.headline_figure(cases_frame([rec])) is None
     assert answer.sentences(cases_frame([])) == []
+
+
+def test_basic_timeline_series_are_seed_groups_not_labels():
+    """A series pools the seeds of one configuration (Case.group_id): two configurations whose labels read the same
+    (stop_at_target is not in the label) stay two series, each named so a reader tells them apart."""
+    from gru_bench.report.timeline import basic_series
+
+    rows = []
+    for stop in (False, True):
+        for seed, t in ((0, 0.002), (1, 0.004)):
+            c = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=20, hidden=8,
+                     steps=100, seed=seed, stop_at_target=stop)
+            rows.append(dict(status="ok", train_s=t * (2 if stop else 1), commit="abc", created="2025-01-01",
+                             label=c.label, group_id=c.group_id, cell_key="GRU reset_after"))
+    s = basic_series(pd.DataFrame(rows))
+    assert len(s) == 2 and s["series"].nunique() == 2
+    assert sorted(s["value"]) == pytest.approx([3.0, 6.0])  # ms, median of the two seeds of each group

@@ -1,5 +1,6 @@
-"""results.py: the machine manifest (without importing torch/TF), machine id, git info, record paths, atomic
-writes (no half files, even when the writer is SIGKILLed), load errors, and the round trip through load_results."""
+"""The run record's modules (schema, machine, storage, tabular): the machine manifest (without importing torch/TF),
+machine id, git info, record paths, atomic writes (no half files, even when the writer is SIGKILLed), load errors,
+and the round trip through load_results."""
 from __future__ import annotations
 
 import json
@@ -15,12 +16,15 @@ from pathlib import Path
 import pytest
 
 import gru_bench
-from gru_bench import results
+import gru_bench
+from gru_bench import schema, storage, tabular
 from gru_bench.case import Case
 from gru_bench.errors import InputError
-from gru_bench.results import (SCHEMA_VERSION, Accuracy, Calibration, CaseResult, Curve, GitInfo, Load, MemoryFigure,
-                               RunRecord, TimingStats, git_info, load_record, load_results, machine_id,
-                               machine_manifest, record_path, save_record)
+from gru_bench.machine import git_info, machine_id, machine_manifest
+from gru_bench.schema import (SCHEMA_VERSION, Accuracy, Calibration, CaseResult, Curve, GitInfo, Load, MemoryFigure,
+                              RunRecord, TimingStats)
+from gru_bench.storage import load_record, record_path, save_record
+from gru_bench.tabular import load_results
 
 
 def make_case(**kw) -> Case:
@@ -66,7 +70,7 @@ def make_record(n_ok: int = 1, samples: int = 5) -> RunRecord:
 
 # ---------------------------------------------------------------------------------------------------- manifest
 def test_manifest_has_the_facts_and_imports_no_framework():
-    code = ("import sys, json; from gru_bench.results import machine_manifest; m = machine_manifest();"
+    code = ("import sys, json; from gru_bench.machine import machine_manifest; m = machine_manifest();"
             "print(json.dumps({'m': m, 'imported': [k for k in ('torch', 'tensorflow', 'keras', 'jax')"
             " if k in sys.modules]}))")
     env = {**os.environ, "OMP_NUM_THREADS": "3", "TF_ENABLE_ONEDNN_OPTS": "1", "CUDA_VISIBLE_DEVICES": "",
@@ -87,7 +91,8 @@ def test_manifest_has_the_facts_and_imports_no_framework():
 
 FAKE_SMI = """#!/bin/sh
 case "$1" in
-  --query-gpu=*) echo "NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0"; echo "NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0";;
+  --query-gpu=*) echo "NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0"
+                 echo "NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0";;
   *) echo "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |";;
 esac
 """
@@ -111,8 +116,11 @@ def test_manifest_reads_gpus_and_cuda_builds_without_importing_frameworks(tmp_pa
         "import collections\nbuild_info = collections.OrderedDict([('cpu_compiler', '/usr/bin/gcc'), "
         "('cuda_compute_capabilities', ['sm_60']), ('cuda_version', '12.3'), ('cudnn_version', '8'), "
         "('is_cuda_build', True)])\n")
-    code = "import json; from gru_bench.results import machine_manifest as m; x = m(); print(json.dumps([x['gpu'], x['builds']]))"
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(pkgs)}
+    code = ("import json; from gru_bench.machine import machine_manifest as m; x = m(); "
+            "print(json.dumps([x['gpu'], x['builds']]))")
+    here = str(Path(gru_bench.__file__).resolve().parents[1])  # this gru_bench, not whichever is installed
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": f"{pkgs}{os.pathsep}{here}"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     gpu, builds = json.loads(out.stdout)
@@ -187,7 +195,7 @@ def test_save_replaces_atomically_and_a_failed_write_keeps_the_old_file(tmp_path
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.os, "replace", boom)
+    monkeypatch.setattr(storage.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         save_record(make_record(3), p)
     assert p.read_text() == old
@@ -196,7 +204,8 @@ def test_save_replaces_atomically_and_a_failed_write_keeps_the_old_file(tmp_path
 
 WRITER = """
 import os, sys, time
-from gru_bench.results import RunRecord, CaseResult, save_record
+from gru_bench.schema import RunRecord, CaseResult
+from gru_bench.storage import save_record
 from gru_bench.case import Case
 
 real_fdopen = os.fdopen
@@ -335,35 +344,35 @@ def test_deeply_nested_json_is_an_input_error_naming_the_file(tmp_path):
     """A RecursionError (exit 1, no file named) before: now a one-line InputError, also inside a folder scan."""
     d = tmp_path / "runs"
     d.mkdir()
-    results.save_record(make_record(), d / "good.json")
+    storage.save_record(make_record(), d / "good.json")
     (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match=r"deep\.json: not a gru-bench run record \(JSON nested deeper than 64"):
-        results.load_results(d)
+        tabular.load_results(d)
     (d / "deep.json").write_text('{"schema_version": %d, "run_id": "x", "suite": %s1%s}'
                                  % (SCHEMA_VERSION, '{"a": ' * 300, "}" * 300))  # parses; far deeper than a record
     with pytest.raises(InputError, match=r"deep\.json: .*nested deeper"):
-        results.load_record(d / "deep.json")
-    assert len(results.load_results(d / "good.json")) == 2
+        storage.load_record(d / "deep.json")
+    assert len(tabular.load_results(d / "good.json")) == 2
 
 
 def test_a_record_with_duplicated_cases_is_flagged_on_load(tmp_path):
     rec = make_record(n_ok=2)
     dup = rec.model_copy(update={"cases": rec.cases + [rec.cases[0]]})
-    path = results.save_record(dup, tmp_path / "dup.json")
+    path = storage.save_record(dup, tmp_path / "dup.json")
     with pytest.warns(UserWarning, match=r"dup\.json: holds 1 case\(s\) more than once .* 2 times"):
-        df = results.load_results(path)
+        df = tabular.load_results(path)
     assert len(df) == 4  # every result kept: nothing measured is dropped
     import warnings as _w
     with _w.catch_warnings():
         _w.simplefilter("error")  # a clean record loads without a warning
-        results.load_record(results.save_record(rec, tmp_path / "ok.json"))
+        storage.load_record(storage.save_record(rec, tmp_path / "ok.json"))
 # ------------------------------------------------------------------------------------------- schema migration
 BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "quick.json"
 
 
 def test_version_1_record_loads_with_a_warning_and_its_new_fields_none():
     assert json.loads(BASELINE.read_text())["schema_version"] == 1  # the CI baseline is a version-1 record
-    with pytest.warns(results.SchemaWarning, match=r"quick\.json: schema version 1 \(this gru-bench writes 2\)"):
+    with pytest.warns(schema.SchemaWarning, match=r"quick\.json: schema version 1 \(this gru-bench writes 2\)"):
         rec = load_record(BASELINE)
     assert rec.schema_version == SCHEMA_VERSION == 2 and rec.migrated_from == 1
     accs = [c.accuracy for c in rec.cases if c.accuracy is not None]
@@ -383,7 +392,7 @@ def test_current_record_loads_without_a_schema_warning(tmp_path):
     p = save_record(make_record(), tmp_path / "r.json")
     import warnings as _w
     with _w.catch_warnings():
-        _w.simplefilter("error", results.SchemaWarning)
+        _w.simplefilter("error", schema.SchemaWarning)
         rec = load_record(p)
     assert rec.migrated_from is None
 
@@ -404,7 +413,7 @@ def test_atomic_write_gives_the_mode_of_a_new_file_not_mkstemps_0600(tmp_path):
     import os
     import stat
 
-    from gru_bench.results import atomic_write_text
+    from gru_bench.storage import atomic_write_text
 
     old = os.umask(0o022)
     try:

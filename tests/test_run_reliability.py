@@ -21,11 +21,12 @@ from rich.console import Console
 import fault_backend
 from gru_bench import cli, runner
 from gru_bench.case import Case
-from gru_bench.cli import ExitStatus, main
+from gru_bench.cli import main
+from gru_bench.status import ExitStatus
 from gru_bench.errors import InputError
 from gru_bench.executors import local
 from gru_bench.executors.local import LocalExecutor, clean_stale_temps, run_isolated
-from gru_bench.results import CaseResult
+from gru_bench.schema import CaseResult
 from gru_bench.runner import (JOURNAL_SUFFIX, KILLED_FROM_OUTSIDE, Journal, execute, new_run, open_run,
                               retry_on_resume, unfinished_runs)
 from gru_bench.suite import load_suite

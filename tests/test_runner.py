@@ -20,7 +20,9 @@ from gru_bench.case import Case
 from gru_bench.errors import InputError
 from gru_bench.executors import Executor, get_executor
 from gru_bench.executors.local import LocalExecutor, run_isolated
-from gru_bench.results import CaseResult, load_record, load_results
+from gru_bench.schema import CaseResult
+from gru_bench.storage import load_record
+from gru_bench.tabular import load_results
 from gru_bench.runner import JOURNAL_SUFFIX, Journal, new_run, open_run, resolve_run, resume, run_suite
 from gru_bench.suite import load_suite
 
@@ -256,7 +258,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cases(tmp_path):
 
 
 def test_describe_shows_time_to_target():
-    from gru_bench.results import Accuracy, CaseResult
+    from gru_bench.schema import Accuracy, CaseResult
     from gru_bench.runner import describe
 
     c = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8, steps=300)

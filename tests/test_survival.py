@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gru_bench.case import Case
-from gru_bench.results import Accuracy, CaseResult
+from gru_bench.schema import Accuracy, CaseResult
 from gru_bench.survival import curve, logrank_p_later, median_steps, seeds_of, solved_fraction
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import fault_backend
 from gru_bench.case import Case
-from gru_bench.results import CaseResult, Calibration
+from gru_bench.schema import CaseResult, Calibration
 from gru_bench.spec import ModelSpec, flops, param_count
 from gru_bench.tasks import get_task
 from gru_bench.worker import exception_reason, is_oom, run_case

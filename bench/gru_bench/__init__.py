@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 
 
 def load_results(paths):  # noqa: D401 - re-exported lazily so `import gru_bench` stays light
-    """Run records (files or directories) -> pandas DataFrame, one row per case. See ``results.load_results``."""
-    from .results import load_results as _load
+    """Run records (files or directories) -> pandas DataFrame, one row per case. See ``tabular.load_results``."""
+    from .tabular import load_results as _load
 
     return _load(paths)
 

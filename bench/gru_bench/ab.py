@@ -6,6 +6,12 @@ decision per case uses the per-round ratio ``candidate median / baseline median`
 signed-rank test on the log ratios, a bootstrap 95 % CI of the median ratio, and a practical factor (a change
 smaller than ``factor`` never gates). The wall-time channel decides unless the machine was busy, where the
 process-CPU-time channel is consulted as a second opinion: both must agree for a regression.
+
+The gate speaks ``compare``'s ``--fail-on`` grammar (``compare/thresholds.py``), restricted to what ``ab`` decides:
+``train_time[:F]`` (the practical factor: ``train_time:5%`` is ``--factor 0.05``), ``inconclusive`` (too few usable
+pairs fail the gate too) and ``none`` (report only). Without either flag the gate is ``train_time:5%``
+(``DEFAULT_FACTOR``); a worker that fails on either side always fails the gate, as a failing case does in ``compare``.
+The module imports no numpy/scipy at import time (the CLI reads its defaults).
 """
 from __future__ import annotations
 
@@ -16,16 +22,47 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from .case import Case
+from .compare.checks import TimeCheck
+from .compare.thresholds import Thresholds, parse_check, parse_fail_on
 from .errors import InputError
-from .results import CaseResult
-from .results import write_outputs as write_files
+from .schema import CaseResult
+from .storage import write_outputs as write_files
 
 ALPHA = 0.05
 BOOTSTRAP_SEED = 20261203
+DEFAULT_ROUNDS = 8  # ABBA rounds: the figure the A/A-and-slowdown experiment (bench/perf/aa_experiment.py) measured
+DEFAULT_FACTOR = 0.05  # the practical factor: a smaller change never gates (the default gate is train_time:5%)
+AB_METRICS = ("train_time",)  # what ab measures and decides; the rest is compare's
 Runner = Callable[[Case, str, dict[str, str]], CaseResult]
+
+
+def gate(fail_on: str | None = None, factor: float | None = None) -> Thresholds:
+    """``--fail-on`` (compare's grammar) or ``--factor`` -> the gate: ``train_time``'s check (its factor is the
+    practical factor), whether it gates, whether an inconclusive verdict fails. ``InputError`` for both flags at once,
+    a negative factor or a metric ab does not decide."""
+    if fail_on is not None and factor is not None:
+        raise InputError(f"--factor {factor} with --fail-on {fail_on!r}: expected one of them (--factor F is "
+                         f"--fail-on train_time:F×100%)")
+    if fail_on is None:
+        f = DEFAULT_FACTOR if factor is None else factor
+        if not f >= 0:
+            raise InputError(f"--factor {f}: expected a number >= 0 (0.05 = 5 %)")
+        return Thresholds({"train_time": TimeCheck("train_time", 1.0 + f)}, frozenset(AB_METRICS),
+                          "defaults" if factor is None else "--factor")
+    th = parse_fail_on(fail_on)  # the grammar's own errors first
+    named = [t.strip() for t in fail_on.split(",") if t.strip().lower() not in ("none", "inconclusive")]
+    other = [t for t in named if parse_check(t).metric not in AB_METRICS]
+    if other:
+        raise InputError(f"--fail-on {other[0]!r}: gru-bench ab decides {', '.join(AB_METRICS)} only (paired timing "
+                         f"rounds); gate the other metrics with gru-bench compare")
+    check = th["train_time"] if named else TimeCheck("train_time", 1.0 + DEFAULT_FACTOR)
+    return Thresholds({"train_time": check}, frozenset(AB_METRICS) & th.gating, th.source, th.inconclusive)
+
+
+def practical_factor(th: Thresholds) -> float:
+    """The gate's train_time factor as ab's fraction: ×1.05 -> 0.05."""
+    return round(th["train_time"].factor - 1.0, 12)  # type: ignore[attr-defined]
 
 
 def parse_env(items: Sequence[str] | None, option: str) -> dict[str, str]:
@@ -63,6 +100,7 @@ def paired_decision(baseline: Sequence[float], candidate: Sequence[float], facto
     regressed: two-sided signed-rank p < alpha and the median ratio > ``1 + factor`` (the CI is reported);
     improved symmetrically; fewer than 6 pairs: inconclusive.
     """
+    import numpy as np
     from scipy.stats import bootstrap, wilcoxon
 
     a, b = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
@@ -93,6 +131,8 @@ def paired_decision(baseline: Sequence[float], candidate: Sequence[float], facto
 
 
 def _median(stats: Any, cpu: bool) -> float | None:
+    import numpy as np
+
     if stats is None:
         return None
     if cpu:
@@ -178,18 +218,27 @@ def merge_rounds(results: list[CaseResult]) -> CaseResult:
     return first.model_copy(update={"train_time": tt})
 
 
-def exit_code(cases: list[CaseAB], fail_on_failed: bool = True) -> int:
-    if any(c.verdict == "regressed" for c in cases):
+def exit_code(cases: list[CaseAB], thresholds: Thresholds | None = None) -> int:
+    """1 when train_time gates and a case regressed (or was inconclusive, with ``inconclusive`` in the gate), or a
+    worker failed on either side; else 0."""
+    th = thresholds or gate()
+    fails = ("regressed", "inconclusive") if th.inconclusive else ("regressed",)
+    if th.gates("train_time") and any(c.verdict in fails for c in cases):
         return 1
-    if fail_on_failed and any(c.verdict == "failed" for c in cases):
-        return 1
-    return 0
+    return 1 if any(c.verdict == "failed" for c in cases) else 0
+
+
+def describe_gate(th: Thresholds) -> str:
+    rule = f"train_time: ≥ ×{th['train_time'].factor:.3g} and signed-rank p < α" if th.gates("train_time") else "none"
+    return f"{rule}{', or inconclusive' if th.inconclusive else ''}, or a failed worker ({th.source})"
 
 
 def to_markdown(cases: list[CaseAB], meta: dict[str, Any]) -> str:
-    from .compare_output import ICON
+    """A Markdown table of the cases' verdicts; record text (labels, failure reasons) escaped (``compare.output``)."""
+    from .compare.output import ICON, md
 
     lines = [f"## gru-bench ab: {meta['rounds']} rounds, factor {meta['factor']:.0%}", "",
+             f"gate: {md(meta['gate'])}" if meta.get("gate") else "", "",
              "| case | verdict | ratio (cand/base) | 95 % CI | p | channel | note |",
              "|---|---|---|---|---|---|---|"]
     for c in cases:
@@ -198,13 +247,14 @@ def to_markdown(cases: list[CaseAB], meta: dict[str, Any]) -> str:
         ci = f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}]" if d.get("ci_low") else ""
         p = f"{d['p_value']:.2g}" if d.get("p_value") is not None else ""
         note = "; ".join(c.failures)
-        lines.append(f"| {c.label} | {ICON.get(c.verdict, '')} {c.verdict} | {ratio} | {ci} | {p} | {c.channel} "
-                     f"| {note} |")
+        lines.append(f"| {md(c.label)} | {ICON.get(c.verdict, '')} {c.verdict} | {ratio} | {ci} | {p} | "
+                     f"{c.channel} | {md(note)} |")
     return "\n".join(lines)
 
 
-def write_outputs(cases: list[CaseAB], meta: dict[str, Any], markdown: Path | None, json_path: Path | None) -> None:
-    payload = {"meta": meta, "cases": [asdict(c) for c in cases], "exit_code": exit_code(cases)}
+def write_outputs(cases: list[CaseAB], meta: dict[str, Any], markdown: Path | None, json_path: Path | None,
+                  thresholds: Thresholds | None = None) -> None:
+    payload = {"meta": meta, "cases": [asdict(c) for c in cases], "exit_code": exit_code(cases, thresholds)}
     write_files(((markdown, lambda: to_markdown(cases, meta)),
                  (json_path, lambda: json.dumps(payload, indent=1, default=str))))
 
@@ -224,7 +274,7 @@ def default_python() -> str:
 
 def save_side(suite: Any, out_dir: Path, label: str, merged: dict[str, CaseResult]) -> Path:
     """One side as an ordinary run record under ``out_dir`` (``compare`` and ``report`` read it)."""
-    from . import results, runner
+    from . import runner, storage
 
     run = runner.new_run(suite, out_dir, label, calibrate=False)
     try:
@@ -234,13 +284,16 @@ def save_side(suite: Any, out_dir: Path, label: str, merged: dict[str, CaseResul
                 run.done[case.case_id] = merged[case.case_id]
     finally:
         run.journal.close()
-    results.save_record(run.assemble(complete=len(run.done) == len(run.plan)), run.record_path)
+    storage.save_record(run.assemble(complete=len(run.done) == len(run.plan)), run.record_path)
     run.journal.path.unlink(missing_ok=True)
     return run.record_path
 
 
-def ab_command(suite: Any, out_dir: Path, rounds: int, factor: float, sides: dict[str, tuple[str, dict[str, str]]],
-               markdown: Path | None, json_path: Path | None, console: Any, runner: Runner | None = None) -> int:
+def ab_command(suite: Any, out_dir: Path, rounds: int, thresholds: Thresholds,
+               sides: dict[str, tuple[str, dict[str, str]]], markdown: Path | None, json_path: Path | None,
+               console: Any, runner: Runner | None = None) -> int:
+    """Run the rounds, record both sides, decide each case under ``thresholds`` (``gate()``), print and write the
+    Markdown/JSON; returns the exit code."""
     import time
 
     from .runner import _dedupe
@@ -254,16 +307,18 @@ def ab_command(suite: Any, out_dir: Path, rounds: int, factor: float, sides: dic
         console.print(f"round {r} {name} {result.case.label}: {t}", highlight=False)
 
     got = run_rounds(cases, rounds, runner or isolated_runner(), sides, progress)
+    factor = practical_factor(thresholds)
     verdicts = [decide_case(c, got["A"].get(c.case_id, []), got["B"].get(c.case_id, []), factor) for c in cases]
     paths = {}
     for side, name in (("A", "baseline"), ("B", "candidate")):
         merged = {cid: merge_rounds(rs) for cid, rs in got[side].items()}
         paths[name] = str(save_side(suite, out_dir, f"ab {name}", merged))
-    meta = {"rounds": rounds, "factor": factor, "alpha": ALPHA, "wall_s": time.monotonic() - t0,
+    meta = {"rounds": rounds, "factor": factor, "gate": describe_gate(thresholds), "alpha": ALPHA,
+            "wall_s": time.monotonic() - t0,
             "baseline": {"python": sides["A"][0], "env": sides["A"][1], "record": paths["baseline"]},
             "candidate": {"python": sides["B"][0], "env": sides["B"][1], "record": paths["candidate"]}}
-    write_outputs(verdicts, meta, markdown, json_path)
+    write_outputs(verdicts, meta, markdown, json_path, thresholds)
     console.print(to_markdown(verdicts, meta), highlight=False, markup=False)
     for name, p in paths.items():
         console.print(f"{name} record: {p}", highlight=False)
-    return exit_code(verdicts)
+    return exit_code(verdicts, thresholds)

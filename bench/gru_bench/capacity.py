@@ -72,7 +72,7 @@ def _fmt(n: float) -> str:
 
 def _device_bytes() -> dict[str, int]:
     """Memory of each CUDA device by its index, from ``nvidia-smi`` (no framework started); empty without one."""
-    from .results import _gpus
+    from .machine import _gpus
 
     gpus = (_gpus() or {}).get("devices", [])
     return {str(i): int(g["memory_mib"]) * 2**20 for i, g in enumerate(gpus) if isinstance(g.get("memory_mib"), int)}

@@ -71,6 +71,20 @@ class Case(BaseModel):
         ``export`` keep it, so dashboards fed by earlier versions stay continuous)."""
         return f"{self._main_keys} seed={self.seed}"
 
+    # ------------------------------------------------------------------ a configuration without its seed
+    @property
+    def group_id(self) -> str:
+        """The seed group: every key but the seed (and ``timeout_s``, as in ``case_id``). Cases that differ only by
+        their seed share it; seeds are pooled under it (compare's accuracy verdicts, the report's medians). Built from
+        ``case_id`` itself, so a field excluded there (``ID_OPTIONAL`` at its default) is excluded here too."""
+        return self.model_copy(update={"seed": 0}).case_id
+
+    @property
+    def pair_id(self) -> str:
+        """The GRU-vs-LSTM pair: ``group_id`` without ``cell`` and ``variant`` too. A GRU (either variant) and the
+        LSTM at equal H and every other key equal share it; the verdict tables and the terminal table pair on it."""
+        return self.model_copy(update={"seed": 0, "cell": "lstm", "variant": "standard"}).case_id
+
     @property
     def _main_keys(self) -> str:
         v = "" if self.cell == "lstm" else f"[{self.variant}]"

@@ -1,16 +1,17 @@
 """The ``gru-bench`` command line: ``run``, ``report``, ``compare``, ``info``, ``list``.
 
-Exit codes are decided here and nowhere else (``ExitStatus``); ``main`` turns every exception into one of them
-with a one-line message, and shows a traceback only with ``--debug``.
+Exit codes are decided here and nowhere else (``status.ExitStatus``); ``main`` turns every exception into one of
+them with a one-line message, and shows a traceback only with ``--debug``: ``InputError`` and usage errors are 2,
+anything else (a bug, the environment) is 1.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
 import sys
 import traceback
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -19,14 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .ab import DEFAULT_ROUNDS as AB_ROUNDS
 from .errors import InputError
-
-
-class ExitStatus(IntEnum):
-    OK = 0  # every case ran / no regression
-    FAILED = 1  # some case failed, timed out or ran out of memory / a regression / an unexpected error
-    USAGE = 2  # usage or input error: a bad flag, suite file, record or value
-    INTERRUPTED = 130  # Ctrl-C: finished cases kept, resume with --resume
+from .status import ExitStatus
 
 
 app = typer.Typer(name="gru-bench", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -177,7 +173,9 @@ def run_exit_status(outcome: Any) -> ExitStatus:
 # the device allocator's peak on CUDA; on the CPU the per-batch working set (memory.py, same method on every backend)
 MEMORY_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
                      "host_peak_rss_delta")
-CONFIG_KEYS = ("backend", "device", "task", "seq_len", "hidden", "num_layers", "batch_size", "dtype", "denormals")
+# the configuration keys the table shows in columns; any other key that differs between its pairs is named in the
+# first column (``lr=0.01``), so two rows never look the same
+SHOWN_KEYS = ("backend", "device", "task", "seq_len", "hidden", "cell", "variant", "seed", "timeout_s", "denormals")
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -265,11 +263,11 @@ def summary_table(cases: list[Any]) -> Table:
     Metric columns read ``final / trivial baseline`` and ``✓k/n`` when k of n seeds solved the task; "to target"
     columns the Kaplan–Meier median steps to the first held-out evaluation under the target and ``(k/n)`` seeds
     that reached it (``survival.py``)."""
-    groups: dict[tuple, dict[str, list[Any]]] = {}
-    for r in cases:
-        key = tuple(getattr(r.case, k) for k in CONFIG_KEYS)
+    groups: dict[str, dict[str, list[Any]]] = {}
+    for r in cases:  # a row is a GRU/LSTM pair (Case.pair_id), its seeds pooled
         side = "lstm" if r.case.cell == "lstm" else f"gru[{r.case.variant}]"
-        groups.setdefault(key, {}).setdefault(side, []).append(r)
+        groups.setdefault(r.case.pair_id, {}).setdefault(side, []).append(r)
+    varying = _varying_keys([r.case for r in cases])
     t = Table(title="GRU vs LSTM (median over seeds; metric: final / baseline; to target: KM median steps "
                     "(seeds that reached it))", title_justify="left")
     for col in ("backend", "task", "T", "H", "GRU variant"):
@@ -279,8 +277,8 @@ def summary_table(cases: list[Any]) -> Table:
         t.add_column(col, justify="right")
     for col in ("params ×", "time ×", "mem ×"):
         t.add_column(f"GRU/LSTM {col}", justify="right")
-    for key, sides in groups.items():
-        backend, device, task, T, H = key[:5]
+    for sides in groups.values():
+        c = next(iter(sides.values()))[0].case
         lstm = _side(sides.get("lstm", []))
         grus = sorted(k for k in sides if k != "lstm") or [None]
         for g in grus:
@@ -289,10 +287,21 @@ def summary_table(cases: list[Any]) -> Table:
                       _ratio(gru and gru["step"], lstm and lstm["step"]),
                       _ratio(gru and gru["mem"], lstm and lstm["mem"])]
             variant = g[4:-1] if g else "—"
-            kept = " denormals=keep" if key[-1] == "keep" else ""  # flush and keep are separate rows
-            t.add_row(escape(f"{backend}/{device}{kept}"), escape(task), str(T), str(H), variant,
+            kept = " denormals=keep" if c.denormals == "keep" else ""  # flush and keep are separate rows
+            kept += "".join(f" {k}={_key_text(c, k)}" for k in varying)
+            t.add_row(escape(f"{c.backend}/{c.device}{kept}"), escape(c.task), str(c.seq_len), str(c.hidden), variant,
                       *map(escape, _fmt_side(gru)), *map(escape, _fmt_side(lstm)), *ratios)
     return t
+
+
+def _key_text(case: Any, key: str) -> str:
+    return json.dumps(case.options, sort_keys=True) if key == "options" else str(getattr(case, key))
+
+
+def _varying_keys(cases: list[Any]) -> list[str]:
+    """The configuration keys not shown in columns that take more than one value among ``cases``."""
+    return [k for k in type(cases[0]).model_fields if k not in SHOWN_KEYS
+            and len({_key_text(c, k) for c in cases}) > 1] if cases else []
 
 
 # ---------------------------------------------------------------------------------------- info and list
@@ -302,7 +311,7 @@ def info(check: bool = typer.Option(False, "--check", help="Start each framework
     """Library versions (read from the installed metadata) and the backends installed here; ``--check`` starts
     each framework to say which backend/device pairs are usable, and why the others are not."""
     from .backends import backend_names, unavailable_reason
-    from .results import machine_id, machine_manifest
+    from .machine import machine_id, machine_manifest
 
     m = machine_manifest()
     t = Table(title=f"machine {machine_id(m)}", show_header=False, title_justify="left")
@@ -419,7 +428,7 @@ def compare(
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> int:
     """Compare two run records; exit 1 when a --fail-on check finds a regression."""
-    from .compare import compare_command
+    from .compare.command import compare_command
 
     code = compare_command(baseline, candidate, fail_on, markdown, json_path)
     return ExitStatus(code) if code in tuple(ExitStatus) else ExitStatus.FAILED
@@ -432,8 +441,10 @@ def ab(
     candidate_python: Optional[str] = typer.Option(None, "--candidate-python", help="The candidate's interpreter."),
     baseline_env: list[str] = typer.Option([], "--baseline-env", help="KEY=VALUE for the baseline (repeatable)."),
     candidate_env: list[str] = typer.Option([], "--candidate-env", help="KEY=VALUE for the candidate (repeatable)."),
-    rounds: int = typer.Option(6, help="ABBA rounds (each runs every case once per side; >= 6 to decide)."),
-    factor: float = typer.Option(0.05, help="Practical factor: a smaller change never gates (0.05 = 5 %)."),
+    rounds: int = typer.Option(AB_ROUNDS, help="ABBA rounds (each runs every case once per side; >= 6 to decide)."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on",
+                                          help="compare's grammar: train_time[:5%], inconclusive or none."),
+    factor: Optional[float] = typer.Option(None, help="Practical factor, 0.05 = 5 % (= --fail-on train_time:5%)."),
     backend: Optional[str] = typer.Option(None, help="Backends, comma-separated."),
     hidden: Optional[str] = typer.Option(None, help="Hidden sizes."),
     seq_len: Optional[str] = typer.Option(None, "--seq-len", help="Sequence lengths T."),
@@ -455,20 +466,20 @@ def ab(
                    ab_.parse_env(baseline_env, "--baseline-env")),
              "B": (ab_.check_python(candidate_python or ab_.default_python(), "--candidate-python"),
                    ab_.parse_env(candidate_env, "--candidate-env"))}
-    if factor < 0:
-        raise InputError(f"--factor {factor}: expected >= 0")
+    thresholds = ab_.gate(fail_on, factor)
     overrides = {"backend": backend, "hidden": hidden, "seq_len": seq_len, "cell": cell,
                  "repetitions": repetitions, "threads": threads}
     overrides = {k: _csv(v) for k, v in overrides.items() if v is not None}
     suite_ = load_suite(suite or "answer", {**overrides, "steps": "0"})  # the timing phase only
     ab_.abba_order(rounds)
-    return ExitStatus(ab_.ab_command(suite_, out_dir, rounds, factor, sides, markdown, json_path, err))
+    return ExitStatus(ab_.ab_command(suite_, out_dir, rounds, thresholds, sides, markdown, json_path, err))
 
 
 @app.command()
 def export(
     inputs: list[Path] = typer.Argument(..., help="Run records or folders of them."),
-    fmt: str = typer.Option(..., "--format", help="github-smaller | github-bigger (github-action-benchmark) | bmf (Bencher)."),
+    fmt: str = typer.Option(..., "--format",
+                            help="github-smaller | github-bigger (github-action-benchmark) | bmf (Bencher)."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the JSON here (default: stdout)."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> int:
@@ -492,7 +503,7 @@ def _record_warnings() -> Any:
     """Warnings about the records read (an older schema version) as one ``warning:`` line each on stderr."""
     import warnings
 
-    from .results import SchemaWarning
+    from .schema import SchemaWarning
 
     default = warnings.showwarning
 
@@ -532,11 +543,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error_status(e: Exception, debug: bool) -> int:
-    """ValueError (InputError, and spec.py's / tasks.py's bad values): usage, 2. Anything else (a bug, the
-    environment): 1. One line either way; the traceback with ``--debug``."""
+    """``InputError`` (bad usage or input, named by the code that checked it): 2. Anything else, a plain
+    ``ValueError`` included (a bug, the environment): 1. One line either way; the traceback with ``--debug``."""
     if debug:
         traceback.print_exception(e)
-    if isinstance(e, ValueError):
+    if isinstance(e, InputError):
         err.print(f"[red]error[/]: {escape(_one_line(str(e)))}", highlight=False)
         return ExitStatus.USAGE
     hint = "" if debug else " (run with --debug for the traceback)"

@@ -25,10 +25,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import InputError
-from .results import RunRecord
+from .schema import RunRecord
+from .tasks import metric_higher_is_better
 
 FORMATS = ("github-smaller", "github-bigger", "bmf")
-HIGHER_IS_BETTER = {"accuracy"}  # the tasks' metrics that grow when better (mse shrinks)
 
 
 @dataclass
@@ -94,7 +94,7 @@ def to_github_benchmark(records: Iterable[RunRecord], bigger_is_better: bool = F
                           if x)
         if bigger_is_better:
             for name, vals in p.quality.items():
-                if name in HIGHER_IS_BETTER:
+                if metric_higher_is_better(name):
                     entries.append(dict(name=f"{p.label} · {name}", unit=name, value=float(np.mean(vals)),
                                         range=f"± {float(np.std(vals)):.4g}", extra=f"{extra}; runs={len(vals)}"))
             continue
@@ -108,7 +108,7 @@ def to_github_benchmark(records: Iterable[RunRecord], bigger_is_better: bool = F
             entries.append(dict(name=f"{p.label} · memory:{name}", unit="MiB", value=float(np.median(vals)) / 2**20,
                                 range=f"± {float(np.ptp(vals)) / 2**21:.4g}", extra=extra))
         for name, vals in p.quality.items():
-            if name not in HIGHER_IS_BETTER:
+            if not metric_higher_is_better(name):  # loss, mse (and a metric of no known task)
                 entries.append(dict(name=f"{p.label} · {name}", unit=name, value=float(np.mean(vals)),
                                     range=f"± {float(np.std(vals)):.4g}", extra=f"{extra}; runs={len(vals)}"))
     return entries
@@ -146,15 +146,15 @@ def export(records: list[RunRecord], fmt: str, files: dict[str, str] | None = No
 
 def export_command(inputs: Path | list[Path], fmt: str, out: Path | None = None) -> int:
     """``gru-bench export RECORDS... --format F [-o PATH]``: write the JSON to ``out`` (stdout if None); 0."""
-    from . import results
+    from . import storage
 
     paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if fmt not in FORMATS:  # before reading anything
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     with warnings.catch_warnings(record=True) as caught:  # one line each on stderr, not Python's warning format
         warnings.simplefilter("always")
-        files = results.record_files(paths)
-        records = [results.load_record(p) for p in files]
+        files = storage.record_files(paths)
+        records = [storage.load_record(p) for p in files]
         names = {r.run_id: str(p) for r, p in zip(records, files)}
         data = export(records, fmt, names)
     for w in caught:

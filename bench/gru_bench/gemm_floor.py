@@ -25,7 +25,7 @@ from statistics import median
 
 import numpy as np
 
-from .results import GemmFloor
+from .schema import GemmFloor
 from .spec import ModelSpec
 
 _CACHE: dict[tuple[int, int, int, str], float] = {}

@@ -24,9 +24,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .checks import DEFAULT_CHECKS, MarginCheck, Thresholds, TimeCheck
-from .compare import ALPHA, TIME_METRICS, machine_id
-from .results import RunRecord
+from .compare.checks import DEFAULT_CHECKS
+from .compare.engine import TIME_METRICS
+from .compare.machines import machine_id
+from .compare.stats import ALPHA
+from .compare.thresholds import Thresholds
+from .schema import RunRecord
 
 NOISE_Z = 3.0  # a step must also exceed this many commit-to-commit standard deviations
 SERIES_METRICS = ("train_time", "forward_time", "accuracy", "loss")
@@ -124,10 +127,10 @@ def _effect(left: np.ndarray, right: np.ndarray, timing: bool) -> tuple[float, f
 
 def _big_enough(change: float, before: float, timing: bool, check, noise: float) -> bool:
     """Beyond the check's threshold and beyond ``NOISE_Z`` × the commit-to-commit noise (log scale for timings)."""
+    bound = max(check.smallest_change(before), NOISE_Z * noise)
     if timing:
-        bound = max(np.log(check.factor), NOISE_Z * noise)
         return change > 0 and abs(np.log(change)) >= bound
-    return change != 0 and abs(change) >= max(check.margin_for(before), NOISE_Z * noise)
+    return change != 0 and abs(change) >= bound
 
 
 def commit_noise(groups: Sequence[np.ndarray], timing: bool) -> float:
@@ -192,8 +195,7 @@ def change_points(series: pd.DataFrame, thresholds: Thresholds | None = None, al
     for (mid, cid, metric), g in series.groupby(["machine_id", "case_id", "metric"], sort=True):
         g = g.sort_values("order")
         timing = metric in TIME_METRICS
-        check = th[metric]
-        assert isinstance(check, (TimeCheck, MarginCheck))
+        check = th[metric]  # a TimeCheck or MarginCheck: its smallest_change is the step's threshold
         for s in detect_steps(list(g["samples"]), timing, check, alpha):
             after_row, before_row = g.iloc[s.index], g.iloc[s.index - 1]
             change = s.after / s.before if timing and s.before > 0 else s.after - s.before

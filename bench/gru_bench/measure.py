@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import psutil
 
-from .results import Calibration, Load, MemoryFigure, TimingStats
+from .schema import Calibration, Load, MemoryFigure, TimingStats
 from .spec import ModelSpec, activation_bytes
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",

@@ -53,7 +53,7 @@ from typing import Any, Callable, Sequence
 import psutil
 
 from .measure import _reset_hwm, _vm_hwm
-from .results import MemoryFigure
+from .schema import MemoryFigure
 
 WORKING_SET = "working_set"
 FIXED_OVERHEAD = "fixed_overhead"

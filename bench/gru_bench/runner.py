@@ -3,7 +3,7 @@ resume an interrupted run, stop cleanly on Ctrl-C, and write the run record.
 
 Files of a run (``RUN`` is the run id, the record's file stem ``<timestamp>_<suite>``)::
 
-    OUT/<machine-id>/RUN.json            the record (results.save_record: atomic), written at the end
+    OUT/<machine-id>/RUN.json            the record (storage.save_record: atomic), written at the end
     OUT/<machine-id>/RUN.journal.jsonl   the journal: a header line, then one finished CaseResult per line
 
 The journal is created atomically with its header (the record without cases, and the planned cases); each
@@ -32,11 +32,12 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from . import measure, results
+from . import measure, storage
 from .case import Case
 from .errors import InputError
 from .executors import Executor, get_executor
-from .results import CaseResult, RunRecord
+from .machine import git_info, machine_id, machine_manifest
+from .schema import CaseResult, RunRecord
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 JOURNAL_VERSION = 1
@@ -85,7 +86,7 @@ class Journal:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
-        results.fsync_dir(path.parent)
+        storage.fsync_dir(path.parent)
         return cls(path)
 
     @staticmethod
@@ -217,18 +218,18 @@ def new_run(suite: Any, out_dir: Path, label: str | None = None, calibrate: bool
     plan = _dedupe(suite.cases())
     if not plan:
         raise InputError(f"suite {suite.name!r}: expected at least one case, the grid is empty")
-    manifest = results.machine_manifest()
-    machine = results.machine_id(manifest)
+    manifest = machine_manifest()
+    machine = machine_id(manifest)
     calibration = None
     if calibrate:
         threads = _threads_of(plan)
         if threads:
             measure.fix_threads(threads)
         calibration = measure.calibrate(seconds=calibration_seconds)
-    git = results.git_info(PACKAGE_DIR)
+    git = git_info(PACKAGE_DIR)
     created = datetime.now(timezone.utc).replace(microsecond=0)
     while True:  # two runs of one suite in the same second: the first to create its journal gets the id
-        path = results.record_path(out_dir, machine, suite.name, created)
+        path = storage.record_path(out_dir, machine, suite.name, created)
         record = RunRecord(run_id=path.stem, suite_name=suite.name, suite=suite.record(), label=label,
                            created=created.isoformat(), machine_id=machine, machine=manifest,
                            calibration=calibration, git=git)
@@ -346,7 +347,7 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
         plan = [Case.model_validate(c) for c in header["plan"]]
         machine = record.machine_id
     elif record_path.exists():  # a record without its journal: complete, or partial with the journal lost
-        record = results.load_record(record_path)
+        record = storage.load_record(record_path)
         finished = list(record.cases)
         if record.finished is not None:
             plan = [r.case for r in finished]
@@ -370,7 +371,7 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
         del done[cid]
     if retry:
         notes.append(f"{len(retry)} case(s) whose worker was killed from outside (not by the OOM killer) run again")
-    here = results.machine_id(results.machine_manifest())
+    here = machine_id(machine_manifest())
     if machine is not None and machine != here:
         notes.append(f"this run started on machine {machine!r}; resuming on {here!r}: its timings mix two machines")
     return Run(record=record, plan=plan, done=done, record_path=record_path, journal=journal, notes=notes)
@@ -471,7 +472,7 @@ def execute(run: Run, executor: Executor | None = None, console: Console | None 
     machines = getattr(executor, "machines", None)
     if callable(machines):
         record = record.model_copy(update={"machines": machines()})
-    results.save_record(record, run.record_path)
+    storage.save_record(record, run.record_path)
     busy = sum(1 for r in record.cases if r.load is not None and r.load.busy)
     if busy:
         console.print(f"[yellow]warning[/]: {busy} of {len(record.cases)} cases ran on a busy machine: their timings "

@@ -2,7 +2,8 @@
 
 A suite file is flat TOML. Every grid key takes a scalar or a list; lists expand to a grid (the Cartesian product),
 one ``Case`` per point and per seed. ``variant`` applies to GRU only: an LSTM point always gets ``"standard"``.
-``options`` is a table of backend knobs passed unchanged to every case. Example::
+``options`` is a table of backend knobs passed unchanged to every case; ``fail_on`` is the gate ``compare`` applies
+to the suite's records when no ``--fail-on`` is given (the same grammar, see ``compare/thresholds.py``). Example::
 
     name = "tiny"
     description = "one GRU and one LSTM on the adding problem"
@@ -177,6 +178,9 @@ class Suite(BaseModel):
     # more grids: each table names the keys that differ from the ones above; its cases are appended
     also: list[dict[str, Any]] = []
     options: dict[str, Any] = Field(default_factory=dict)
+    # the gate ``compare`` applies when --fail-on is not given: --fail-on's grammar, as a string
+    # ("params,flops,accuracy:-0.02"), a list of tokens or a table (metric = value, or true for value-less metrics)
+    fail_on: str | list[str] | dict[str, Any] | None = None
 
     _source: str | None = PrivateAttr(default=None)
 
@@ -192,7 +196,7 @@ class Suite(BaseModel):
         base = self.model_dump(exclude={"also"})
         out = []
         for i, table in enumerate(self.also):
-            bad = [k for k in table if k not in KEYS or k in ("name", "description", "also", "timeout_s")]
+            bad = [k for k in table if k not in KEYS or k in ("name", "description", "also", "timeout_s", "fail_on")]
             if bad:
                 raise ValueError(f"also[{i}].{bad[0]}: expected a grid key ({', '.join(GRID_KEYS)})")
             try:
@@ -217,6 +221,14 @@ class Suite(BaseModel):
             for i, T in enumerate(self.seq_len):
                 if T < least:
                     raise ValueError(f"seq_len[{i}]={T!r}: expected at least {least} for task {task!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _fail_on_valid(self) -> "Suite":
+        if self.fail_on is not None:
+            from .compare.thresholds import fail_on_spec, parse_fail_on
+
+            parse_fail_on(fail_on_spec(self.fail_on), "fail_on")  # InputError (a ValueError) naming the token
         return self
 
     @field_validator("options")
@@ -291,7 +303,8 @@ def _portable(source: str | None) -> str | None:
         return source
 
 
-GRID_KEYS = tuple(k for k in Suite.model_fields if k not in ("name", "description", "options", "timeout_s", "also"))
+GRID_KEYS = tuple(k for k in Suite.model_fields
+                  if k not in ("name", "description", "options", "timeout_s", "also", "fail_on"))
 KEYS = tuple(Suite.model_fields)
 
 

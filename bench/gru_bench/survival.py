@@ -77,7 +77,7 @@ def curve(steps_to_target: Sequence[int | float | None], budgets: Sequence[int |
 
 
 def seeds_of(results: Iterable[Any]) -> tuple[list[int | None], list[int]]:
-    """The (steps_to_target, budget) of each result (``results.CaseResult``) that says something about its target:
+    """The (steps_to_target, budget) of each result (``schema.CaseResult``) that says something about its target:
     ``ok`` and ``diverged`` cases with an accuracy phase of schema version 2 (``target_loss`` set). A diverged seed
     never reaches the target: it is censored at its budget like a seed that ran out of steps. Failed, timed-out and
     skipped cases are left out (nothing is known of them), as are version-1 records (they never measured it)."""

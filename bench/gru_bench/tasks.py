@@ -23,6 +23,14 @@ from .losses import loss_and_grad
 
 DTYPES = ("float32", "float64")
 SOLVED_FRACTION = 0.1  # solved: held-out loss < 10 % of the trivial baseline
+# The direction of every metric a task reports (``Task.metric``) and of the held-out ``loss``: True when higher is
+# better. The one definition; ``compare`` and ``export`` read it through ``metric_higher_is_better``.
+HIGHER_IS_BETTER = {"accuracy": True, "mse": False, "loss": False}
+
+
+def metric_higher_is_better(metric: str) -> bool | None:
+    """True when a larger value of ``metric`` is better, False when smaller is, None for a metric of no known task."""
+    return HIGHER_IS_BETTER.get(metric)
 
 
 def _check_positive(name: str, value: Any, minimum: int = 1) -> None:
@@ -52,7 +60,7 @@ class Task:
     """
 
     name: str
-    metric: str  # "mse" (lower is better) | "accuracy" (higher is better)
+    metric: str  # "mse" | "accuracy": its direction is HIGHER_IS_BETTER[metric] (``higher_is_better``)
     description: str
     citation: str
     min_seq_len: ClassVar[int] = 1
@@ -72,6 +80,11 @@ class Task:
 
     def evaluate(self, yhat: np.ndarray, y: np.ndarray) -> dict[str, float]:
         raise NotImplementedError
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Does the task's metric grow when the model gets better (accuracy) or shrink (mse)?"""
+        return HIGHER_IS_BETTER[self.metric]
 
     def target_loss(self, seq_len: int) -> float:
         """The solved threshold: 10 % of the trivial baseline's loss at this ``seq_len`` (time-to-target's target)."""

@@ -50,7 +50,7 @@ from . import gemm_floor, measure
 from . import memory as memory_figures
 from .backends import BackendUnavailable, TrainConfig, _denormals, get_backend, prepare
 from .case import Case
-from .results import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
+from .schema import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
 from .tasks import get_task
 

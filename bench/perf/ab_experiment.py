@@ -47,7 +47,8 @@ def trial(suite_path: Path, out: Path, rounds: int, factor: float, slowdown: flo
     sides = {"A": (sys.executable, {}), "B": (sys.executable, {"GRU_BENCH_AB_SLOWDOWN": str(slowdown)})}
     js = out / "tmp.json"
     t0 = time.monotonic()
-    code = ab.ab_command(suite, out / "runs", rounds, factor, sides, None, js, Console(file=open(os.devnull, "w")))
+    code = ab.ab_command(suite, out / "runs", rounds, ab.gate(factor=factor), sides, None, js,
+                         Console(file=open(os.devnull, "w")))
     payload = json.loads(js.read_text())
     c = payload["cases"][0]
     return {"slowdown": slowdown, "exit": code, "verdict": c["verdict"], "channel": c["channel"],
@@ -69,9 +70,9 @@ def rates(rows: list[dict], rounds: int, factor: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=ab.DEFAULT_ROUNDS)
     ap.add_argument("--repetitions", type=int, default=7, help="timed steps per round (samples per round)")
-    ap.add_argument("--factor", type=float, default=0.05)
+    ap.add_argument("--factor", type=float, default=ab.DEFAULT_FACTOR)
     ap.add_argument("--out", type=Path, default=Path("ab-results"))
     ap.add_argument("--no-busy", action="store_true", help="do not start the busy-loop process")
     ap.add_argument("--reanalyse", action="store_true", help="only re-decide OUT/trials.jsonl")

@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, Protocol, Sequence, runtime_checkabl
 
 from ..case import Case
 from ..errors import InputError
-from ..results import CaseResult, Calibration
+from ..schema import CaseResult, Calibration
 
 OnResult = Callable[[CaseResult], None]
 OnStart = Callable[[Case], None]

@@ -40,7 +40,7 @@ from typing import ClassVar, Sequence
 import psutil
 
 from ..case import Case
-from ..results import CaseResult, Calibration
+from ..schema import CaseResult, Calibration
 from ..runner import KILLED_FROM_OUTSIDE
 from ..worker import case_costs, now_iso, one_line
 from . import OnResult, OnStart, ShouldStop

@@ -22,7 +22,7 @@ retried once, on another node where one fits, then recorded ``failed`` with both
 killing the task is ``oom``. ``should_stop()`` (Ctrl-C in the runner) cancels every task in flight or queued;
 finished cases were handed back already.
 
-Before the first case, a small task per alive node collects ``results.machine_manifest()`` (and, when the run is
+Before the first case, a small task per alive node collects ``machine.machine_manifest()`` (and, when the run is
 calibrated, that node's own GEMM peak, used for its cases' roofline figures): ``machines()`` hands them to the
 runner for ``RunRecord.machines``; each result's ``node`` names the node it ran on (its hostname, or
 ``hostname@ip`` where two nodes share a hostname).
@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 from ..case import Case
 from ..errors import InputError
-from ..results import CaseResult, Calibration
+from ..schema import CaseResult, Calibration
 from ..worker import THREADS_OPTION, case_costs, now_iso, one_line
 from . import OnResult, OnStart, ShouldStop
 
@@ -89,10 +89,10 @@ def _manifest_task(threads: int | None, calibrate: bool) -> dict[str, Any]:
     """Runs once on each node: its machine manifest and, when asked, its GEMM peak."""
     import ray
 
-    from .. import measure, results
+    from .. import machine, measure
 
     measure.fix_threads(threads)
-    manifest = results.machine_manifest()
+    manifest = machine.machine_manifest()
     cal = measure.calibrate() if calibrate else None
     return {"node_id": ray.get_runtime_context().get_node_id(), "manifest": manifest,
             "calibration": cal.model_dump(mode="json") if cal else None}

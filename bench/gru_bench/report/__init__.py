@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from .. import __version__
-from ..results import RunRecord
+from ..schema import RunRecord
 from . import answer, html, markdown, plots, tables
 from .frame import cases_frame, groups_frame, run_name
 from .inputs import load_records
@@ -306,7 +306,6 @@ def build_report(
     (default: ``gru_bench.history``'s series and change points; see ``timeline``).
     """
     loaded = load_records(list(inputs), stderr=stderr if stderr is not None else sys.stderr)
-    records, n_runs = loaded.records, len(loaded.records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _sweep_stale(out_dir)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..case import Case
-from ..results import CaseResult, RunRecord
+from ..schema import CaseResult, RunRecord
 
 # Case fields that pick a configuration; a seed group varies only ``seed``; a GRU/LSTM pair varies cell/variant too.
 CONFIG_FIELDS = [f for f in Case.model_fields if f not in ("seed", "timeout_s")]
@@ -52,7 +52,9 @@ def _stat(t, attr: str) -> float:
     return float(v) if v is not None else np.nan
 
 
-def case_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
+def report_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
+    """One case as the report reads it: the Case's fields plus derived figures (the peak memory by preference,
+    GFLOP/s, % of peak, the run's name, group/pair ids); ``tabular.stored_row`` is the record's own fields, flat."""
     c = r.case
     row: dict[str, Any] = {f: getattr(c, f) for f in Case.model_fields if f != "options"}
     row["options"] = json.dumps(c.options, sort_keys=True) if c.options else ""
@@ -75,11 +77,11 @@ def case_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
         created=record.created,
         machine=str(record.machine_id or record.machine.get("hostname") or ""),
         case_id=r.case_id,
-        group_id=c.model_copy(update={"seed": 0}).case_id,
+        group_id=c.group_id,
         label=c.label,
         # the GRU/LSTM pair at equal H (cell and variant ignored), and the pair's family over H (for iso-parameter)
-        pair_id=c.model_copy(update={"seed": 0, "cell": "lstm", "variant": "standard"}).case_id,
-        family_id=c.model_copy(update={"seed": 0, "cell": "lstm", "variant": "standard", "hidden": 1}).case_id,
+        pair_id=c.pair_id,
+        family_id=c.model_copy(update={"hidden": 1}).pair_id,
         cell_key=cell_key(c.cell, c.variant),
         status=r.status,
         reason=r.reason or "",
@@ -137,12 +139,12 @@ def _template_row() -> dict[str, Any]:
     """A row of a placeholder case: only its keys are used, to give an empty frame its columns."""
     case = Case(backend="numpy", cell="lstm", variant="standard", task="none", seq_len=1, hidden=1)
     rec = RunRecord(run_id="none", suite_name="none", created="")
-    return case_row(rec, 0, CaseResult(case=case, case_id=case.case_id, status="skipped"))
+    return report_row(rec, 0, CaseResult(case=case, case_id=case.case_id, status="skipped"))
 
 
 def cases_frame(records: list[RunRecord]) -> pd.DataFrame:
     """One row per case of every record (failed and skipped ones included); the columns exist even when empty."""
-    rows = [case_row(rec, i, r) for i, rec in enumerate(records) for r in rec.cases]
+    rows = [report_row(rec, i, r) for i, rec in enumerate(records) for r in rec.cases]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(_template_row()))
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..results import RunRecord, SchemaWarning, load_record, record_files
+from ..schema import RunRecord, SchemaWarning
+from ..storage import load_record, record_files
 
 
 @dataclass

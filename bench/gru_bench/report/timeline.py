@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..results import RunRecord
+from ..schema import RunRecord
 from .frame import cell_key
 
 HistoryProvider = Callable[[list[RunRecord]], pd.DataFrame]
@@ -30,10 +30,14 @@ def basic_series(cases: pd.DataFrame) -> pd.DataFrame:
     ok = cases[(cases["status"] == "ok") & cases["train_s"].notna() & (cases["commit"] != "")]
     if ok.empty:
         return pd.DataFrame(columns=COLUMNS)
-    ok = ok.assign(series=ok["label"].str.replace(r" seed=\d+$", "", regex=True))
+    # a series is a seed group (Case.group_id), named by its label without the seed
+    name = ok["label"].str.replace(r" seed=\d+$", "", regex=True)
+    clash = name.groupby(name).transform(lambda n: ok.loc[n.index, "group_id"].nunique() > 1)
+    ok = ok.assign(series=name.where(~clash, name + " (" + ok["group_id"].str[:6] + ")"))
     g = (
-        ok.groupby(["series", "commit"], sort=False)
-        .agg(created=("created", "min"), value=("train_s", "median"), cell_key=("cell_key", "first"))
+        ok.groupby(["group_id", "commit"], sort=False)
+        .agg(series=("series", "first"), created=("created", "min"), value=("train_s", "median"),
+             cell_key=("cell_key", "first"))
         .reset_index()
     )
     g["value"] = g["value"] * 1e3

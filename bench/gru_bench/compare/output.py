@@ -1,4 +1,6 @@
-"""A comparison as people and CI read it: a rich table on the terminal and a Markdown summary (a CI job summary)."""
+"""A comparison as people and CI read it: a rich table on the terminal and a Markdown summary (a CI job summary).
+
+The output depends on the engine's result types (``rows.py``), never the reverse."""
 from __future__ import annotations
 
 import re
@@ -7,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .compare import Comparison, Row
+from .rows import Comparison, Row
 
 STYLE = {"improved": "green", "unchanged": "dim", "regressed": "bold red", "new": "cyan", "missing": "yellow",
          "failed": "bold red", "inconclusive": "magenta"}
@@ -104,7 +106,7 @@ def print_table(result: Comparison, console: Console | None = None) -> None:
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]!|#~])")
 
 
-def _md(text: str) -> str:
+def md(text: str) -> str:
     """Record text (labels, paths, notes) as inert Markdown: HTML escaped as the report does (GitHub renders raw HTML
     in job summaries and comments), Markdown's own syntax (links, images, code, tables) backslash-escaped, one line."""
     text = " ".join(str(text).split())
@@ -116,7 +118,7 @@ def _md_table(rows: list[Row]) -> list[str]:
     out = ["| | case | metric | baseline | candidate | change | 95% CI | p/q | note |",
            "|---|---|---|---:|---:|---:|---|---|---|"]
     for r in rows:
-        out.append("| " + " | ".join(_md(x) for x in (
+        out.append("| " + " | ".join(md(x) for x in (
             f"{ICON[r.verdict]} {r.verdict}", r.label, r.metric, _value(r, r.baseline), _value(r, r.candidate),
             _change(r), _ci(r), _p(r), _note(r))) + " |")
     return out
@@ -126,13 +128,13 @@ def to_markdown(result: Comparison) -> str:
     """A GitHub-flavoured Markdown summary: headline, gate, warnings, gating failures, other changes, all rows."""
     ok = result.exit_code == 0
     lines = [f"### gru-bench compare: {'✅' if ok else '❌'} {_headline(result)}", "",
-             f"baseline {_md(', '.join(result.baseline))} · candidate {_md(', '.join(result.candidate))} · "
+             f"baseline {md(', '.join(result.baseline))} · candidate {md(', '.join(result.candidate))} · "
              f"α = {result.alpha}", "",
-             f"**Gate** ({_md(result.thresholds.source)}): "
-             + (", ".join(_md(result.thresholds[m].describe()) for m in sorted(result.thresholds.gating)) or "none"
+             f"**Gate** ({md(result.thresholds.source)}): "
+             + (", ".join(md(result.thresholds[m].describe()) for m in sorted(result.thresholds.gating)) or "none"
                 + " (report only)"), ""]
     if result.warnings:
-        lines += ["**Warnings**", ""] + [f"- {_md(w)}" for w in result.warnings] + [""]
+        lines += ["**Warnings**", ""] + [f"- {md(w)}" for w in result.warnings] + [""]
     if result.failures:
         lines += ["#### Gating regressions and failures", ""] + _md_table(result.failures) + [""]
     others = [r for r in result.rows if r.verdict != "unchanged" and not r.fails]

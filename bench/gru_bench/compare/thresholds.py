@@ -1,4 +1,4 @@
-"""Thresholds as data: ``--fail-on train_time:10%,accuracy:-0.02,memory:20%`` parsed into small check objects.
+"""Thresholds as data: ``--fail-on train_time:10%,accuracy:-0.02,memory:20%`` parsed into check objects (``checks.py``).
 
 One check per metric (pytest-benchmark's ``--benchmark-compare-fail`` style). Every metric is always compared, with
 its default check unless the spec names it; only the metrics the spec names *gate* (turn a regression into exit 1).
@@ -32,107 +32,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Mapping
 
-from .errors import InputError
+from ..errors import InputError
+from .checks import DEFAULT_CHECKS, METRICS, Check, MarginCheck, MemoryCheck
 
 _PCT = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)%$")
 _FACTOR = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)x$", re.IGNORECASE)
 _NUMBER = re.compile(r"^[+-]?(\d+(?:\.\d*)?|\.\d+)(e[+-]?\d+)?$", re.IGNORECASE)
 _BYTES = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)$", re.IGNORECASE)
 _BYTE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-
-
-class Check:
-    """A metric's threshold. ``metric`` is the name used in ``--fail-on``; ``describe()`` is the one-line rule."""
-
-    metric: str
-    kind: ClassVar[str]
-
-    def describe(self) -> str:  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items()}
-        return {"kind": self.kind, **d, "rule": self.describe()}
-
-
-@dataclass(frozen=True)
-class TimeCheck(Check):
-    """Timing: the ratio of medians candidate/baseline must reach ``factor`` (and the test be significant)."""
-
-    metric: str
-    factor: float = 1.10
-    kind: ClassVar[str] = "time"
-
-    def describe(self) -> str:
-        return f"{self.metric}: slower by ≥ {self.factor:.3g}× and Mann-Whitney q < α"
-
-
-@dataclass(frozen=True)
-class TargetCheck(TimeCheck):
-    """Time-to-target over seeds: the Kaplan–Meier median steps-to-target (``survival.py``) must grow by
-    ``factor``, or stop being reached by half the seeds; with ≥ 2 seeds a side a log-rank test must agree."""
-
-    factor: float = 1.25
-
-    def describe(self) -> str:
-        return (f"{self.metric}: KM median over seeds later by ≥ {self.factor:.3g}× or no longer reached "
-                f"(≥ 2 seeds a side: and log-rank p < α)")
-
-
-@dataclass(frozen=True)
-class MarginCheck(Check):
-    """Accuracy/loss: non-inferiority with ``margin`` (absolute, or a fraction of the baseline mean if ``relative``)."""
-
-    metric: str
-    margin: float = 0.02
-    relative: bool = False
-    kind: ClassVar[str] = "margin"
-
-    def margin_for(self, baseline_mean: float) -> float:
-        return self.margin * abs(baseline_mean) if self.relative else self.margin
-
-    def describe(self) -> str:
-        m = f"{self.margin * 100:.3g}% of the baseline" if self.relative else f"{self.margin:.3g}"
-        return f"{self.metric}: non-inferiority margin {m}"
-
-
-@dataclass(frozen=True)
-class MemoryCheck(Check):
-    """Memory: a regression grows by more than ``rtol`` × baseline *and* by more than ``atol`` bytes."""
-
-    metric: str = "memory"
-    rtol: float = 0.20
-    atol: int = 2**20
-    kind: ClassVar[str] = "memory"
-
-    def describe(self) -> str:
-        return f"{self.metric}: grows by > {self.rtol * 100:.3g}% and > {_fmt_bytes(self.atol)}"
-
-
-@dataclass(frozen=True)
-class ExactCheck(Check):
-    """Deterministic metrics (parameter counts, FLOPs): any change is a regression."""
-
-    metric: str
-    kind: ClassVar[str] = "exact"
-
-    def describe(self) -> str:
-        return f"{self.metric}: exactly equal"
-
-
-DEFAULT_CHECKS: dict[str, Check] = {
-    "train_time": TimeCheck("train_time"),
-    "forward_time": TimeCheck("forward_time"),
-    "accuracy": MarginCheck("accuracy", 0.02),
-    "loss": MarginCheck("loss", 0.05, relative=True),
-    "memory": MemoryCheck(),
-    "params": ExactCheck("params"),
-    "flops": ExactCheck("flops"),
-    "steps_to_target": TargetCheck("steps_to_target"),
-}
-METRICS = tuple(DEFAULT_CHECKS)
 
 
 @dataclass(frozen=True)
@@ -153,13 +62,6 @@ class Thresholds:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "gating": sorted(self.gating), "inconclusive_gates": self.inconclusive,
                 "checks": {m: c.to_dict() for m, c in self.checks.items()}}
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n:.0f} B"
 
 
 def _bad(token: str, what: str, option: str) -> InputError:
@@ -203,8 +105,7 @@ def _parse_memory(value: str, token: str, option: str) -> Check:
                               f"or both (20%+8MiB)", option)
     if (rtol is not None and rtol < 0) or (atol is not None and atol < 0):
         raise _bad(token, f"tolerance {value!r} must not be negative", option)
-    base = DEFAULT_CHECKS["memory"]
-    assert isinstance(base, MemoryCheck)
+    base = MemoryCheck()  # the defaults
     return MemoryCheck("memory", base.rtol if rtol is None else rtol, base.atol if atol is None else atol)
 
 
@@ -265,10 +166,14 @@ def thresholds_from_suite(suite: Mapping[str, Any], where: str) -> Thresholds | 
     raw = suite.get("fail_on")
     if raw is None:
         return None
-    option = f"fail_on in the suite of {where}"
+    return parse_fail_on(fail_on_spec(raw), f"fail_on in the suite of {where}", source=f"suite of {where}")
+
+
+def fail_on_spec(raw: Any) -> str:
+    """A suite's ``fail_on`` (a string, a list of tokens, or a table metric -> value) as one ``--fail-on`` string."""
     if isinstance(raw, Mapping):
         tokens = [m if v in (True, "", None) else f"{m}:{v}" for m, v in raw.items()]
-        raw = ",".join(tokens) if tokens else "none"
+        return ",".join(tokens) if tokens else "none"
     if isinstance(raw, (list, tuple)):
-        raw = ",".join(str(t) for t in raw) or "none"
-    return parse_fail_on(str(raw), option, source=f"suite of {where}")
+        return ",".join(str(t) for t in raw) or "none"
+    return str(raw)
