@@ -343,7 +343,7 @@ def _installed_cell(name: str, device: str) -> str:
     """One ``info`` cell without starting a framework: installed (not started) or the missing module."""
     from importlib.util import find_spec
 
-    from .backends import plugins
+    from .backends import plugins, usable_without_a_framework
 
     module = _FRAMEWORK_MODULE.get(name) or plugins().get(name, ("", "", None))[0]
     try:
@@ -352,7 +352,7 @@ def _installed_cell(name: str, device: str) -> str:
         found = False
     if not found:
         return f"[dim]{escape(module or name)} not installed[/]"
-    if name == "numpy" and device == "cpu":
+    if usable_without_a_framework(name, device):
         return "[green]usable[/]"
     return "[yellow]installed[/] [dim](--check to start it)[/]"
 

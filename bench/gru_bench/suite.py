@@ -2,7 +2,7 @@
 
 A suite file is flat TOML. Every grid key takes a scalar or a list; lists expand to a grid (the Cartesian product),
 one ``Case`` per point and per seed. ``variant`` applies to GRU only: an LSTM point always gets ``"standard"``.
-``options`` is a table of backend knobs passed unchanged to every case. Example::
+Example::
 
     name = "tiny"
     description = "one GRU and one LSTM on the adding problem"
@@ -25,8 +25,23 @@ Command-line overrides use the same keys; a string value there may be a comma-se
 (e.g. ``backend = ["torch", "tf"]``, ``steps = 0``: the same cells timed on the frameworks). A command-line
 override of a key that an ``also`` table sets narrows the run to the main grid.
 
-``threads`` (the intra-op thread count of BLAS and the framework) is carried to the worker in
-``Case.options["threads"]``, so it is part of the case and recorded with it.
+``threads`` (the intra-op thread count of BLAS and the framework) is a grid key like the others and a field of each
+``Case`` (``Case.threads``), so it is part of the case and recorded with it.
+
+Backend options (``Case.options``) are per backend: a table ``[options.NAME]`` for backend ``NAME`` holds the knobs
+that backend declares (``backends/_torch_decl.py``, ``backends/_tf_decl.py``; the NumPy backend takes none)::
+
+    [options.torch]
+    loop = "scripted"
+
+    [options.tf]
+    jit_compile = true
+
+Each backend's table reaches that backend's cases only; a table for a backend the suite does not run is kept and
+unused (a command-line ``--backend`` may narrow a suite). A flat key (``options = { tf32 = true }``) applies to every
+backend of the suite, and so is accepted only when every one of them takes it; a per-backend table's value wins over
+a flat one. Every option is checked against what its backend declares when the suite loads: an unknown key or a
+value the backend does not accept is an ``InputError`` naming the backend and the key, before anything runs.
 
 A bad file never gives a traceback: ``load_suite`` raises ``InputError`` with one line naming the file, the key,
 the value and what was expected.
@@ -46,14 +61,13 @@ from typing import Annotated, Any, Callable
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
                       field_validator, model_validator)
 
-from .backends.base import OPTIMIZERS
 from .case import Case
 from .errors import InputError
-from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS
+from .backends.device import Device
+from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS, OPTIMIZERS
 
 DENORMALS = ("flush", "keep")  # Case.denormals
 REPO_SUITES = Path(__file__).resolve().parents[2] / "suites"
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _NONE_WORDS = ("none", "off", "false")
 
 
@@ -95,8 +109,10 @@ def _choice(choices: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callabl
 
 
 def _device(value: str) -> str:
-    if not _DEVICE.match(value):
-        raise ValueError("expected cpu, cuda or cuda:N")
+    try:
+        Device.parse(value)
+    except ValueError:
+        raise ValueError("expected cpu, cuda or cuda:N") from None
     return value
 
 
@@ -199,6 +215,8 @@ class Suite(BaseModel):
                 out.append(Suite.model_validate({**base, **table}))
             except ValidationError as e:
                 first = e.errors()[0]
+                if not first["loc"]:  # a check across keys: its message names the key
+                    raise ValueError(f"also[{i}]: {first['msg'].removeprefix('Value error, ')}") from None
                 where = ".".join(str(x) for x in first["loc"])
                 raise ValueError(f"also[{i}].{where}={table.get(first['loc'][0])!r}: {first['msg']}") from None
         return out
@@ -222,9 +240,43 @@ class Suite(BaseModel):
     @field_validator("options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if "threads" in v:
+        tables = [v, *(t for t in v.values() if isinstance(t, dict))]
+        if any("threads" in t for t in tables):
             raise ValueError("expected no 'threads' entry: set the top-level key threads instead")
         return v
+
+    @model_validator(mode="after")
+    def _options_fit_backends(self) -> "Suite":
+        from .backends import BackendUnavailable, declared
+
+        names = backend_names()
+        for key, value in self.options.items():
+            if isinstance(value, dict) and key not in names:
+                raise ValueError(f"options.{key}: a table for backend {key!r}, which is not one; expected a backend "
+                                 f"of {', '.join(names)}")
+        for backend in self.backend:
+            try:
+                cls = declared(backend)
+            except BackendUnavailable:  # a plugin that cannot be imported here: its cases are skipped when run
+                continue
+            by_name = {o.name: o for o in cls.options}
+            for key, value in self.options_for(backend).items():
+                where = f"options.{backend}.{key}" if key in self.options.get(backend, {}) else f"options.{key}"
+                opt = by_name.get(key)
+                if opt is None:
+                    takes = f"expected one of {', '.join(by_name)}" if by_name else "it takes no options"
+                    raise ValueError(f"{where}={value!r}: backend {backend!r} has no option {key!r}; {takes}")
+                if not opt.allows(value):
+                    raise ValueError(f"{where}={value!r}: backend {backend!r} expects one of "
+                                     f"{', '.join(map(repr, opt.choices))}")
+        return self
+
+    def options_for(self, backend: str) -> dict[str, Any]:
+        """The options of ``backend``'s cases: the flat keys, then its own ``[options.NAME]`` table over them."""
+        names = backend_names()
+        flat = {k: v for k, v in self.options.items() if not (isinstance(v, dict) and k in names)}
+        own = self.options.get(backend)
+        return {**flat, **(own if isinstance(own, dict) else {})}
 
     @property
     def source(self) -> str | None:
@@ -260,8 +312,8 @@ class Suite(BaseModel):
                                 hidden=H, num_layers=L, batch_size=B, dtype=dtype, init=init, optimizer=opt, lr=lr,
                                 clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches,
                                 stop_at_target=stop_at_target, denormals=denormals, seed=seed,
-                                warmup=warmup, repetitions=reps, timeout_s=self.timeout_s,
-                                options={**self.options, "threads": threads})
+                                warmup=warmup, repetitions=reps, timeout_s=self.timeout_s, threads=threads,
+                                options=self.options_for(backend))
                     if case.case_id not in seen:
                         seen.add(case.case_id)
                         out.append(case)
