@@ -31,6 +31,8 @@ _DECLARED: dict[str, tuple[str, str]] = {
     "torch": ("gru_bench.backends._torch_decl", "TorchDeclared"),
     "tf": ("gru_bench.backends._tf_decl", "TFDeclared"),
 }
+# the top-level module each built-in backend's framework is imported as (what ``cli info`` looks for)
+_FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tf": "tensorflow"}
 BACKEND_NAMES = tuple(_REGISTRY)  # the built-in backends; ``backend_names()`` adds the plugins
 PLUGIN_ENV = "GRU_BENCH_BACKENDS"
 _PLUGIN_ENTRY = re.compile(r"^([A-Za-z_][\w-]*)=([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
@@ -99,6 +101,12 @@ def get_backend(name: str) -> Backend:
     return backend_class(name)()
 
 
+def framework_module(name: str) -> str:
+    """The module whose presence says backend ``name`` can be imported: its framework for a built-in backend, the
+    plugin's own module for a plugin, "" for an unknown name."""
+    return _FRAMEWORK_MODULE.get(name) or plugins().get(name, ("", "", None))[0]
+
+
 def usable_without_a_framework(name: str, device: str) -> bool:
     """Whether ``name`` is known to run on ``device`` without starting a framework: a built-in backend that needs
     none (no pip extra) and declares the device's kind (``cli info`` says "usable" without ``--check``)."""
@@ -131,5 +139,5 @@ def unavailable_reason(name: str, device: str) -> str | None:
 
 
 __all__ = ["Backend", "BackendUnavailable", "BACKEND_NAMES", "Capabilities", "Device", "MemoryProbe", "Option",
-           "PLUGIN_ENV", "TrainConfig", "backend_class", "backend_names", "declared", "framework_builds", "get_backend",
-           "plugins", "unavailable_reason", "usable_without_a_framework"]
+           "PLUGIN_ENV", "TrainConfig", "backend_class", "backend_names", "declared", "framework_builds",
+           "framework_module", "get_backend", "plugins", "unavailable_reason", "usable_without_a_framework"]

@@ -16,7 +16,8 @@ What runs (the equations are ``spec.py``'s):
   ``torch.optim.SGD`` / ``torch.optim.Adam`` (their formulas are ``spec.py``'s), in the for-loop, foreach or fused
   implementation (``optimizer_impl``; recorded).
 
-Options (``build(..., options=)``; unknown keys and values are a ``ValueError``):
+Options (``build(..., options=)``, declared in ``_torch_decl`` and checked when a suite loads; unknown keys and
+values are a ``ValueError``):
 
 * ``loop``: ``"auto"`` | ``"plain"`` | ``"scripted"`` | ``"compiled"``: the reset_before loop. ``auto`` is ``"plain"``.
   Measured on a 2-core CPU, one training step at B=64, T=100, H=128, float32, 2 threads
