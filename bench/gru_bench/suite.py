@@ -28,20 +28,12 @@ override of a key that an ``also`` table sets narrows the run to the main grid.
 ``threads`` (the intra-op thread count of BLAS and the framework) is a grid key like the others and a field of each
 ``Case`` (``Case.threads``), so it is part of the case and recorded with it.
 
-Backend options (``Case.options``) are per backend: a table ``[options.NAME]`` for backend ``NAME`` holds the knobs
-that backend declares (``backends/_torch_decl.py``, ``backends/_tf_decl.py``; the NumPy backend takes none)::
+Backend options (``Case.options``) are per backend, checked when the suite loads against what each backend declares
+(an ``InputError`` naming the backend and the key): ``[options.NAME]`` tables for backend ``NAME``, and flat keys
+accepted only when every backend of the suite takes them (``suite_options.py``)::
 
     [options.torch]
     loop = "scripted"
-
-    [options.tf]
-    jit_compile = true
-
-Each backend's table reaches that backend's cases only; a table for a backend the suite does not run is kept and
-unused (a command-line ``--backend`` may narrow a suite). A flat key (``options = { tf32 = true }``) applies to every
-backend of the suite, and so is accepted only when every one of them takes it; a per-backend table's value wins over
-a flat one. Every option is checked against what its backend declares when the suite loads: an unknown key or a
-value the backend does not accept is an ``InputError`` naming the backend and the key, before anything runs.
 
 A bad file never gives a traceback: ``load_suite`` raises ``InputError`` with one line naming the file, the key,
 the value and what was expected.
@@ -63,6 +55,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from .case import Case
 from .errors import InputError
+from . import suite_options
 from .backends.device import Device
 from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS, OPTIMIZERS
 
@@ -240,43 +233,18 @@ class Suite(BaseModel):
     @field_validator("options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        tables = [v, *(t for t in v.values() if isinstance(t, dict))]
-        if any("threads" in t for t in tables):
+        if "threads" in v or any(isinstance(t, dict) and "threads" in t for t in v.values()):
             raise ValueError("expected no 'threads' entry: set the top-level key threads instead")
         return v
 
     @model_validator(mode="after")
     def _options_fit_backends(self) -> "Suite":
-        from .backends import BackendUnavailable, declared
-
-        names = backend_names()
-        for key, value in self.options.items():
-            if isinstance(value, dict) and key not in names:
-                raise ValueError(f"options.{key}: a table for backend {key!r}, which is not one; expected a backend "
-                                 f"of {', '.join(names)}")
-        for backend in self.backend:
-            try:
-                cls = declared(backend)
-            except BackendUnavailable:  # a plugin that cannot be imported here: its cases are skipped when run
-                continue
-            by_name = {o.name: o for o in cls.options}
-            for key, value in self.options_for(backend).items():
-                where = f"options.{backend}.{key}" if key in self.options.get(backend, {}) else f"options.{key}"
-                opt = by_name.get(key)
-                if opt is None:
-                    takes = f"expected one of {', '.join(by_name)}" if by_name else "it takes no options"
-                    raise ValueError(f"{where}={value!r}: backend {backend!r} has no option {key!r}; {takes}")
-                if not opt.allows(value):
-                    raise ValueError(f"{where}={value!r}: backend {backend!r} expects one of "
-                                     f"{', '.join(map(repr, opt.choices))}")
+        suite_options.check(self.options, self.backend)
         return self
 
     def options_for(self, backend: str) -> dict[str, Any]:
-        """The options of ``backend``'s cases: the flat keys, then its own ``[options.NAME]`` table over them."""
-        names = backend_names()
-        flat = {k: v for k, v in self.options.items() if not (isinstance(v, dict) and k in names)}
-        own = self.options.get(backend)
-        return {**flat, **(own if isinstance(own, dict) else {})}
+        """The options of ``backend``'s cases (``suite_options.py``: flat keys, then its ``[options.NAME]`` table)."""
+        return suite_options.options_for(self.options, backend)
 
     @property
     def source(self) -> str | None:

@@ -232,7 +232,9 @@ def _timing(case: Case, backend: Backend, model: Any, task: Any, spec: ModelSpec
     fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
     out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
 
-    out["subnormals"] = _subnormal_census(backend, model, xp, yp)
+    # one un-timed backward pass: hidden-state gradients and more where the backend reads them (default: the
+    # parameter gradients of ``backend.gradients``)
+    out["subnormals"] = dict(backend.subnormal_census(model, xp, yp))
     if case.device == "cpu" and out["train_time"] is not None:  # a BLAS floor says nothing of a GPU's step
         out["gemm_floor"] = gemm_floor.floor(spec, case.batch_size, L, case.dtype, out["train_time"].median)
     _warn_kept_denormals(case, out)
@@ -279,12 +281,6 @@ def _working_set(case: Case, backend: Backend, task: Any, spec: ModelSpec, seed:
         warnings.append(f"working set not measured: {exception_reason(e)}")
         return []
     return figs
-
-
-def _subnormal_census(backend: Backend, model: Any, xp: Any, yp: Any) -> dict[str, float] | None:
-    """One un-timed step's subnormal fractions: ``backend.subnormal_census`` (hidden-state gradients and more where
-    the backend reads them; by default the parameter gradients of ``backend.gradients``)."""
-    return dict(backend.subnormal_census(model, xp, yp))
 
 
 def _warn_kept_denormals(case: Case, out: dict[str, Any]) -> None:

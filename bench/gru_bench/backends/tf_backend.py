@@ -248,11 +248,7 @@ class TFModel:
         a = np.asarray(a)
         if what == "x":
             check_x_shape(self.spec, a.shape)
-            a = a.astype(self.dtype, copy=False)
-        elif self.spec.loss == "xent":
-            a = a.astype(np.int64, copy=False)
-        else:
-            a = a.astype(self.dtype, copy=False)
+        a = a.astype(np.int64 if what == "y" and self.spec.loss == "xent" else self.dtype, copy=False)
         with tf.device(self.tf_device):
             return tf.identity(tf.convert_to_tensor(a))
 
