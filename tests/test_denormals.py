@@ -38,7 +38,8 @@ def test_suite_key_expands_and_rejects_a_bad_value():
 
 def test_default_policy_keeps_the_case_id_and_keep_changes_it():
     case = validate_suite(BASE).cases()[0]
-    d = case.model_dump(exclude={"timeout_s", "stop_at_target", "denormals"})
+    d = case.model_dump(exclude={"timeout_s", "stop_at_target", "denormals", "threads"})
+    d["options"] = {**d["options"], "threads": case.threads}  # hashed where it was before it became a field
     assert case.case_id == hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
     assert case.model_copy(update={"denormals": "keep"}).case_id != case.case_id
 
@@ -82,8 +83,24 @@ def test_numpy_flush_zeroes_small_gradients_and_keep_leaves_them():
 
 
 def test_a_backend_without_the_method_is_recorded_as_not_applied():
-    assert _denormals.apply(object(), "keep") == {"policy": "keep", "method": "none (backend has no set_denormals)",
+    from dataclasses import replace
+
+    from gru_bench.backends.base import Backend
+    from gru_bench.backends.numpy_backend import NumpyBackend
+
+    class Plugin(NumpyBackend):  # a plugin that keeps the base class's set_denormals
+        name = "plugin"
+        set_denormals = Backend.set_denormals
+
+    assert _denormals.apply(Plugin(), "keep") == {"policy": "keep", "method": "none (backend has no set_denormals)",
                                                   "applied": False}
+
+    class FlushOnly(Plugin):  # declares that it cannot keep them: "keep" is a visible skip, not a silent flush
+        capabilities = replace(NumpyBackend.capabilities, denormals=("flush",))
+
+    assert _denormals.apply(FlushOnly(), "flush")["policy"] == "flush"
+    with pytest.raises(_denormals.KeepUnsupported, match="the plugin backend cannot put it in force"):
+        _denormals.apply(FlushOnly(), "keep")
 
 
 def test_numpy_flush_leaves_no_subnormal_gradient_at_long_t():

@@ -134,7 +134,8 @@ def test_missing_file_and_unknown_name(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------------------------------- grid
 def test_grid_expansion_counts_order_and_lstm_variant(tmp_path):
-    text = (MINIMAL.replace("hidden = 8", "hidden = [8, 16]").replace('backend = "numpy"', 'backend = ["numpy", "torch"]')
+    text = (MINIMAL.replace("hidden = 8", "hidden = [8, 16]")
+            .replace('backend = "numpy"', 'backend = ["numpy", "torch"]')
             + 'variant = ["reset_after", "reset_before"]\nseeds = [0, 1, 2]\n')
     p = write(tmp_path, text)
     cases = load_suite(p).cases()
@@ -153,15 +154,16 @@ def test_grid_expansion_counts_order_and_lstm_variant(tmp_path):
 
 
 def test_cases_carry_every_key(tmp_path):
-    s = load_suite(write(tmp_path, MINIMAL + 'steps = 100\nlr = 0.01\noptimizer = "sgd"\nclip = 2.0\n'
-                                             'eval_every = 10\neval_batches = 2\nwarmup = 1\nrepetitions = 5\n'
-                                             'timeout_s = 30\nthreads = 1\ninit = "keras"\ndtype = "float64"\n'
-                                             'batch_size = 16\nnum_layers = 2\noptions = { compile = false }\n'))
+    torch_minimal = MINIMAL.replace('backend = "numpy"', 'backend = "torch"')
+    s = load_suite(write(tmp_path, torch_minimal + 'steps = 100\nlr = 0.01\noptimizer = "sgd"\nclip = 2.0\n'
+                                                   'eval_every = 10\neval_batches = 2\nwarmup = 1\nrepetitions = 5\n'
+                                                   'timeout_s = 30\nthreads = 1\ninit = "keras"\ndtype = "float64"\n'
+                                                   'batch_size = 16\nnum_layers = 2\noptions = { compile = false }\n'))
     c = s.cases()[0]
     assert (c.steps, c.lr, c.optimizer, c.clip, c.eval_every, c.eval_batches, c.warmup, c.repetitions,
             c.timeout_s, c.init, c.dtype, c.batch_size, c.num_layers) == (
         100, 0.01, "sgd", 2.0, 10, 2, 1, 5, 30.0, "keras", "float64", 16, 2)
-    assert c.options == {"compile": False, "threads": 1}
+    assert c.options == {"compile": False} and c.threads == 1
 
 
 @pytest.mark.parametrize("key, values", [
@@ -178,7 +180,7 @@ def test_every_grid_key_expands(key, values):
     assert len(validate_suite(base).cases()) == 1
     cases = validate_suite({**base, key: values}).cases()
     assert len(cases) == 2, key
-    got = {"seeds": [c.seed for c in cases], "threads": [c.options["threads"] for c in cases]}.get(
+    got = {"seeds": [c.seed for c in cases], "threads": [c.threads for c in cases]}.get(
         key, [getattr(c, key, None) for c in cases])
     assert got == values
 
@@ -200,8 +202,11 @@ def test_stop_at_target_at_its_default_keeps_the_case_id():
     # the id of this case before stop_at_target existed (computed on the commit that added it, from the same fields)
     base = {"name": "b", "backend": "numpy", "cell": "gru", "task": "adding", "seq_len": 10, "hidden": 8}
     case = validate_suite(base).cases()[0]
-    d = case.model_dump(exclude={"timeout_s", "stop_at_target", "denormals"})  # both added after the first release
+    # stop_at_target, denormals, threads: added after the first release
+    d = case.model_dump(exclude={"timeout_s", "stop_at_target", "denormals", "threads"})
+    d["options"] = {"threads": case.threads}  # threads was hashed in options before it became a field
     assert case.case_id == hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert case.case_id == "8f36b7ae2875"  # the id on the commit before threads became a field
     stopped = validate_suite({**base, "stop_at_target": True}).cases()[0]
     assert stopped.case_id != case.case_id
 
@@ -291,3 +296,72 @@ def test_bad_also_table_is_one_line_error_naming_it(tmp_path, table, culprit):
     with pytest.raises(InputError) as e:
         load_suite(path)
     assert culprit in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------- per-backend options
+BOTH = MINIMAL.replace('backend = "numpy"', 'backend = ["numpy", "torch", "tf"]')
+
+
+def test_per_backend_option_tables_reach_their_backend_only(tmp_path):
+    s = load_suite(write(tmp_path, BOTH + '\n[options.torch]\nloop = "scripted"\n\n[options.tf]\njit_compile = true\n'))
+    got = {c.backend: c.options for c in s.cases()}
+    assert got == {"numpy": {}, "torch": {"loop": "scripted"}, "tf": {"jit_compile": True}}
+
+
+def test_a_table_for_a_backend_the_suite_does_not_run_is_unused_and_still_checked(tmp_path):
+    s = load_suite(write(tmp_path, MINIMAL + '\n[options.torch]\nloop = "plain"\n'))
+    assert {c.backend for c in s.cases()} == {"numpy"} and all(c.options == {} for c in s.cases())
+    with pytest.raises(InputError, match=r"options\.torhc: a table for backend 'torhc', which is not one"):
+        load_suite(write(tmp_path, MINIMAL + '\n[options.torhc]\nloop = "plain"\n'))
+
+
+@pytest.mark.parametrize("tables, culprit", [
+    # a flat key reaches every backend: numpy takes no options, so a suite with numpy and torch fails at load
+    ('options = { loop = "plain" }', "options.loop='plain': backend 'numpy' has no option 'loop'; it takes no options"),
+    ('[options.torch]\nloops = "plain"', "options.torch.loops='plain': backend 'torch' has no option 'loops'; "
+                                         "expected one of loop, compile"),
+    ('[options.torch]\nloop = "fast"', "options.torch.loop='fast': backend 'torch' expects one of 'auto', 'plain'"),
+    ('[options.torch]\ncompile = 1', "options.torch.compile=1: backend 'torch' expects one of 'auto', True, False"),
+    ('[options.tf]\nloop = "plain"', "options.tf.loop='plain': backend 'tf' has no option 'loop'; expected one of "
+                                     "jit_compile, use_cudnn, tf32"),
+    ('[options.tf]\ntf32 = "no"', "options.tf.tf32='no': backend 'tf' expects one of True, False"),
+    ('[options.torch]\nthreads = 2', "set the top-level key threads instead"),
+])
+def test_bad_options_fail_at_load_naming_backend_and_key(tmp_path, tables, culprit):
+    with pytest.raises(InputError) as e:
+        load_suite(write(tmp_path, BOTH + "\n" + tables + "\n"))
+    assert culprit in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_flat_option_every_backend_takes_is_accepted_and_a_table_wins_over_it(tmp_path):
+    two = MINIMAL.replace('backend = "numpy"', 'backend = ["torch", "tf"]')
+    s = load_suite(write(tmp_path, two + 'options = { tf32 = true }\n'))
+    assert {c.backend: c.options for c in s.cases()} == {"torch": {"tf32": True}, "tf": {"tf32": True}}
+    s = load_suite(write(tmp_path, two + '\n[options]\ntf32 = true\n\n[options.tf]\ntf32 = false\n'))
+    assert {c.backend: c.options for c in s.cases()} == {"torch": {"tf32": True}, "tf": {"tf32": False}}
+
+
+def test_options_of_an_also_table_are_checked_against_its_backends(tmp_path):
+    base = MINIMAL + '\n[[also]]\nbackend = "torch"\noptions = { loop = "plain" }\n'
+    cases = load_suite(write(tmp_path, base)).cases()
+    assert {c.backend: c.options for c in cases} == {"numpy": {}, "torch": {"loop": "plain"}}
+    with pytest.raises(InputError, match=r"also\[0\]: options\.loop='nope': backend 'torch' expects one of"):
+        load_suite(write(tmp_path, base.replace('"plain"', '"nope"')))
+
+
+def test_threads_is_a_case_field_hashed_as_before(tmp_path):
+    """``threads`` moved from ``options`` to a field: the id is the one the old layout gave, and a record of the
+    old layout reads back as the same case."""
+    from gru_bench.case import Case
+
+    case = load_suite(write(tmp_path, MINIMAL + "threads = 3\n")).cases()[0]
+    assert case.threads == 3 and "threads" not in case.options
+    d = case.model_dump(exclude={"timeout_s", "stop_at_target", "denormals", "threads"})
+    d["options"] = {"threads": 3}  # where the suite put it before
+    assert case.case_id == hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    old = {**case.model_dump(exclude={"threads"}), "options": {"threads": 3}}
+    assert Case.model_validate(old) == case
+    assert Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=5,
+                hidden=4).threads is None
+    with pytest.raises(ValueError, match="threads=2 and options\\['threads'\\]=3: expected one"):
+        Case.model_validate({**old, "threads": 2})

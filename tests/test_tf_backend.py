@@ -21,7 +21,8 @@ from gru_bench.backends import _tf_convert as C
 from gru_bench.backends.base import TrainConfig
 from gru_bench.spec import ModelSpec, init_weights, param_count
 
-tfb = pytest.importorskip("gru_bench.backends.tf_backend", reason="tensorflow is not installed (gru-bench[tensorflow-cpu])")
+tfb = pytest.importorskip("gru_bench.backends.tf_backend",
+                          reason="tensorflow is not installed (gru-bench[tensorflow-cpu])")
 tf = tfb.tf
 
 CASES = T.conformance_cases()
@@ -89,7 +90,8 @@ def test_keras_gate_order_and_bias_layout(name):
     assert [recurrent[0, b * H] for b in range(G)] == order
     if name == "gru-reset_after":
         assert bias.shape == (2, G * H)
-        assert [bias[0, b * H] for b in range(G)] == order and [bias[1, b * H] for b in range(G)] == [10 * o for o in order]
+        assert [bias[0, b * H] for b in range(G)] == order
+        assert [bias[1, b * H] for b in range(G)] == [10 * o for o in order]
     else:
         assert bias.shape == (G * H,) and [bias[b * H] for b in range(G)] == [11 * o for o in order]
 
@@ -183,7 +185,7 @@ def test_plan_follows_keras_cudnn_rule():
 def test_provenance_on_cpu(name, jit):
     """Read from the traced graph (here of the forward pass, the step's graph is checked in the float64 test)."""
     spec = SPECS[name]
-    model = B.build(spec, init_weights(spec, 0), dtype="float64", options={"jit_compile": jit, "other": 1})
+    model = B.build(spec, init_weights(spec, 0), dtype="float64", options={"jit_compile": jit})
     B.forward(model, np.zeros((2, 3, 3)))
     p = B.provenance(model)
     cell = "GRU" if spec.cell == "gru" else "LSTM"
@@ -191,7 +193,8 @@ def test_provenance_on_cpu(name, jit):
     assert p["implementation"] == f"keras {cell} (generic loop{xla}: CPU has no cuDNN kernel)"
     assert (p["kernel"], p["cudnn"], p["xla"], p["tf32"]) == ("generic loop", False, jit, False)
     assert p["dtype"] == p["compute_dtype"] == "float64" and p["device"] == "/CPU:0"
-    assert p["tensorflow"] == tf.__version__ and p["keras"] == tfb.keras.__version__ and p["keras_backend"] == "tensorflow"
+    assert p["tensorflow"] == tf.__version__ and p["keras"] == tfb.keras.__version__
+    assert p["keras_backend"] == "tensorflow"
     assert isinstance(p["onednn"], bool) and p["onednn_reason"]
     assert set(p["threads"]) == {"intra_op", "inter_op"} and min(p["threads"].values()) >= 1
     folded = spec.num_layers * spec.gates * spec.hidden_size if C.folds_bias(spec) else 0
@@ -294,6 +297,8 @@ def test_bad_inputs_name_the_argument():
         B.build(spec, w, options={"use_cudnn": 1})
     with pytest.raises(ValueError, match=r"options\['tf32'\]='no': expected one of True, False"):
         B.build(spec, w, options={"tf32": "no"})
+    with pytest.raises(ValueError, match=r"options\['loop'\]: unknown tf option; expected one of jit_compile, "):
+        B.build(spec, w, options={"loop": "plain"})  # a torch option: no longer ignored
     with pytest.raises(ValueError, match=r"device='tpu': expected 'cpu', 'cuda' or 'cuda:N'"):
         B.build(spec, w, device="tpu")
     with pytest.raises(ValueError, match=r"dtype='float16'"):

@@ -19,8 +19,8 @@ from gru_bench import testing as T  # noqa: E402
 from gru_bench.backends import TrainConfig, get_backend  # noqa: E402
 from gru_bench.backends._torch_cells import ResetBeforeGRU, gru_reset_before_layer, scripted_layer  # noqa: E402
 from gru_bench.backends._torch_convert import canonical_to_state_dict, state_dict_to_canonical  # noqa: E402
-from gru_bench.backends.torch_backend import TorchBackend, TorchModel  # noqa: E402
-from gru_bench.spec import ModelSpec, cast_weights, init_weights, param_count  # noqa: E402
+from gru_bench.backends.torch_backend import TorchBackend  # noqa: E402
+from gru_bench.spec import ModelSpec, init_weights, param_count  # noqa: E402
 
 CASES = T.conformance_cases()
 RB_CASES = [c for c in CASES if c.variant == "reset_before"]

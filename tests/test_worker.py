@@ -15,7 +15,7 @@ from gru_bench.spec import ModelSpec, flops, param_count
 from gru_bench.tasks import get_task
 from gru_bench.worker import exception_reason, is_oom, run_case
 
-TINY = dict(task="adding", seq_len=12, hidden=8, batch_size=8, warmup=2, repetitions=4, options={"threads": 1})
+TINY = dict(task="adding", seq_len=12, hidden=8, batch_size=8, warmup=2, repetitions=4, threads=1)
 
 
 def tiny(**kw) -> Case:

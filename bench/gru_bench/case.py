@@ -5,7 +5,7 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 # fields left out of ``case_id`` while they hold this default value
@@ -38,17 +38,33 @@ class Case(BaseModel):
     stop_at_target: bool = False  # end training at the first evaluation that reaches the target (time-to-target)
     denormals: str = "flush"  # "flush" | "keep": subnormal floats flushed to zero or kept (backends/_denormals.py)
     seed: int = 0
+    threads: int | None = None  # intra-op threads of BLAS and the framework; None: leave them as they are
     warmup: int = 3  # untimed training steps before timing
     repetitions: int = 20  # timed training steps (and forward passes)
     timeout_s: float = 600.0
     options: dict[str, Any] = Field(default_factory=dict)  # backend knobs, e.g. {"autocast": "bfloat16"}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _threads_out_of_options(cls, data: Any) -> Any:
+        """Records written before ``threads`` was a field carry it in ``options["threads"]``: read it from there."""
+        if isinstance(data, dict) and isinstance(data.get("options"), dict) and "threads" in data["options"]:
+            options = dict(data["options"])
+            moved = options.pop("threads")
+            if data.get("threads") is not None and moved is not None and data["threads"] != moved:
+                raise ValueError(f"threads={data['threads']!r} and options['threads']={moved!r}: expected one")
+            data = {**data, "options": options, "threads": data.get("threads") or moved}
+        return data
+
     @property
     def case_id(self) -> str:
         """Stable 12-hex id of the configuration (timeout excluded: it limits, it does not change the result).
         Fields added after the first release (``ID_OPTIONAL``) count only when they differ from their default, so
-        the ids of existing records, resumes and baselines stay the same."""
-        d = self.model_dump(exclude={"timeout_s"})
+        the ids of existing records, resumes and baselines stay the same. ``threads`` is hashed where it was before it
+        became a field, as ``options["threads"]`` (and not at all when None)."""
+        d = self.model_dump(exclude={"timeout_s", "threads"})
+        if self.threads is not None:
+            d["options"] = {**d["options"], "threads": self.threads}
         for k, default in ID_OPTIONAL.items():
             if d.get(k) == default:
                 d.pop(k)
@@ -62,7 +78,7 @@ class Case(BaseModel):
         ``threads`` and ``timeout_s`` are left out (a run's cases share them)."""
         extra = "".join(f" {k}={getattr(self, k)}" for k in _LABEL_EXTRAS
                         if getattr(self, k) != type(self).model_fields[k].default)
-        extra += "".join(f" {k}={self.options[k]}" for k in sorted(self.options) if k != "threads")
+        extra += "".join(f" {k}={self.options[k]}" for k in sorted(self.options))
         return f"{self._main_keys}{extra} seed={self.seed}"
 
     @property

@@ -344,24 +344,20 @@ def info(check: bool = typer.Option(False, "--check", help="Start each framework
     return ExitStatus.OK
 
 
-# the module each built-in framework backend imports; found on disk without importing it (info without --check)
-_FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tf": "tensorflow"}
-
-
 def _installed_cell(name: str, device: str) -> str:
     """One ``info`` cell without starting a framework: installed (not started) or the missing module."""
     from importlib.util import find_spec
 
-    from .backends import plugins
+    from .backends import framework_module, usable_without_a_framework
 
-    module = _FRAMEWORK_MODULE.get(name) or plugins().get(name, ("", "", None))[0]
+    module = framework_module(name)
     try:
         found = bool(module) and find_spec(module.split(".")[0]) is not None
     except (ImportError, ValueError):
         found = False
     if not found:
         return f"[dim]{escape(module or name)} not installed[/]"
-    if name == "numpy" and device == "cpu":
+    if usable_without_a_framework(name, device):
         return "[green]usable[/]"
     return "[yellow]installed[/] [dim](--check to start it)[/]"
 

@@ -12,10 +12,10 @@ import shutil
 import socket
 import subprocess
 from importlib import metadata
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from .backends import framework_builds
 from .schema import GitInfo
 
 # distributions whose versions decide speed or numerics (looked up without importing them)
@@ -70,42 +70,6 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _module_file_text(package: str, relpath: str) -> str | None:
-    """The text of a file inside an installed package, found without importing the package."""
-    try:
-        spec = find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for base in spec.submodule_search_locations:
-        p = Path(base) / relpath
-        if p.is_file():
-            try:
-                return p.read_text()
-            except OSError:
-                return None
-    return None
-
-
-def _framework_builds() -> dict[str, Any]:
-    """CUDA/cuDNN versions the installed torch and TensorFlow were built with (read from their files, no import)."""
-    builds: dict[str, Any] = {}
-    text = _module_file_text("torch", "version.py")
-    if text:
-        for key in ("cuda", "hip", "git_version"):
-            m = re.search(rf"^{key}\s*(?::\s*[^=]+)?=\s*['\"]?([^'\"\n]+)['\"]?", text, re.M)
-            if m and m.group(1) != "None":
-                builds[f"torch_{key}"] = m.group(1)
-    text = _module_file_text("tensorflow", "python/platform/build_info.py")
-    if text:
-        for key in ("cuda_version", "cudnn_version", "is_cuda_build"):
-            m = re.search(rf"['\"]{key}['\"]\s*[,:]\s*['\"]?([^'\",)}}\n]+)['\"]?", text)
-            if m:
-                builds[f"tensorflow_{key}"] = m.group(1)
-    return builds
-
-
 def _gpus() -> dict[str, Any] | None:
     """GPU model(s), memory, driver and the driver's CUDA version from ``nvidia-smi`` (None without it)."""
     if shutil.which("nvidia-smi") is None:
@@ -153,7 +117,7 @@ def machine_manifest() -> dict[str, Any]:
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "versions": _versions(),
-        "builds": _framework_builds(),
+        "builds": framework_builds(),
         "gpu": _gpus(),
         "blas": [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer", "architecture")}
                  for p in threadpool_info()],

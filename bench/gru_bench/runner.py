@@ -208,7 +208,7 @@ def _dedupe(cases: Sequence[Case]) -> list[Case]:
 
 
 def _threads_of(cases: Sequence[Case]) -> int | None:
-    counts = [c.options.get("threads") for c in cases if c.options.get("threads")]
+    counts = [c.threads for c in cases if c.threads]
     return max(counts) if counts else None
 
 

@@ -8,7 +8,8 @@ GRU (gate rows ``[r; z; n]``; ``weight_ih (3H, I)``, ``weight_hh (3H, H)``, ``bi
 
     r  = σ(x W_ir^T + b_ir + h W_hr^T + b_hr)                     # (B, H) reset gate
     z  = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)                     # (B, H) "keep" gate
-    n  = tanh(x W_in^T + b_in + r ⊙ (h W_hn^T + b_hn))            # variant "reset_after"  (cuDNN, PyTorch, Keras default)
+    n  = tanh(x W_in^T + b_in + r ⊙ (h W_hn^T + b_hn))            # variant "reset_after"  (cuDNN, PyTorch,
+                                                                 #   Keras default)
     n  = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn)            # variant "reset_before" (Cho et al. 2014 v3,
                                                                  #   Keras reset_after=False, ONNX default)
     h' = (1 − z) ⊙ n + z ⊙ h
@@ -61,6 +62,7 @@ HEADS = ("last", "every")
 LOSSES = ("mse", "xent")
 INITS = ("pytorch", "keras")
 DTYPES = ("float32", "float64")
+OPTIMIZERS = ("sgd", "adam")  # the two update rules of the docstring (PyTorch's formulas)
 GATES = {"gru": 3, "lstm": 4}
 
 
@@ -188,9 +190,10 @@ def init_weights(spec: ModelSpec, seed: int, scheme: str = "pytorch", dtype: str
     draws go in chunks straight into the ``dtype`` arrays: a float32 model never holds a float64 copy; the
     ``keras`` orthogonal kernels need their float64 QR whole).
 
-    * ``"pytorch"``: every entry (head included) ~ U(−1/√H, 1/√H) (``nn.GRU``/``nn.LSTM``/``nn.Linear`` with fan-in H).
+    * ``"pytorch"``: every entry (head included) ~ U(−1/√H, 1/√H) (``nn.GRU``/``nn.LSTM``/``nn.Linear``, fan-in H).
     * ``"keras"``: input kernels Glorot-uniform over Keras' ``(I, G·H)`` kernel, recurrent kernels orthogonal over
-      Keras' ``(H, G·H)`` kernel, zero biases, LSTM forget-gate bias 1.0 (placed in ``bias_ih``); head Glorot, zero bias.
+      Keras' ``(H, G·H)`` kernel, zero biases, LSTM forget-gate bias 1.0 (placed in ``bias_ih``); head Glorot, zero
+      bias.
     """
     _check_choice("scheme", scheme, INITS)
     _check_choice("dtype", dtype, DTYPES)

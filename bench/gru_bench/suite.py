@@ -2,8 +2,9 @@
 
 A suite file is flat TOML. Every grid key takes a scalar or a list; lists expand to a grid (the Cartesian product),
 one ``Case`` per point and per seed. ``variant`` applies to GRU only: an LSTM point always gets ``"standard"``.
-``options`` is a table of backend knobs passed unchanged to every case; ``fail_on`` is the gate ``compare`` applies
-to the suite's records when no ``--fail-on`` is given (the same grammar, see ``compare/thresholds.py``). Example::
+``options`` holds backend knobs, checked per backend when the suite loads (``[options.NAME]`` tables, see
+``suite_options.py``); ``fail_on`` is the gate ``compare`` applies to the suite's records when no ``--fail-on`` is
+given (the same grammar, see ``compare/thresholds.py``). Example::
 
     name = "tiny"
     description = "one GRU and one LSTM on the adding problem"
@@ -26,8 +27,15 @@ Command-line overrides use the same keys; a string value there may be a comma-se
 (e.g. ``backend = ["torch", "tf"]``, ``steps = 0``: the same cells timed on the frameworks). A command-line
 override of a key that an ``also`` table sets narrows the run to the main grid.
 
-``threads`` (the intra-op thread count of BLAS and the framework) is carried to the worker in
-``Case.options["threads"]``, so it is part of the case and recorded with it.
+``threads`` (the intra-op thread count of BLAS and the framework) is a grid key like the others and a field of each
+``Case`` (``Case.threads``), so it is part of the case and recorded with it.
+
+Backend options (``Case.options``) are per backend, checked when the suite loads against what each backend declares
+(an ``InputError`` naming the backend and the key): ``[options.NAME]`` tables for backend ``NAME``, and flat keys
+accepted only when every backend of the suite takes them (``suite_options.py``)::
+
+    [options.torch]
+    loop = "scripted"
 
 A bad file never gives a traceback: ``load_suite`` raises ``InputError`` with one line naming the file, the key,
 the value and what was expected.
@@ -47,14 +55,14 @@ from typing import Annotated, Any, Callable
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
                       field_validator, model_validator)
 
-from .backends.base import OPTIMIZERS
 from .case import Case
 from .errors import InputError
-from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS
+from . import suite_options
+from .backends.device import Device
+from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS, OPTIMIZERS
 
 DENORMALS = ("flush", "keep")  # Case.denormals
 REPO_SUITES = Path(__file__).resolve().parents[2] / "suites"
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _NONE_WORDS = ("none", "off", "false")
 
 
@@ -96,8 +104,10 @@ def _choice(choices: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callabl
 
 
 def _device(value: str) -> str:
-    if not _DEVICE.match(value):
-        raise ValueError("expected cpu, cuda or cuda:N")
+    try:
+        Device.parse(value)
+    except ValueError:
+        raise ValueError("expected cpu, cuda or cuda:N") from None
     return value
 
 
@@ -203,6 +213,8 @@ class Suite(BaseModel):
                 out.append(Suite.model_validate({**base, **table}))
             except ValidationError as e:
                 first = e.errors()[0]
+                if not first["loc"]:  # a check across keys: its message names the key
+                    raise ValueError(f"also[{i}]: {first['msg'].removeprefix('Value error, ')}") from None
                 where = ".".join(str(x) for x in first["loc"])
                 raise ValueError(f"also[{i}].{where}={table.get(first['loc'][0])!r}: {first['msg']}") from None
         return out
@@ -234,9 +246,18 @@ class Suite(BaseModel):
     @field_validator("options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if "threads" in v:
+        if "threads" in v or any(isinstance(t, dict) and "threads" in t for t in v.values()):
             raise ValueError("expected no 'threads' entry: set the top-level key threads instead")
         return v
+
+    @model_validator(mode="after")
+    def _options_fit_backends(self) -> "Suite":
+        suite_options.check(self.options, self.backend)
+        return self
+
+    def options_for(self, backend: str) -> dict[str, Any]:
+        """The options of ``backend``'s cases (``suite_options.py``: flat keys, then its ``[options.NAME]`` table)."""
+        return suite_options.options_for(self.options, backend)
 
     @property
     def source(self) -> str | None:
@@ -272,8 +293,8 @@ class Suite(BaseModel):
                                 hidden=H, num_layers=L, batch_size=B, dtype=dtype, init=init, optimizer=opt, lr=lr,
                                 clip=clip, steps=steps, eval_every=eval_every, eval_batches=eval_batches,
                                 stop_at_target=stop_at_target, denormals=denormals, seed=seed,
-                                warmup=warmup, repetitions=reps, timeout_s=self.timeout_s,
-                                options={**self.options, "threads": threads})
+                                warmup=warmup, repetitions=reps, timeout_s=self.timeout_s, threads=threads,
+                                options=self.options_for(backend))
                     if case.case_id not in seen:
                         seen.add(case.case_id)
                         out.append(case)

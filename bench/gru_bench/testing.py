@@ -1,7 +1,7 @@
 """The backend conformance checks (DESIGN.md §3), written once for every backend.
 
 Each check takes a backend name, a device and a ``ConformanceCase`` (a small model and the task that feeds it),
-runs the backend through the protocol of ``backends/base.py`` only, and raises ``AssertionError`` with a message
+runs the backend through the contract of ``backends/base.py`` only, and raises ``AssertionError`` with a message
 that says what differed and by how much. Checks that compare numbers return the largest deviation they saw, so a
 caller can report it. A new backend is done when it passes every check on every case of ``conformance_cases()``::
 
@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .backends import get_backend, prepare, unavailable_reason
+from .backends import get_backend, unavailable_reason
 from .backends.base import TrainConfig
 from .losses import loss_and_grad
 from .spec import ModelSpec, Weights, cast_weights, check_weights, init_weights, param_count
@@ -128,7 +128,7 @@ def _losses(backend: Any, model: Any, batches: list[tuple[np.ndarray, np.ndarray
     """Train one step per batch (moved with ``prepare`` first, as the runner does); the losses."""
     out = []
     for x, y in batches:
-        xp, yp = prepare(backend, model, x, y)
+        xp, yp = backend.prepare(model, x, y)
         out.append(float(backend.train_step(model, xp, yp)))
     return out
 
@@ -172,7 +172,8 @@ def check_weight_roundtrip(backend_name: str, device: str, case: ConformanceCase
         if not k.startswith("bias_"):
             assert np.array_equal(v, w[k]), f"{where}: weights(model)[{k!r}] differs from the weights it was built from"
     for layer in range(spec.num_layers):
-        b_in, b_out = w[f"bias_ih_l{layer}"] + w[f"bias_hh_l{layer}"], out[f"bias_ih_l{layer}"] + out[f"bias_hh_l{layer}"]
+        b_in = w[f"bias_ih_l{layer}"] + w[f"bias_hh_l{layer}"]
+        b_out = out[f"bias_ih_l{layer}"] + out[f"bias_hh_l{layer}"]
         dev = deviation(b_out, b_in)
         assert dev <= 4 * np.finfo(dtype).eps, f"{where}: bias_ih + bias_hh of layer {layer} changed by {dev:.2e}"
     x, _ = case.batch(np.random.default_rng(seed), dtype)

@@ -48,7 +48,7 @@ import psutil
 
 from . import gemm_floor, measure
 from . import memory as memory_figures
-from .backends import BackendUnavailable, TrainConfig, _denormals, get_backend, prepare
+from .backends import Backend, BackendUnavailable, Device, TrainConfig, _denormals, get_backend
 from .case import Case
 from .schema import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
@@ -59,7 +59,6 @@ from .tasks import get_task
 # tf.errors.ResourceExhaustedError.
 OOM_CLASS_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "ResourceExhaustedError"})
 REASON_MAX = 300  # characters of a one-line reason
-THREADS_OPTION = "threads"  # carried in Case.options by the suite; not a backend knob
 
 
 class Skipped(Exception):
@@ -118,12 +117,11 @@ PHASES = ("timing", "accuracy")  # the two phases of a case, in the order they r
 WORKING_SET_STEPS = 2
 
 
-def build_model(case: Case, backend: Any, spec: ModelSpec) -> Any:
+def build_model(case: Case, backend: Backend, spec: ModelSpec) -> Any:
     """The case's model, built from ``spec.init_weights(case.seed)``: the same weights every time it is called."""
-    options = {k: v for k, v in case.options.items() if k != THREADS_OPTION}
     train_cfg = TrainConfig(optimizer=case.optimizer, lr=case.lr, clip=case.clip)
     weights = init_weights(spec, case.seed, scheme=case.init, dtype=case.dtype)
-    return backend.build(spec, weights, case.device, case.dtype, train_cfg, options)
+    return backend.build(spec, weights, case.device, case.dtype, train_cfg, case.options)
 
 
 def run_case(case: Case, calibration: Calibration | None = None,
@@ -155,7 +153,7 @@ def run_case(case: Case, calibration: Calibration | None = None,
 
 def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phases: tuple[str, ...] = PHASES,
          threads: int | None = None) -> None:
-    threads = threads or case.options.get(THREADS_OPTION)
+    threads = threads or case.threads
     blas = measure.fix_threads(threads)  # before the framework is imported: its OpenMP pool reads the env once
     try:
         backend = get_backend(case.backend)
@@ -200,11 +198,11 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
             out["warnings"].append(getattr(load, "warning", None) or "the machine was busy during this case")
 
 
-def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L: int,
+def _timing(case: Case, backend: Backend, model: Any, task: Any, spec: ModelSpec, L: int,
             seed: np.random.SeedSequence, calibration: Calibration | None, sync: Callable[[], None],
             out: dict[str, Any]) -> None:
     x, y = task.batch(np.random.default_rng(seed), case.batch_size, case.seq_len, case.dtype)  # (B, L, I)
-    xp, yp = prepare(backend, model, x, y)  # on the model's device, once: no data moves in the timed region
+    xp, yp = backend.prepare(model, x, y)  # on the model's device, once: no data moves in the timed region
     peak = calibration.gemm_gflops if calibration is not None else None
     itemsize = np.dtype(case.dtype).itemsize
     memory = [measure.activation_estimate(spec, case.batch_size, L, itemsize)]
@@ -234,11 +232,13 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
     fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
     out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
 
-    out["subnormals"] = _subnormal_census(backend, model, xp, yp)
+    # one un-timed backward pass: hidden-state gradients and more where the backend reads them (default: the
+    # parameter gradients of ``backend.gradients``)
+    out["subnormals"] = dict(backend.subnormal_census(model, xp, yp))
     if case.device == "cpu" and out["train_time"] is not None:  # a BLAS floor says nothing of a GPU's step
         out["gemm_floor"] = gemm_floor.floor(spec, case.batch_size, L, case.dtype, out["train_time"].median)
     _warn_kept_denormals(case, out)
-    if backend.name == "numpy":  # the reference allocates through NumPy, which tracemalloc sees; frameworks don't
+    if backend.capabilities.traced_allocations:  # NumPy's allocations are what tracemalloc sees; frameworks' aren't
         tm = measure.TraceMalloc()
         tm.start()
         try:
@@ -250,13 +250,14 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
     memory.extend(_working_set(case, backend, task, spec, seed, sync, memory, out["warnings"]))
 
 
-def _working_set(case: Case, backend: Any, task: Any, spec: ModelSpec, seed: np.random.SeedSequence,
+def _working_set(case: Case, backend: Backend, task: Any, spec: ModelSpec, seed: np.random.SeedSequence,
                  sync: Callable[[], None], measured: list[MemoryFigure], warnings: list[str]) -> list[MemoryFigure]:
     """``working_set`` and ``fixed_overhead`` (``memory.py``): fresh models at batch B and 2B, the peak of each
     window read by the device allocator on a GPU and by the host's peak RSS on the CPU. Never fails the case: a
     window that cannot run (e.g. 2B does not fit) is a warning and no figure."""
-    probe = backend.memory(case.device)
-    reader = (memory_figures.DevicePeak(probe, sync) if probe.method != "none" else memory_figures.host_reader())
+    on_device = backend.capabilities.device_memory and not Device.parse(case.device).is_cpu
+    reader = (memory_figures.DevicePeak(backend.memory(case.device), sync) if on_device
+              else memory_figures.host_reader())
     if isinstance(reader, (memory_figures.HostHWM, memory_figures.HostSampler)):
         # the 2B window beside the timing model: about 3× the step's own peak must fit in what is free
         need = 3 * max((m.bytes for m in measured if m.name != "fixed_overhead"), default=0)
@@ -269,7 +270,7 @@ def _working_set(case: Case, backend: Any, task: Any, spec: ModelSpec, seed: np.
     def run_at(b: int) -> None:
         m = build_model(case, backend, spec)
         x, y = task.batch(np.random.default_rng(seed), b, case.seq_len, case.dtype)  # (b, L, I)
-        xp, yp = prepare(backend, m, x, y)
+        xp, yp = backend.prepare(m, x, y)
         for i in range(WORKING_SET_STEPS):
             _check_finite(backend.train_step(m, xp, yp), f"working-set step {i + 1} at batch {b}")
         sync()
@@ -280,16 +281,6 @@ def _working_set(case: Case, backend: Any, task: Any, spec: ModelSpec, seed: np.
         warnings.append(f"working set not measured: {exception_reason(e)}")
         return []
     return figs
-
-
-def _subnormal_census(backend: Any, model: Any, xp: Any, yp: Any) -> dict[str, float] | None:
-    """One un-timed step's subnormal fractions: the backend's own ``subnormal_census`` (hidden-state gradients and
-    more) where it has one, else the parameter gradients from ``backend.gradients``."""
-    own = getattr(backend, "subnormal_census", None)
-    if own is not None:
-        return dict(own(model, xp, yp))
-    grads = backend.gradients(model, xp, yp)
-    return _denormals.census([("param_grad", np.concatenate([np.ravel(np.asarray(g)) for g in grads.values()]))])
 
 
 def _warn_kept_denormals(case: Case, out: dict[str, Any]) -> None:
@@ -306,15 +297,16 @@ def _add_point(curve: Curve, step: int, loss: float, seconds: float) -> None:
     curve.seconds.append(seconds)
 
 
-def _accuracy(case: Case, backend: Any, model: Any, task: Any, train_seed: np.random.SeedSequence,
+def _accuracy(case: Case, backend: Backend, model: Any, task: Any, train_seed: np.random.SeedSequence,
               eval_seed: np.random.SeedSequence, sync: Callable[[], None], out: dict[str, Any]) -> None:
     """Train for the step budget, evaluating the held-out batches every ``eval_every`` steps and at the last step.
 
     The first evaluation whose held-out loss is below the task's target sets ``steps_to_target`` and
     ``seconds_to_target`` (training seconds: batches and steps, evaluation excluded); ``stop_at_target`` ends
-    training there; a non-finite held-out loss at any evaluation is a divergence. An evaluation costs ``eval_batches`` forward passes, the held-out batches put on the model's
-    device once: measured on the quick suite (4 batches every 50 steps; a forward pass is 0.2–0.45 of a training
-    step) 2–4 % of the training time, kept out of ``seconds`` and ``seconds_to_target``."""
+    training there; a non-finite held-out loss at any evaluation is a divergence. An evaluation costs
+    ``eval_batches`` forward passes, the held-out batches put on the model's device once: measured on the quick
+    suite (4 batches every 50 steps; a forward pass is 0.2–0.45 of a training step) 2–4 % of the training time,
+    kept out of ``seconds`` and ``seconds_to_target``."""
     T, B = case.seq_len, case.batch_size
     base = task.baseline(T)
     target = task.target_loss(T)
@@ -324,7 +316,7 @@ def _accuracy(case: Case, backend: Any, model: Any, task: Any, train_seed: np.ra
     out["accuracy"] = acc
     eval_rng = np.random.default_rng(eval_seed)
     held_out = [task.batch(eval_rng, B, T, case.dtype) for _ in range(case.eval_batches)]
-    held_in = [prepare(backend, model, x)[0] for x, _ in held_out]  # on the model's device, once
+    held_in = [backend.prepare(model, x)[0] for x, _ in held_out]  # on the model's device, once
 
     def evaluate() -> dict[str, float]:
         scores = [task.evaluate(backend.forward(model, xp), y) for xp, (_, y) in zip(held_in, held_out)]
@@ -336,7 +328,7 @@ def _accuracy(case: Case, backend: Any, model: Any, task: Any, train_seed: np.ra
     for step in range(1, case.steps + 1):
         t = time.perf_counter()
         x, y = task.batch(train_rng, B, T, case.dtype)
-        xp, yp = prepare(backend, model, x, y)
+        xp, yp = backend.prepare(model, x, y)
         loss = backend.train_step(model, xp, yp)
         sync()
         seconds += time.perf_counter() - t
@@ -386,7 +378,8 @@ def write_json_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gru_bench.worker", description="Run one gru-bench case.")
-    ap.add_argument("--request", type=Path, required=True, help='JSON: {"case": {...}, "calibration": {...}|null, "phases": [...]?, "threads": N?}')
+    ap.add_argument("--request", type=Path, required=True,
+                    help='JSON: {"case": {...}, "calibration": {...}|null, "phases": [...]?, "threads": N?}')
     ap.add_argument("--result", type=Path, required=True, help="where the CaseResult JSON is written")
     ap.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (the parent is gone)")
     args = ap.parse_args(argv)

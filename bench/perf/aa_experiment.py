@@ -120,7 +120,8 @@ def experiment(pairs: int, slowdown: float, out: Path, overrides: dict) -> dict:
             cmp = compare_records([recs[0]], [recs[1]])
             rows = _timing_rows(cmp)
             busy = sum(1 for rec in recs for c in rec.cases if c.load is not None and c.load.busy)
-            sink.append({"pair": i, "busy_cases": busy, "cases": sum(len(r.cases) for r in recs), "ratios": [r.change for r in rows],
+            sink.append({"pair": i, "busy_cases": busy, "cases": sum(len(r.cases) for r in recs),
+                         "ratios": [r.change for r in rows],
                          "verdicts": [r.verdict for r in rows],
                          "q": [r.q_value for r in rows], "n": [min(r.n_baseline, r.n_candidate) for r in rows],
                          "metric": [r.metric for r in rows], "case": [r.label for r in rows]})

@@ -37,7 +37,7 @@ print(json.dumps({"status": r.status, "reason": r.reason,
 
 def one(backend: str, cell: str, variant: str, T: int, policy: str, reps: int) -> dict:
     case = dict(backend=backend, cell=cell, variant=variant, task="adding", seq_len=T, hidden=64, batch_size=64,
-                warmup=2, repetitions=reps, denormals=policy, options={"threads": 1})
+                warmup=2, repetitions=reps, denormals=policy, threads=1)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     p = subprocess.run([sys.executable, "-c", _ONE, json.dumps(case)], capture_output=True, text=True, env=env)
     if p.returncode:

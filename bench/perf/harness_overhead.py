@@ -27,23 +27,23 @@ from gru_bench.executors.local import run_isolated
 LOOP = r"""
 import json, sys, time
 import numpy as np
-from gru_bench.backends import TrainConfig, get_backend, prepare
+from gru_bench.backends import TrainConfig, get_backend
 from gru_bench.case import Case
 from gru_bench.measure import fix_threads
 from gru_bench.spec import init_weights
 from gru_bench.worker import model_spec
 
 case = Case.model_validate_json(sys.argv[1])
-fix_threads(case.options["threads"])
+fix_threads(case.threads)
 backend = get_backend(case.backend)
-backend.set_threads(case.options["threads"])
+backend.set_threads(case.threads)
 spec, L = model_spec(case)
 model = backend.build(spec, init_weights(spec, case.seed, scheme=case.init, dtype=case.dtype), case.device,
                       case.dtype, TrainConfig(optimizer=case.optimizer, lr=case.lr, clip=case.clip), {})
 from gru_bench.tasks import get_task
 timing_ss = np.random.SeedSequence(case.seed).spawn(3)[0]
 x, y = get_task(case.task).batch(np.random.default_rng(timing_ss), case.batch_size, case.seq_len, case.dtype)
-x, y = prepare(backend, model, x, y)
+x, y = backend.prepare(model, x, y)
 for _ in range(case.warmup):
     backend.train_step(model, x, y)
 backend.sync(case.device)
@@ -64,19 +64,19 @@ def interleaved(case: Case, blocks: int, per_block: int) -> tuple[list[float], l
     import numpy as np
 
     from gru_bench import measure
-    from gru_bench.backends import TrainConfig, get_backend, prepare
+    from gru_bench.backends import TrainConfig, get_backend
     from gru_bench.spec import init_weights
     from gru_bench.tasks import get_task
     from gru_bench.worker import model_spec
 
-    measure.fix_threads(case.options["threads"])
+    measure.fix_threads(case.threads)
     backend = get_backend(case.backend)
-    backend.set_threads(case.options["threads"])
+    backend.set_threads(case.threads)
     spec, _ = model_spec(case)
     model = backend.build(spec, init_weights(spec, case.seed, scheme=case.init, dtype=case.dtype), case.device,
                           case.dtype, TrainConfig(optimizer=case.optimizer, lr=case.lr, clip=case.clip), {})
     x, y = get_task(case.task).batch(np.random.default_rng(0), case.batch_size, case.seq_len, case.dtype)
-    x, y = prepare(backend, model, x, y)
+    x, y = backend.prepare(model, x, y)
     for _ in range(case.warmup):
         backend.train_step(model, x, y)
 
@@ -125,7 +125,7 @@ def main() -> None:
     a = ap.parse_args()
     case = Case(backend=a.backend, cell=a.cell, variant="reset_after" if a.cell == "gru" else "standard",
                 task="adding", seq_len=a.seq_len, hidden=a.hidden, batch_size=a.batch, warmup=5,
-                repetitions=a.repetitions, options={"threads": a.threads})
+                repetitions=a.repetitions, threads=a.threads)
     if a.interleave:
         h, loop = interleaved(case, a.blocks, a.per_block)
         mh, ml = statistics.median(h), statistics.median(loop)

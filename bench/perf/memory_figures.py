@@ -52,7 +52,7 @@ def main() -> None:
             kw = dict(backend=be, device="cpu", cell=cell, variant=variant or "standard", task="adding",
                       seq_len=a.seq_len,
                       hidden=a.hidden, batch_size=a.batch, dtype="float32", warmup=1, repetitions=3, seed=0,
-                      options={"threads": 1})
+                      threads=1)
             m = measure(kw)
             name = f"{'GRU ' + variant if cell == 'gru' else 'LSTM'}"
             if "working_set" not in m:

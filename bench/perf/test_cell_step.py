@@ -17,7 +17,7 @@ import os
 import numpy as np
 import pytest
 
-from gru_bench.backends import TrainConfig, backend_names, get_backend, prepare, unavailable_reason
+from gru_bench.backends import TrainConfig, backend_names, get_backend, unavailable_reason
 from gru_bench.spec import ModelSpec, init_weights
 
 B = int(os.environ.get("GRU_BENCH_PERF_BATCH", "32"))
@@ -48,7 +48,7 @@ def _setup(backend, cell: str, variant: str):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, 1, I)).astype(np.float32)  # (B, T=1, I): one cell step
     y = rng.standard_normal((B, 1)).astype(np.float32)  # (B, O)
-    x, y = prepare(b, model, x, y)
+    x, y = b.prepare(model, x, y)
     return b, threads, model, x, y
 
 

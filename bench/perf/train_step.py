@@ -127,9 +127,9 @@ def main(
     try:
         sizes = [int(h) for h in hidden.split(",") if h.strip()]
     except ValueError:
-        raise typer.BadParameter(f"--hidden {hidden!r}: expected comma-separated positive integers")
+        raise typer.BadParameter(f"--hidden {hidden!r}: expected comma-separated positive integers") from None
     if not sizes or min(sizes) <= 0:
-        raise typer.BadParameter(f"--hidden {hidden!r}: expected comma-separated positive integers")
+        raise typer.BadParameter(f"--hidden {hidden!r}: expected comma-separated positive integers") from None
     NumpyBackend()  # NumPy's BLAS is loaded before the threads are fixed
     console.print(f"[bold]train step[/] B={batch} T={seq_len} I=1 O=1 float32, Adam + clip 1.0; "
                   f"threads: {_threads(threads, torch)}")

@@ -31,14 +31,17 @@ class KeepUnsupported(Exception):
 def apply(backend: Any, policy: str) -> dict[str, Any]:
     """Put ``policy`` in force for ``backend`` (an instance) in this process; returns the provenance entry.
 
-    A backend says how through an optional ``set_denormals(policy) -> dict``; one without it (a plugin) runs as it
-    is, recorded as ``method: "none (backend has no set_denormals)"``, ``applied: False``."""
+    A backend says how through ``set_denormals(policy) -> dict``; the base class's default (a plugin that does not
+    override it) runs as it is, recorded as ``method: "none (backend has no set_denormals)"``, ``applied: False``.
+    A policy outside the backend's ``capabilities.denormals`` raises ``KeepUnsupported`` (the case is skipped)
+    when the backend's own ``set_denormals`` does not say why first."""
     if policy not in POLICIES:
         raise ValueError(f"denormals={policy!r}: expected one of {POLICIES}")
-    own = getattr(backend, "set_denormals", None)
-    if own is None:
-        return {"policy": policy, "method": "none (backend has no set_denormals)", "applied": False}
-    return {"policy": policy, **own(policy)}
+    entry = backend.set_denormals(policy)
+    if policy not in backend.capabilities.denormals:
+        raise KeepUnsupported(f"denormals={policy!r}: the {backend.name} backend cannot put it in force "
+                              f"(it declares {', '.join(backend.capabilities.denormals)})")
+    return {"policy": policy, **entry}
 
 
 def torch_policy(policy: str) -> dict[str, Any]:

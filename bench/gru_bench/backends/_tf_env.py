@@ -12,7 +12,8 @@ import sys
 import tempfile
 from typing import Any
 
-_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+from .device import Device
+
 # CPU features for which TensorFlow's Linux x86 wheels turn oneDNN on by default (tensorflow/core/util/port.cc,
 # DefaultOneDnnPolicy); TF_ENABLE_ONEDNN_OPTS overrides the default either way.
 _ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
@@ -95,15 +96,8 @@ class _startup_noise_filtered:
 
 def tf_device(device: str) -> str:
     """``"cpu"`` -> ``"/CPU:0"``, ``"cuda"``/``"cuda:N"`` -> ``"/GPU:N"``; anything else is a ``ValueError``."""
-    m = _DEVICE.match(device) if isinstance(device, str) else None
-    if m is None:
-        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
-    kind, index = m.group(1), int(m.group(2) or 0)
-    if kind == "cpu":
-        if index != 0:
-            raise ValueError(f"device={device!r}: expected 'cpu' (TensorFlow has one CPU device)")
-        return "/CPU:0"
-    return f"/GPU:{index}"
+    dev = Device.parse(device)
+    return "/CPU:0" if dev.is_cpu else f"/GPU:{dev.index or 0}"
 
 
 def _cpu_flags() -> set[str]:

@@ -22,8 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..spec import ModelSpec
-
-LOOP_IMPLS = ("plain", "scripted", "compiled")
+from ._torch_decl import LOOP_IMPLS
 
 
 def gru_reset_before_layer(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor) -> tuple[Tensor, Tensor]:

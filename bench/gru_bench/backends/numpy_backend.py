@@ -11,7 +11,6 @@ the last column, so that biases ride in the matrix products; LSTM gate blocks in
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, ClassVar, Mapping
 
@@ -19,10 +18,10 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from ..losses import loss_and_grad
-from ..spec import DTYPES, ModelSpec, Weights, check_weights, param_count, param_shapes
+from ..spec import DTYPES, ModelSpec, Weights, param_count, param_shapes
 from ._np_layers import KEEP_SHAPES, LAYERS, Layer, Params, Workspace
 from ._np_optim import Optimizer
-from .base import MemoryProbe, TrainConfig
+from .base import Backend, Capabilities, TrainConfig, check_threads, check_x_shape, check_y
 
 IMPLEMENTATION = "numpy (hand-written BPTT)"
 
@@ -156,37 +155,21 @@ class NumpyModel:
 
 # ---------------------------------------------------------------------------------------------- validation
 def _check_x(model: NumpyModel, x: Any) -> np.ndarray:
-    I = model.spec.input_size
     if not isinstance(x, np.ndarray):
-        raise ValueError(f"x is a {type(x).__name__}: expected a numpy array of shape (B, T, {I})")
-    if x.ndim != 3 or x.shape[2] != I or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"x has shape {x.shape}: expected (B, T, {I}) with B, T >= 1")
+        raise ValueError(f"x is a {type(x).__name__}: expected a numpy array of shape (B, T, {model.spec.input_size})")
+    check_x_shape(model.spec, x.shape)
     if x.dtype != model.dtype:
         raise ValueError(f"x has dtype {x.dtype}: expected {model.dtype} (the model's dtype)")
     return x
 
 
 def _check_y(model: NumpyModel, x: np.ndarray, y: Any) -> np.ndarray:
-    s = model.spec
-    B, T = x.shape[:2]
     if not isinstance(y, np.ndarray):
         raise ValueError(f"y is a {type(y).__name__}: expected a numpy array")
-    if s.loss == "mse":
-        want = (B, s.output_size) if s.head == "last" else (B, T, s.output_size)
-        if y.shape != want:
-            raise ValueError(f"y has shape {y.shape}: expected {want} for head={s.head!r}, loss='mse'")
-        if y.dtype.kind != "f":
-            raise ValueError(f"y has dtype {y.dtype}: expected floating targets for loss='mse'")
-        return y.astype(model.dtype, copy=False)
-    want = (B,) if s.head == "last" else (B, T)
-    if y.shape != want:
-        raise ValueError(f"y has shape {y.shape}: expected {want} class indices for head={s.head!r}, loss='xent'")
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"y has dtype {y.dtype}: expected integer class indices for loss='xent'")
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= s.output_size:
-        raise ValueError(f"y has class indices in [{lo}, {hi}]: expected 0 <= y < {s.output_size} (output_size)")
-    return y
+    xent = model.spec.loss == "xent"
+    bounds = (int(y.min()), int(y.max())) if xent and y.size and y.dtype.kind in "iu" else None
+    check_y(model.spec, x.shape, y.shape, y.dtype, y.dtype.kind, bounds)
+    return y if xent else y.astype(model.dtype, copy=False)
 
 
 def _check_model(model: Any) -> NumpyModel:
@@ -196,29 +179,15 @@ def _check_model(model: Any) -> NumpyModel:
 
 
 # ------------------------------------------------------------------------------------------------- backend
-class NumpyBackend:
-    """The Backend protocol (``base.py``) in NumPy: device "cpu" only; dtypes float32 and float64."""
+class NumpyBackend(Backend):
+    """The backend contract (``base.py``) in NumPy: device "cpu" only; dtypes float32 and float64; no options."""
 
     name: ClassVar[str] = "numpy"
+    capabilities: ClassVar[Capabilities] = Capabilities(devices=("cpu",), dtypes=DTYPES, device_memory=False,
+                                                        traced_allocations=True)
 
-    def available(self, device: str) -> str | None:
-        if device != "cpu":
-            return f"the numpy backend runs on 'cpu' only, not {device!r}"
-        return None
-
-    def build(self, spec: ModelSpec, weights: Weights, device: str = "cpu", dtype: str = "float32",
-              train: TrainConfig = TrainConfig(), options: Mapping[str, Any] | None = None) -> NumpyModel:
-        if not isinstance(spec, ModelSpec):
-            raise ValueError(f"spec is a {type(spec).__name__}: expected a gru_bench.spec.ModelSpec")
-        if device != "cpu":
-            raise ValueError(f"device={device!r}: expected 'cpu' (the numpy backend runs on the CPU only)")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
-        if not isinstance(train, TrainConfig):
-            raise ValueError(f"train is a {type(train).__name__}: expected a TrainConfig")
-        if options:
-            raise ValueError(f"options={dict(options)!r}: the numpy backend takes no options (expected none)")
-        check_weights(spec, weights)
+    def make_model(self, spec: ModelSpec, weights: Weights, device: str, dtype: str, train: TrainConfig,
+                   options: dict[str, Any]) -> NumpyModel:
         return NumpyModel(spec, weights, dtype, train)
 
     def train_step(self, model: NumpyModel, x: np.ndarray, y: np.ndarray) -> float:
@@ -260,12 +229,6 @@ class NumpyBackend:
         model = _check_model(model)
         return model.export(model.p)
 
-    def sync(self, device: str) -> None:
-        """NumPy is synchronous: nothing to wait for."""
-
-    def memory(self, device: str) -> MemoryProbe:
-        return MemoryProbe(method="none")  # host memory: measured by the runner
-
     def provenance(self, model: NumpyModel) -> dict[str, Any]:
         model = _check_model(model)
         blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
@@ -290,9 +253,8 @@ class NumpyBackend:
     def set_threads(self, n: int | None) -> dict[str, int]:
         """Threads of every loaded BLAS = ``n`` (threadpoolctl); returns them by library. NumPy's element-wise work
         is single-threaded whatever ``n``."""
+        n = check_threads(n)
         if n is not None:
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-                raise ValueError(f"threads={n!r}: expected a positive integer or None")
-            self._limits = threadpool_limits(limits=int(n), user_api="blas")  # in force until the process ends
+            self._limits = threadpool_limits(limits=n, user_api="blas")  # in force until the process ends
         return {f"numpy_blas:{os.path.basename(p.get('filepath', '?'))}": int(p.get("num_threads"))
                 for p in threadpool_info() if p.get("user_api") == "blas"}

@@ -5,7 +5,7 @@ The cells are exactly those of ``spec.py``; the weight conversion (and why a fol
 ``_tf_convert.py``. What runs is recorded, not assumed: ``provenance`` reads the traced graph and says whether the
 cuDNN kernel (``CudnnRNNV3``) or Keras' generic ``while`` loop ran, and why.
 
-Options (``build(..., options=...)``; other keys belong to other backends and are ignored):
+Options (``build(..., options=...)``, declared in ``_tf_decl``; unknown keys and values are a ``ValueError``):
 
 * ``jit_compile``: ``True`` | ``False`` | ``"auto"`` (default). XLA-compile the step and the forward pass. ``"auto"``
   turns XLA on for the generic loop: on CPU it was measured to pay (about half the CPU time per train step at
@@ -28,14 +28,15 @@ import functools
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..spec import DTYPES, ModelSpec, Weights, cast_weights, check_weights
+from ..spec import ModelSpec, Weights, cast_weights
 from . import _tf_convert as convert
+from ._tf_decl import TFDeclared
 from ._tf_env import onednn_state, quiet_import, tf_device, threads_in_force
-from .base import MemoryProbe, TrainConfig
+from .base import MemoryProbe, TrainConfig, check_threads, check_x_shape, check_y
 
 tf, keras = quiet_import()
 
@@ -50,21 +51,12 @@ class _NoRetracingNotice(logging.Filter):
 
 tf.get_logger().addFilter(_NoRetracingNotice())
 
-_JIT_CHOICES = (True, False, "auto")
-_CUDNN_CHOICES = (True, False, "auto")
 _CUDNN_OPS = ("CudnnRNN", "CudnnRNNV2", "CudnnRNNV3")
 _LOOP_OPS = ("While", "StatelessWhile")
-# Measured with _tf_bench.py on a shared 2-core AMD EPYC (tensorflow-cpu 2.21, float32, B=64 T=100 I=1 H=128,
+# Measured with bench/perf/tf_bench.py on a shared 2-core AMD EPYC (tensorflow-cpu 2.21, float32, B=64 T=100 I=1 H=128,
 # 2 threads): process CPU per train step with XLA 118/127/139 ms vs 222/275/233 ms without (GRU reset_after /
 # reset_before / LSTM), wall medians 1.5-2x lower with XLA. The machine was heavily loaded: absolute ms are noisy.
 _CPU_XLA_PAYS = True
-
-
-def _option(options: Mapping[str, Any], key: str, choices: tuple, default: Any) -> Any:
-    value = options.get(key, default)
-    if not any(value is c or (isinstance(c, str) and value == c) for c in choices):
-        raise ValueError(f"options[{key!r}]={value!r}: expected one of {', '.join(map(repr, choices))}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -254,35 +246,24 @@ class TFModel:
         if tf.is_tensor(a):
             return a
         a = np.asarray(a)
-        spec = self.spec
         if what == "x":
-            if a.ndim != 3 or a.shape[2] != spec.input_size:
-                raise ValueError(f"x has shape {a.shape}: expected (B, T, {spec.input_size})")
-            a = a.astype(self.dtype, copy=False)
-        elif spec.loss == "xent":
-            if not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"y has dtype {a.dtype}: expected integer class indices for loss 'xent'")
-            a = a.astype(np.int64, copy=False)
-        else:
-            a = a.astype(self.dtype, copy=False)
+            check_x_shape(self.spec, a.shape)
+        a = a.astype(np.int64 if what == "y" and self.spec.loss == "xent" else self.dtype, copy=False)
         with tf.device(self.tf_device):
             return tf.identity(tf.convert_to_tensor(a))
 
     def check_y(self, x: Any, y: Any) -> None:
-        B, T = int(x.shape[0]), int(x.shape[1])
-        lead = (B, T) if self.spec.head == "every" else (B,)
-        want = lead if self.spec.loss == "xent" else lead + (self.spec.output_size,)
-        if tuple(y.shape) != want:
-            raise ValueError(f"y has shape {tuple(y.shape)}: expected {want} for head={self.spec.head!r}, "
-                             f"loss={self.spec.loss!r}")
+        """``y`` (NumPy, before it becomes a tensor) against ``x``'s batch and steps, the head and the loss."""
+        y = np.asarray(y)
+        xent = self.spec.loss == "xent"
+        bounds = (int(y.min()), int(y.max())) if xent and y.size and y.dtype.kind in "iu" else None
+        check_y(self.spec, tuple(x.shape), y.shape, y.dtype, y.dtype.kind, bounds)
 
 
-class TFBackend:
-    """The backend protocol (``base.py``) over Keras 3 / TensorFlow."""
+class TFBackend(TFDeclared):
+    """The backend contract (``base.py``) over Keras 3 / TensorFlow (declarations in ``_tf_decl``)."""
 
-    name: ClassVar[str] = "tf"
-
-    # --------------------------------------------------------------------------------------- protocol
+    # --------------------------------------------------------------------------------------- contract
     def available(self, device: str) -> str | None:
         dev = tf_device(device)
         if dev == "/CPU:0":
@@ -295,18 +276,9 @@ class TFBackend:
             return f"device={device!r}: TensorFlow sees {len(gpus)} GPU(s)"
         return None
 
-    def build(self, spec: ModelSpec, weights: Weights, device: str = "cpu", dtype: str = "float32",
-              train: TrainConfig = TrainConfig(), options: Mapping[str, Any] | None = None) -> TFModel:
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
-        check_weights(spec, weights)
-        reason = self.available(device)
-        if reason is not None:
-            raise ValueError(reason)
-        options = dict(options or {})
-        jit = _option(options, "jit_compile", _JIT_CHOICES, "auto")
-        use_cudnn = _option(options, "use_cudnn", _CUDNN_CHOICES, "auto")
-        tf32 = _option(options, "tf32", (True, False), False)
+    def make_model(self, spec: ModelSpec, weights: Weights, device: str, dtype: str, train: TrainConfig,
+                   options: dict[str, Any]) -> TFModel:
+        jit, use_cudnn, tf32 = options["jit_compile"], options["use_cudnn"], options["tf32"]
         plan = dataclasses.replace(_plan(spec, tf_device(device) != "/CPU:0", use_cudnn, jit), tf32=tf32)
         return TFModel(spec, cast_weights(weights, dtype), device, dtype, train, plan)
 
@@ -315,9 +287,9 @@ class TFBackend:
         tx = model.tensor(x, "x")
         if y is None:
             return tx, None
-        ty = model.tensor(y, "y")
-        model.check_y(tx, ty)
-        return tx, ty
+        if not tf.is_tensor(y):  # a prepared tensor was checked when it was prepared
+            model.check_y(tx, y)
+        return tx, model.tensor(y, "y")
 
     def train_step(self, model: TFModel, x: Any, y: Any) -> float:
         x, y = self.prepare(model, x, y)
@@ -369,11 +341,10 @@ class TFBackend:
         """Intra-op threads = ``n``, inter-op threads = 1 (one op at a time: the recurrence is sequential, and this
         keeps the process at ``n`` busy threads). Only possible before TensorFlow starts its runtime; afterwards the
         settings in force are returned with a warning."""
+        n = check_threads(n)
         if n is not None:
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-                raise ValueError(f"threads={n!r}: expected a positive integer or None")
             try:
-                tf.config.threading.set_intra_op_parallelism_threads(int(n))
+                tf.config.threading.set_intra_op_parallelism_threads(n)
                 tf.config.threading.set_inter_op_parallelism_threads(1)
             except RuntimeError:
                 warnings.warn(f"TensorFlow's runtime is already initialised: cannot set {n} intra-op threads; "
@@ -400,7 +371,8 @@ class TFBackend:
             f"predicted {plan.kernel} ({plan.kernel_reason}) but the graph shows {kernel}")
         cell = "GRU" if model.spec.cell == "gru" else "LSTM"
         xla = ", XLA" if plan.jit else ""
-        implementation = f"keras {cell} ({kernel}{xla})" if kernel == "cuDNN" else f"keras {cell} ({kernel}{xla}: {why})"
+        implementation = (f"keras {cell} ({kernel}{xla})" if kernel == "cuDNN"
+                          else f"keras {cell} ({kernel}{xla}: {why})")
         onednn, onednn_why = onednn_state()
         compute = {layer.compute_dtype for layer in model.program.layers}
         folded = sum(int(np.prod(b.shape)) for b, _ in model.pairs)

@@ -16,11 +16,12 @@ What runs (the equations are ``spec.py``'s):
   ``torch.optim.SGD`` / ``torch.optim.Adam`` (their formulas are ``spec.py``'s), in the for-loop, foreach or fused
   implementation (``optimizer_impl``; recorded).
 
-Options (``build(..., options=)``; unknown keys and values are a ``ValueError``):
+Options (``build(..., options=)``, declared in ``_torch_decl`` and checked when a suite loads; unknown keys and
+values are a ``ValueError``):
 
 * ``loop``: ``"auto"`` | ``"plain"`` | ``"scripted"`` | ``"compiled"``: the reset_before loop. ``auto`` is ``"plain"``.
   Measured on a 2-core CPU, one training step at B=64, T=100, H=128, float32, 2 threads
-  (``python -m gru_bench.backends._torch_bench --compile``): eager 84 ms, scripted 117 ms, compiled 73 ms (nn.GRU
+  (``python bench/perf/torch_bench.py --compile``): eager 84 ms, scripted 117 ms, compiled 73 ms (nn.GRU
   72 ms). The compiled loop is the fastest per step, but its cold compile of the unrolled T=100 loop took 3 to 12
   minutes there (17 s from a warm Inductor cache): it pays only after thousands of steps, and a case's time limit
   may not even cover it, so it is never the automatic choice. On CUDA the ranking is unmeasured by this project;
@@ -45,48 +46,28 @@ the case as ``oom`` and the sweep goes on. Nothing here catches it.
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..spec import DTYPES, ModelSpec, Weights, check_weights
-from ._torch_cells import LOOP_IMPLS, Net, make_rnn
+from ..spec import ModelSpec, Weights
+from ._torch_cells import Net, make_rnn
 from ._torch_convert import canonical_to_state_dict, state_dict_to_canonical
-from .base import MemoryProbe, TrainConfig
+from ._torch_decl import TorchDeclared
+from .base import MemoryProbe, TrainConfig, check_threads, check_x_shape, check_y
+from .device import Device
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}  # _torch_decl.AUTOCAST_NAMES
 AUTO_LOOP = {"cpu": "plain", "cuda": "plain"}  # see ``loop`` above
 LOOP_NAMES = {"plain": "eager reset_before loop", "scripted": "scripted reset_before loop",
               "compiled": "compiled reset_before loop"}
-OPTIMIZER_IMPLS = ("auto", "for-loop", "foreach", "fused")
-FLAG_OPTIONS = ("cudnn_benchmark", "tf32", "deterministic", "cudnn", "onednn")
-OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
-    "loop": ("auto", *LOOP_IMPLS),
-    "compile": ("auto", True, False),
-    "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-    "autocast": (None, *AUTOCAST_DTYPES),
-    "optimizer_impl": OPTIMIZER_IMPLS,
-    **{k: (None, True, False) for k in FLAG_OPTIONS},
-}
-OPTION_DEFAULTS: dict[str, Any] = {"loop": "auto", "compile": "auto", "compile_mode": "default", "autocast": None,
-                                   "optimizer_impl": "auto", **{k: None for k in FLAG_OPTIONS}, "tf32": False}
-_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
 # ------------------------------------------------------------------------------------------------- devices
-def _parse_device(device: object) -> tuple[str, int | None]:
-    """``"cpu"`` -> ("cpu", None), ``"cuda:1"`` -> ("cuda", 1); ``ValueError`` for anything else."""
-    m = _DEVICE_RE.match(device) if isinstance(device, str) else None
-    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
-        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
-    return m.group(1), (int(m.group(2)) if m.group(2) is not None else None)
-
-
 def _cuda_reason(index: int | None) -> str | None:
     """None when CUDA device ``index`` (None: the current one) is usable, else why not."""
     if torch.version.cuda is None and torch.version.hip is None:
@@ -97,23 +78,6 @@ def _cuda_reason(index: int | None) -> str | None:
     if index is not None and index >= count:
         return f"cuda:{index} does not exist: {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})"
     return None
-
-
-def _same_choice(value: object, choice: object) -> bool:
-    """Membership without ``1 == True`` or ``0 == False``."""
-    return value is choice or (type(value) is type(choice) and value == choice)
-
-
-def _check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    opts = dict(OPTION_DEFAULTS)
-    for key, value in dict(options or {}).items():
-        if key not in OPTION_CHOICES:
-            raise ValueError(f"options[{key!r}]: unknown torch option; expected one of {', '.join(OPTION_CHOICES)}")
-        if not any(_same_choice(value, c) for c in OPTION_CHOICES[key]):
-            raise ValueError(f"options[{key!r}]={value!r}: expected one of "
-                             f"{', '.join(repr(c) for c in OPTION_CHOICES[key])}")
-        opts[key] = value
-    return opts
 
 
 # --------------------------------------------------------------------------------------- kernel evidence
@@ -262,32 +226,20 @@ def _settings(device: torch.device) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ backend
-class TorchBackend:
-    """The Backend protocol (``base.py``) in PyTorch; see the module docstring for what runs and the options."""
-
-    name: ClassVar[str] = "torch"
+class TorchBackend(TorchDeclared):
+    """The backend contract (``base.py``) in PyTorch; see the module docstring for what runs and the options
+    (declared in ``_torch_decl``)."""
 
     # --------------------------------------------------------------------------------------- placement
     def available(self, device: str) -> str | None:
         try:
-            kind, index = _parse_device(device)
+            dev = Device.parse(device)
         except ValueError as e:
             return str(e)
-        return None if kind == "cpu" else _cuda_reason(index)
+        return None if dev.is_cpu else _cuda_reason(dev.index)
 
-    def build(self, spec: ModelSpec, weights: Weights, device: str = "cpu", dtype: str = "float32",
-              train: TrainConfig = TrainConfig(), options: Mapping[str, Any] | None = None) -> TorchModel:
-        if not isinstance(spec, ModelSpec):
-            raise ValueError(f"spec is a {type(spec).__name__}: expected a gru_bench.spec.ModelSpec")
-        reason = self.available(device)
-        if reason is not None:
-            raise ValueError(f"device={device!r}: {reason}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
-        if not isinstance(train, TrainConfig):
-            raise ValueError(f"train is a {type(train).__name__}: expected a TrainConfig")
-        check_weights(spec, weights)
-        opts = _check_options(options)
+    def make_model(self, spec: ModelSpec, weights: Weights, device: str, dtype: str, train: TrainConfig,
+                   opts: dict[str, Any]) -> TorchModel:
         dev = torch.device(device)
         tdtype = TORCH_DTYPES[dtype]
 
@@ -375,42 +327,28 @@ class TorchBackend:
 
     @staticmethod
     def _x(model: TorchModel, x: Any) -> torch.Tensor:
-        I = model.spec.input_size
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(np.ascontiguousarray(x))
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"x is a {type(x).__name__}: expected a numpy array or tensor of shape (B, T, {I})")
-        if x.ndim != 3 or x.shape[2] != I or x.shape[0] < 1 or x.shape[1] < 1:
-            raise ValueError(f"x has shape {tuple(x.shape)}: expected (B, T, {I}) with B, T >= 1")
+            raise ValueError(f"x is a {type(x).__name__}: expected a numpy array or tensor of shape "
+                             f"(B, T, {model.spec.input_size})")
+        check_x_shape(model.spec, tuple(x.shape))
         return x.to(device=model.device, dtype=model.dtype)  # no copy when already there
 
     @staticmethod
     def _y(model: TorchModel, x: torch.Tensor, y: Any) -> torch.Tensor:
-        s = model.spec
-        B, T = x.shape[:2]
         host = isinstance(y, np.ndarray)
         if host:
             y = torch.from_numpy(np.ascontiguousarray(y))
         if not isinstance(y, torch.Tensor):
             raise ValueError(f"y is a {type(y).__name__}: expected a numpy array or tensor")
-        if s.loss == "mse":
-            want = (B, s.output_size) if s.head == "last" else (B, T, s.output_size)
-            if tuple(y.shape) != want:
-                raise ValueError(f"y has shape {tuple(y.shape)}: expected {want} for head={s.head!r}, loss='mse'")
-            if not y.is_floating_point():
-                raise ValueError(f"y has dtype {y.dtype}: expected floating targets for loss='mse'")
-            return y.to(device=model.device, dtype=model.dtype)
-        want = (B,) if s.head == "last" else (B, T)
-        if tuple(y.shape) != want:
-            raise ValueError(f"y has shape {tuple(y.shape)}: expected {want} class indices for head={s.head!r}, "
-                             f"loss='xent'")
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise ValueError(f"y has dtype {y.dtype}: expected integer class indices for loss='xent'")
-        if host:  # a device tensor is not inspected (that would sync); CUDA asserts on a bad index
-            lo, hi = int(y.min()), int(y.max())
-            if lo < 0 or hi >= s.output_size:
-                raise ValueError(f"y has class indices in [{lo}, {hi}]: expected 0 <= y < {s.output_size}")
-        return y.to(device=model.device, dtype=torch.long)
+        kind = ("f" if y.is_floating_point() else "c" if y.is_complex() else "b" if y.dtype == torch.bool
+                else "u" if y.dtype == torch.uint8 else "i")
+        xent = model.spec.loss == "xent"
+        # a device tensor is not inspected (that would sync); CUDA asserts on a bad index
+        bounds = (int(y.min()), int(y.max())) if xent and host and kind in "iu" and y.numel() else None
+        check_y(model.spec, tuple(x.shape), tuple(y.shape), y.dtype, kind, bounds)
+        return y.to(device=model.device, dtype=torch.long if xent else model.dtype)
 
     # --------------------------------------------------------------------------------------------- compute
     @staticmethod
@@ -493,13 +431,11 @@ class TorchBackend:
     # -------------------------------------------------------------------------------------------- device
     def sync(self, device: str) -> None:
         """Wait for the queued work of a CUDA device; the CPU runs synchronously."""
-        kind, _ = _parse_device(device)
-        if kind == "cuda":
+        if not Device.parse(device).is_cpu:
             torch.cuda.synchronize(torch.device(device))
 
     def memory(self, device: str) -> MemoryProbe:
-        kind, _ = _parse_device(device)
-        if kind == "cpu":
+        if Device.parse(device).is_cpu:
             return MemoryProbe(method="none")  # host memory: measured by the runner
         dev = torch.device(device)
         return MemoryProbe(
@@ -521,10 +457,9 @@ class TorchBackend:
 
     def set_threads(self, n: int | None) -> dict[str, int]:
         """``torch.set_num_threads(n)``, and the inter-op pool too while it has not started (it can be sized once)."""
+        n = check_threads(n)
         if n is not None:
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"threads={n!r}: expected a positive integer or None")
-            torch.set_num_threads(int(n))
+            torch.set_num_threads(n)
             with contextlib.suppress(RuntimeError):  # "cannot set number of interop threads after parallel work"
-                torch.set_num_interop_threads(int(n))
+                torch.set_num_interop_threads(n)
         return {"torch_intra_op": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads()}

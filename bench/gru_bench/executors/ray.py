@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 from ..case import Case
 from ..errors import InputError
 from ..schema import CaseResult, Calibration
-from ..worker import THREADS_OPTION, case_costs, now_iso, one_line
+from ..worker import case_costs, now_iso, one_line
 from . import OnResult, OnStart, ShouldStop
 
 INSTALL_HINT = "pip install 'gru-bench[ray]'"
@@ -57,7 +57,7 @@ def _import_ray() -> Any:
 
 
 def _threads(case: Case) -> int:
-    return max(1, int(case.options.get(THREADS_OPTION) or 1))
+    return max(1, int(case.threads or 1))
 
 
 def case_resources(case: Case, cpus_per_case: int) -> dict[str, int]:
@@ -256,7 +256,7 @@ class RayExecutor:
             if cpus > largest:
                 raise InputError(f"cpus_per_case={cpus}: expected at most {largest}, the CPUs of the cluster's "
                                  f"largest node")
-            threads = [int(c.options[THREADS_OPTION]) for c in cases if c.options.get(THREADS_OPTION)]
+            threads = [int(c.threads) for c in cases if c.threads]
             self._fallback = calibration.model_dump(mode="json") if calibration is not None else None
             self._collect_machines(nodes, max(threads) if threads else None, calibration is not None)
             if should_stop():

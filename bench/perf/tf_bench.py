@@ -1,6 +1,6 @@
 """Train-step timings of the TensorFlow backend, and its harness overhead against hand-written ``tf.function`` loops.
 
-    python -m gru_bench.backends._tf_bench [--batch 64 --seq-len 100 --hidden 128 --threads 2 --steps 30 --rounds 5]
+    python bench/perf/tf_bench.py [--batch 64 --seq-len 100 --hidden 128 --threads 2 --steps 30 --rounds 5]
 
 For each cell (GRU reset_after, GRU reset_before, LSTM) and ``jit_compile`` off/on it times, interleaved round by
 round so that background load hits all of them alike (median ms per step over all rounds):
@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..spec import ModelSpec, init_weights
-from .tf_backend import TFBackend, keras, tf
+from gru_bench.backends.tf_backend import TFBackend, keras, tf
+from gru_bench.spec import ModelSpec, init_weights
 
 
 def _keras_loop(spec: ModelSpec, model: Any, jit: bool) -> Callable[[Any, Any], float]:

@@ -1,7 +1,7 @@
 """Timing of the PyTorch backend's implementations (a benchmark script, not a test)::
 
-    python -m gru_bench.backends._torch_bench [--device cpu] [--threads 2] [--reps 30] [--compile]
-                                              [--only gru,lstm,plain,scripted,compiled]
+    python bench/perf/torch_bench.py [--device cpu] [--threads 2] [--reps 30] [--compile]
+                                     [--only gru,lstm,plain,scripted,compiled]
 
 One training step (forward, backward, clipping, Adam) at B=64, T=100, I=1 (``--input-size``), H=128, float32, MSE
 on the last step, for ``nn.GRU``, ``nn.LSTM`` and the reset_before loop (eager, scripted and, with ``--compile``,
@@ -13,15 +13,16 @@ baseline. The two are timed in alternation, so drift in the machine's load hits 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ..spec import ModelSpec, init_weights
-from .base import TrainConfig
-from .torch_backend import TorchBackend
+from gru_bench.backends.base import TrainConfig
+from gru_bench.backends.torch_backend import TorchBackend
+from gru_bench.spec import ModelSpec, init_weights
 
 B_, T_, H_ = 64, 100, 128
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         model = backend.build(spec, init_weights(spec, 0, dtype="float32"), args.device, "float32",
                               TrainConfig(optimizer="adam", lr=1e-3, clip=1.0), options)
         x, y = backend.prepare(model, x_np, y_np)
-        ours = lambda: backend.train_step(model, x, y)  # noqa: E731
+        ours = functools.partial(backend.train_step, model, x, y)
         theirs = _hand_written(cell, I_, dev, x, y) if variant != "reset_before" else None
         t0 = time.perf_counter()
         ours()
