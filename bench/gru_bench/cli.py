@@ -71,7 +71,8 @@ def _csv(value: Optional[str]) -> Optional[str]:
 
 @app.command()
 def run(
-    suite: Optional[str] = typer.Argument(None, help="A suite name (suites/NAME.toml) or a .toml path (default: answer)."),
+    suite: Optional[str] = typer.Argument(None,
+                                          help="A suite name (suites/NAME.toml) or a .toml path (default: answer)."),
     backend: Optional[str] = typer.Option(None, help="Backends, comma-separated: numpy,torch,tf."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (comma-separated for several)."),
     cell: Optional[str] = typer.Option(None, help="gru,lstm"),
@@ -438,8 +439,8 @@ def ab(
     baseline_env: list[str] = typer.Option([], "--baseline-env", help="KEY=VALUE for the baseline (repeatable)."),
     candidate_env: list[str] = typer.Option([], "--candidate-env", help="KEY=VALUE for the candidate (repeatable)."),
     rounds: int = typer.Option(AB_ROUNDS, help="ABBA rounds (each runs every case once per side; >= 6 to decide)."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on",
-                                          help="compare's grammar: train_time[:5%], inconclusive or none."),
+    fail_on: Optional[str] = typer.Option(
+        None, "--fail-on", help="compare's grammar: train_time:F, inconclusive, none (default train_time:5%)."),
     factor: Optional[float] = typer.Option(None, help="Practical factor, 0.05 = 5 % (= --fail-on train_time:5%)."),
     backend: Optional[str] = typer.Option(None, help="Backends, comma-separated."),
     hidden: Optional[str] = typer.Option(None, help="Hidden sizes."),
