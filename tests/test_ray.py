@@ -27,7 +27,8 @@ from gru_bench.case import Case
 from gru_bench.cli import main
 from gru_bench.executors.local import LocalExecutor
 from gru_bench.results import CaseResult, load_record
-from gru_bench.runner import execute, journal_path_for, new_run, resume
+from gru_bench.journal import journal_path_for
+from gru_bench.runner import execute, new_run, resume
 from gru_bench.suite import load_suite
 
 HERE = Path(__file__).resolve().parent

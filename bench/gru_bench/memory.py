@@ -52,8 +52,9 @@ from typing import Any, Callable, Sequence
 
 import psutil
 
-from .measure import _reset_hwm, _vm_hwm
+from .host_memory import reset_hwm, rss, vm_hwm
 from .results import MemoryFigure
+from .spec import ModelSpec, activation_bytes
 
 WORKING_SET = "working_set"
 FIXED_OVERHEAD = "fixed_overhead"
@@ -102,10 +103,6 @@ def release_free_memory() -> bool:
     return True
 
 
-def _rss() -> int:
-    return psutil.Process().memory_info().rss
-
-
 class PeakReader:
     """``start()`` zeroes the peak and returns the level now; ``stop()`` returns the peak since ``start()``.
     ``method`` names what it reads; ``floor`` is the figure below which it is noise (bytes)."""
@@ -128,15 +125,15 @@ class HostHWM(PeakReader):
 
     @staticmethod
     def works() -> bool:
-        return _reset_hwm() and _vm_hwm() is not None
+        return reset_hwm() and vm_hwm() is not None
 
     def start(self) -> int:
-        if not _reset_hwm():
+        if not reset_hwm():
             raise OSError("cannot reset the peak RSS (/proc/self/clear_refs)")
-        return int(_vm_hwm() or _rss())  # the mark is reset to the RSS now
+        return int(vm_hwm() or rss())  # the mark is reset to the RSS now
 
     def stop(self) -> int:
-        return int(_vm_hwm() or 0)
+        return int(vm_hwm() or 0)
 
 
 class HostSampler(PeakReader):
@@ -157,14 +154,14 @@ class HostSampler(PeakReader):
             self._peak = max(self._peak, proc.memory_info().rss)
 
     def start(self) -> int:
-        self._peak = base = _rss()
+        self._peak = base = rss()
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, name="gru-bench-ws", daemon=True)
         self._thread.start()
         return base
 
     def stop(self) -> int:
-        self._peak = max(self._peak, _rss())
+        self._peak = max(self._peak, rss())
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -273,6 +270,12 @@ def figures(windows: Sequence[Window], batch: int, reader: PeakReader) -> list[M
     ]
 
 
+def activation_estimate(spec: ModelSpec, batch_size: int, seq_len: int, itemsize: int) -> MemoryFigure:
+    """The analytic activation memory BPTT keeps (``spec.activation_bytes``), to read beside the measured figures."""
+    return MemoryFigure(name="activation_estimate", bytes=activation_bytes(spec, batch_size, seq_len, itemsize),
+                        method="analytic B·T·H·G·bytes per layer (spec.activation_bytes)")
+
+
 def below_floor(fig: Any) -> bool:
     """Whether a recorded ``working_set`` figure is under its noise floor (not meaningful)."""
     floor = getattr(fig, "floor_bytes", None)
@@ -290,5 +293,5 @@ def working_set(run_at: Callable[[int], Any], batch: int, reader: PeakReader | N
 
 
 __all__ = ["DevicePeak", "FIXED_OVERHEAD", "HostHWM", "HostSampler", "PeakReader", "RSS_FLOOR", "WORKING_SET",
-           "Window", "below_floor", "figures", "fit", "host_reader", "measure_window", "release_free_memory",
-           "scaling_windows", "working_set"]
+           "Window", "activation_estimate", "below_floor", "figures", "fit", "host_reader", "measure_window",
+           "release_free_memory", "scaling_windows", "working_set"]

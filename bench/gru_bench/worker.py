@@ -46,13 +46,14 @@ from typing import Any, Callable
 import numpy as np
 import psutil
 
-from . import gemm_floor, measure
+from . import gemm_floor, host_memory, sysload, timer, timing_stats
 from . import memory as memory_figures
 from .backends import BackendUnavailable, TrainConfig, _denormals, get_backend, prepare
 from .case import Case
 from .results import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
 from .tasks import get_task
+from .threads import fix_threads
 
 # Exception class names that mean "out of memory", matched anywhere in the exception's MRO so no framework is
 # imported here: Python/NumPy MemoryError, torch.OutOfMemoryError (torch.cuda.OutOfMemoryError), TensorFlow's
@@ -156,7 +157,7 @@ def run_case(case: Case, calibration: Calibration | None = None,
 def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phases: tuple[str, ...] = PHASES,
          threads: int | None = None) -> None:
     threads = threads or case.options.get(THREADS_OPTION)
-    blas = measure.fix_threads(threads)  # before the framework is imported: its OpenMP pool reads the env once
+    blas = fix_threads(threads)  # before the framework is imported: its OpenMP pool reads the env once
     try:
         backend = get_backend(case.backend)
     except BackendUnavailable as e:
@@ -175,7 +176,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     out["threads"] = {**blas, **(backend.set_threads(threads) or {})}
     timing_ss, train_ss, eval_ss = np.random.SeedSequence(case.seed).spawn(3)
     cores = os.cpu_count() or 1
-    load_before = measure.load_snapshot()
+    load_before = sysload.load_snapshot()
 
     def build() -> Any:
         return build_model(case, backend, spec)
@@ -194,7 +195,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
         if case.steps > 0 and "accuracy" in phases:
             _accuracy(case, backend, build(), task, train_ss, eval_ss, sync, out)
     finally:
-        load = measure.load_record(load_before, measure.load_snapshot(), cores)
+        load = sysload.assess_load(load_before, sysload.load_snapshot(), cores)
         out["load"] = load
         if load.busy:
             out["warnings"].append(getattr(load, "warning", None) or "the machine was busy during this case")
@@ -207,13 +208,13 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
     xp, yp = prepare(backend, model, x, y)  # on the model's device, once: no data moves in the timed region
     peak = calibration.gemm_gflops if calibration is not None else None
     itemsize = np.dtype(case.dtype).itemsize
-    memory = [measure.activation_estimate(spec, case.batch_size, L, itemsize)]
+    memory = [memory_figures.activation_estimate(spec, case.batch_size, L, itemsize)]
     out["memory"] = memory
 
     # Warm-up under the memory probes (the timed steps below run with no sampler thread beside them).
     probe = backend.memory(case.device)
     probe.reset()
-    host = measure.HostMemory()
+    host = host_memory.HostMemory()
     host.start()
     try:
         for i in range(max(1, case.warmup)):
@@ -225,21 +226,21 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
         memory.append(MemoryFigure(name=f"device_peak_{key}", bytes=int(nbytes), method=probe.method))
 
     losses: list[float] = []
-    samples, cpu = measure.time_calls_cpu(lambda: losses.append(backend.train_step(model, xp, yp)),
+    samples, cpu = timer.time_calls_cpu(lambda: losses.append(backend.train_step(model, xp, yp)),
                                           case.repetitions, sync)
-    out["train_time"] = measure.summarize(samples, flops=out["flops_train_step"], peak_gflops=peak)
+    out["train_time"] = timing_stats.summarize(samples, flops=out["flops_train_step"], peak_gflops=peak)
     out["train_time"].cpu_samples = cpu
     for i, loss in enumerate(losses):  # after the summary: a diverged case keeps its timing
         _check_finite(loss, f"timed step {i + 1}")
-    fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
-    out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
+    fwd = timer.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
+    out["forward_time"] = timing_stats.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
 
     out["subnormals"] = _subnormal_census(backend, model, xp, yp)
     if case.device == "cpu" and out["train_time"] is not None:  # a BLAS floor says nothing of a GPU's step
         out["gemm_floor"] = gemm_floor.floor(spec, case.batch_size, L, case.dtype, out["train_time"].median)
     _warn_kept_denormals(case, out)
     if backend.name == "numpy":  # the reference allocates through NumPy, which tracemalloc sees; frameworks don't
-        tm = measure.TraceMalloc()
+        tm = host_memory.TraceMalloc()
         tm.start()
         try:
             _check_finite(backend.train_step(model, xp, yp), "the tracemalloc step")

@@ -25,6 +25,10 @@ from ..case import Case
 from ..errors import InputError
 from ..results import CaseResult, Calibration
 
+# The reason prefix of a worker killed by SIGKILL from outside (a stray ``kill -9``, a job scheduler), not by the
+# kernel's OOM killer: it says nothing about the case, so a resume runs such a case again.
+KILLED_FROM_OUTSIDE = "worker killed by SIGKILL from outside"
+
 OnResult = Callable[[CaseResult], None]
 OnStart = Callable[[Case], None]
 ShouldStop = Callable[[], bool]
@@ -62,4 +66,4 @@ def get_executor(name: str, **options: Any) -> Executor:
     return getattr(mod, cls)(**options)
 
 
-__all__ = ["Executor", "OnResult", "OnStart", "ShouldStop", "executor_names", "get_executor"]
+__all__ = ["KILLED_FROM_OUTSIDE", "Executor", "OnResult", "OnStart", "ShouldStop", "executor_names", "get_executor"]

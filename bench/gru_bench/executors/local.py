@@ -41,9 +41,8 @@ import psutil
 
 from ..case import Case
 from ..results import CaseResult, Calibration
-from ..runner import KILLED_FROM_OUTSIDE
 from ..worker import case_costs, now_iso, one_line
-from . import OnResult, OnStart, ShouldStop
+from . import KILLED_FROM_OUTSIDE, OnResult, OnStart, ShouldStop
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 VMSTAT = Path("/proc/vmstat")  # "oom_kill N": the kernel's OOM kills since boot, machine-wide (Linux >= 4.13)
