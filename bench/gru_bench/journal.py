@@ -24,7 +24,9 @@ from .errors import InputError
 from .results import CaseResult
 
 JOURNAL_SUFFIX = ".journal.jsonl"
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 2: "timed" entries (a case's timing phase, its training still to run)
+READABLE_VERSIONS = (1, 2)
+RESULT, TIMED = "result", "timed"  # entry types after the header
 
 
 def journal_path_for(record_path: Path) -> Path:
@@ -63,7 +65,10 @@ def write_new_file(path: Path, text: str, exclusive: bool = False) -> None:
 
 
 class Journal:
-    """JSON lines: a header, then one finished ``CaseResult`` per line, each flushed and fsynced at once."""
+    """JSON lines: a header, then one finished ``CaseResult`` per line, each flushed and fsynced at once.
+
+    A ``timed`` entry holds a case's timing-phase result while its training phase still runs (``run --jobs``): a
+    run stopped then keeps the timing, and a resume runs only the training (``read_timed``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -81,9 +86,10 @@ class Journal:
         return cls(path)
 
     @staticmethod
-    def read(path: Path) -> tuple[dict[str, Any], list[CaseResult]]:
-        """The header and the results, in order. A truncated or unreadable LAST line is dropped (the writer was
-        killed mid-line); anything else that is not a journal is an ``InputError`` naming the file and line."""
+    def _entries(path: Path) -> tuple[dict[str, Any], list[tuple[str, CaseResult]]]:
+        """The header and the ``(type, result)`` entries, in order. A truncated or unreadable LAST line is dropped
+        (the writer was killed mid-line); anything else that is not a journal is an ``InputError`` naming the file
+        and line."""
         path = Path(path)
         try:
             lines = path.read_text(encoding="utf-8").split("\n")
@@ -91,7 +97,7 @@ class Journal:
             raise InputError(f"{path}: cannot be read as a run journal: {e}") from None
         complete = lines[:-1]  # text after the last newline is an unfinished line (killed mid-write): dropped
         header: dict[str, Any] | None = None
-        out: list[CaseResult] = []
+        out: list[tuple[str, CaseResult]] = []
         for i, line in enumerate(complete, start=1):
             if not line.strip():
                 continue
@@ -105,13 +111,14 @@ class Journal:
             if header is None:
                 if not isinstance(entry, dict) or entry.get("type") != "header":
                     raise InputError(f"{path}:{i}: no journal header: expected a gru-bench run journal")
-                if entry.get("journal_version") != JOURNAL_VERSION:
+                if entry.get("journal_version") not in READABLE_VERSIONS:
                     raise InputError(f"{path}: journal_version={entry.get('journal_version')!r}: expected "
-                                     f"{JOURNAL_VERSION}")
+                                     f"{' or '.join(map(str, READABLE_VERSIONS))}")
                 header = entry
                 continue
             try:
-                out.append(CaseResult.model_validate(entry["result"]))
+                kind = entry.get("type", RESULT)
+                out.append((kind if kind == TIMED else RESULT, CaseResult.model_validate(entry["result"])))
             except Exception as e:  # noqa: BLE001 - pydantic or a missing key: one line either way
                 if last:
                     break
@@ -119,6 +126,19 @@ class Journal:
         if header is None:
             raise InputError(f"{path}: empty journal: expected a header line")
         return header, out
+
+    @staticmethod
+    def read(path: Path) -> tuple[dict[str, Any], list[CaseResult]]:
+        """The header and the finished results, in order (``_entries`` says what is dropped or refused)."""
+        header, entries = Journal._entries(path)
+        return header, [r for kind, r in entries if kind == RESULT]
+
+    @staticmethod
+    def read_timed(path: Path) -> dict[str, CaseResult]:
+        """The timing-phase results of the cases with no finished result, by case id (the latest of each)."""
+        _, entries = Journal._entries(path)
+        finished = {r.case_id for kind, r in entries if kind == RESULT}
+        return {r.case_id: r for kind, r in entries if kind == TIMED and r.case_id not in finished}
 
     def acquire(self) -> "Journal":
         """Open for appending under an exclusive lock (one process per run: a case is never run twice at once),
@@ -142,9 +162,13 @@ class Journal:
         self._f = f
         return self
 
-    def append(self, result: CaseResult) -> None:
+    def append(self, result: CaseResult, kind: str = RESULT) -> None:
+        """``result`` as one line, flushed and fsynced; ``kind`` ``TIMED`` for a timing phase awaiting training."""
+        if kind not in (RESULT, TIMED):
+            raise ValueError(f"kind={kind!r}: expected {RESULT!r} or {TIMED!r}")
         f = self.acquire()._f
-        f.write(b'{"type": "result", "result": ' + result.model_dump_json().encode() + b"}\n")  # strict JSON
+        entry = b'{"type": "' + kind.encode() + b'", "result": ' + result.model_dump_json().encode() + b"}\n"
+        f.write(entry)  # strict JSON
         f.flush()
         os.fsync(f.fileno())
 
@@ -218,5 +242,5 @@ def resolve_run(ref: str | os.PathLike[str], out_dir: Path) -> tuple[Path, Path]
     return parent / f"{name}.json", parent / f"{name}{JOURNAL_SUFFIX}"
 
 
-__all__ = ["JOURNAL_SUFFIX", "JOURNAL_VERSION", "Journal", "journal_path_for", "record_path_for", "resolve_run",
-           "run_id_of", "run_in_folder", "unfinished_runs", "write_new_file"]
+__all__ = ["JOURNAL_SUFFIX", "JOURNAL_VERSION", "READABLE_VERSIONS", "RESULT", "TIMED", "Journal", "journal_path_for",
+           "record_path_for", "resolve_run", "run_id_of", "run_in_folder", "unfinished_runs", "write_new_file"]

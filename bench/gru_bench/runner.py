@@ -25,7 +25,7 @@ from .case import Case
 from .console import SweepConsole
 from .errors import InputError
 from .executors import KILLED_FROM_OUTSIDE, Executor, get_executor
-from .journal import Journal, journal_path_for, resolve_run, run_id_of, run_in_folder
+from .journal import TIMED, Journal, journal_path_for, resolve_run, run_id_of, run_in_folder
 from .results import CaseResult, RunRecord
 from .threads import fix_threads
 
@@ -45,6 +45,7 @@ class Run:
     record_path: Path
     journal: Journal
     notes: list[str] = field(default_factory=list)  # things to tell the user (resume details)
+    timed: dict[str, CaseResult] = field(default_factory=dict)  # timing phases journaled, their training not done
     fresh: bool = False  # created by new_run: nothing of it existed before this process
 
     @property
@@ -146,6 +147,7 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
         journal = Journal(jpath).acquire()  # locked before reading: what it holds cannot change under us
         try:
             header, finished = Journal.read(jpath)
+            timed = Journal.read_timed(jpath)
         except InputError:
             journal.close()
             raise
@@ -154,7 +156,7 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
         machine = record.machine_id
     elif record_path.exists():  # a record without its journal: complete, or partial with the journal lost
         record = results.load_record(record_path)
-        finished = list(record.cases)
+        finished, timed = list(record.cases), {}
         if record.finished is not None:
             plan = [r.case for r in finished]
         else:
@@ -180,7 +182,9 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
     here = results.machine_id(results.machine_manifest())
     if machine is not None and machine != here:
         notes.append(f"this run started on machine {machine!r}; resuming on {here!r}: its timings mix two machines")
-    return Run(record=record, plan=plan, done=done, record_path=record_path, journal=journal, notes=notes)
+    timed = {cid: r for cid, r in timed.items() if cid not in done}
+    return Run(record=record, plan=plan, done=done, record_path=record_path, journal=journal, notes=notes,
+               timed=timed)
 
 
 # ------------------------------------------------------------------------------------------------- execute
@@ -221,12 +225,23 @@ def execute(run: Run, executor: Executor | None = None, console: Console | None 
     remaining = run.remaining
     screen = SweepConsole(console or Console(stderr=True), total=len(run.plan),
                           completed=len(run.plan) - len(remaining), progress=progress)
-    screen.notes(run.notes)
+    keep_timing = getattr(executor, "keep_timing", None)
+    timed_note = ([f"{len(run.timed)} case(s) stopped in training keep their timing: only their training runs again"]
+                  if run.timed and keep_timing is not None else [])
+    screen.notes([*run.notes, *timed_note])
 
     def on_result(result: CaseResult) -> None:
         run.journal.append(result)  # durable before anything else happens
         run.done[result.case_id] = result
+        run.timed.pop(result.case_id, None)
         screen.finished(result)
+
+    def on_timed(result: CaseResult) -> None:
+        run.journal.append(result, TIMED)  # its training may be stopped: the timing is kept
+        run.timed[result.case_id] = result
+
+    if keep_timing is not None:
+        keep_timing(dict(run.timed), on_timed)
 
     interrupted = False
     try:

@@ -14,8 +14,8 @@ The case, in order:
    timed training steps and forward passes (``backend.sync`` before and after each, raw samples kept);
    one un-timed backward pass for the subnormal census (``subnormals``; a warning when kept and non-zero); on CPU
    the GEMM floor (``gemm_floor.py``); for the NumPy backend one more step under tracemalloc; the analytic
-   activation estimate beside them; then, after the timed loop, ``working_set``/``fixed_overhead`` from fresh
-   models at B and 2B (memory.py);
+   activation estimate beside them; then, after the timed loop, ``working_set``/``fixed_overhead`` from a
+   fresh process at B and one at 2B (memory.py);
 3. accuracy (``steps > 0``): the model rebuilt from the same seed, ``steps`` steps on seeded training batches; every
    ``eval_every`` steps (and at the last) a training-curve point (mean training loss, training wall seconds) and
    the held-out loss and metric on ``eval_batches`` seeded batches from a seed stream distinct from training's (the
@@ -53,7 +53,7 @@ from .case import Case
 from .results import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
 from .tasks import get_task
-from .threads import fix_threads
+from .threads import fix_threads, fixed_threads
 
 # Exception class names that mean "out of memory", matched anywhere in the exception's MRO so no framework is
 # imported here: Python/NumPy MemoryError, torch.OutOfMemoryError (torch.cuda.OutOfMemoryError), TensorFlow's
@@ -115,8 +115,6 @@ def case_costs(case: Case) -> dict[str, Any]:
 
 
 PHASES = ("timing", "accuracy")  # the two phases of a case, in the order they run
-# training steps per working-set window: the first allocates optimizer state, the second is steady
-WORKING_SET_STEPS = 2
 
 
 def build_model(case: Case, backend: Any, spec: ModelSpec) -> Any:
@@ -248,35 +246,22 @@ def _timing(case: Case, backend: Any, model: Any, task: Any, spec: ModelSpec, L:
             figure = tm.stop()
         memory.extend(figure if isinstance(figure, list) else [figure])
 
-    memory.extend(_working_set(case, backend, task, spec, seed, sync, memory, out["warnings"]))
+    memory.extend(_working_set(case, memory, out["warnings"]))
 
 
-def _working_set(case: Case, backend: Any, task: Any, spec: ModelSpec, seed: np.random.SeedSequence,
-                 sync: Callable[[], None], measured: list[MemoryFigure], warnings: list[str]) -> list[MemoryFigure]:
-    """``working_set`` and ``fixed_overhead`` (``memory.py``): fresh models at batch B and 2B, the peak of each
-    window read by the device allocator on a GPU and by the host's peak RSS on the CPU. Never fails the case: a
-    window that cannot run (e.g. 2B does not fit) is a warning and no figure."""
-    probe = backend.memory(case.device)
-    reader = (memory_figures.DevicePeak(probe, sync) if probe.method != "none" else memory_figures.host_reader())
-    if isinstance(reader, (memory_figures.HostHWM, memory_figures.HostSampler)):
-        # the 2B window beside the timing model: about 3× the step's own peak must fit in what is free
-        need = 3 * max((m.bytes for m in measured if m.name != "fixed_overhead"), default=0)
-        free = psutil.virtual_memory().available
-        if need > free:
-            warnings.append(f"working set not measured: a batch of {2 * case.batch_size} needs ~{need >> 20} MiB, "
-                            f"{free >> 20} MiB free")
-            return []
-
-    def run_at(b: int) -> None:
-        m = build_model(case, backend, spec)
-        x, y = task.batch(np.random.default_rng(seed), b, case.seq_len, case.dtype)  # (b, L, I)
-        xp, yp = prepare(backend, m, x, y)
-        for i in range(WORKING_SET_STEPS):
-            _check_finite(backend.train_step(m, xp, yp), f"working-set step {i + 1} at batch {b}")
-        sync()
-
+def _working_set(case: Case, measured: list[MemoryFigure], warnings: list[str]) -> list[MemoryFigure]:
+    """``working_set`` and ``fixed_overhead`` (``memory.py``): a fresh process at batch B and one at 2B, each
+    building the model and reading its own peak (the device allocator's on a GPU, the host's peak RSS on the CPU).
+    Never fails the case: a window that cannot run (e.g. 2B does not fit) is a warning and no figure."""
+    # the 2B window beside this worker: about 3× the step's own peak must fit in what is free
+    need = 3 * max((m.bytes for m in measured if m.name != "fixed_overhead"), default=0)
+    free = psutil.virtual_memory().available
+    if need > free:
+        warnings.append(f"working set not measured: a batch of {2 * case.batch_size} needs ~{need >> 20} MiB, "
+                        f"{free >> 20} MiB free")
+        return []
     try:
-        figs, _ = memory_figures.working_set(run_at, case.batch_size, reader)
+        figs, _ = memory_figures.working_set(case, fixed_threads())
     except Exception as e:  # noqa: BLE001 - the timing figures stand without it
         warnings.append(f"working set not measured: {exception_reason(e)}")
         return []
