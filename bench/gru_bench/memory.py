@@ -20,8 +20,15 @@ Why a fresh process per window: in one process a window sees what the earlier wi
 the worker with in-process windows (bench/perf/memory_figures.py): torch's 2B/B ratio of the working set ranged
 0.87–2.59 (freed buffers reused through glibc's heap and mmap-threshold growth), and TF/Keras kept its memory
 resident after a model was freed, so its windows rose by the same ~1.5 MiB at B and 2B: below the noise floor.
-A fresh process has nothing resident of another window. The cost is one interpreter and framework start per
-window (the module's ``COST`` note below has the figures), paid outside the timed loop.
+A fresh process has nothing resident of another window. What it still cannot separate: TF/Keras keeps the
+warm-up's high-water mark (graph compilation included) resident and its steps reuse it, so its working set shows only
+where the step needs more than the compile scratch: measured at H=128, T=50, B=32 10.8–17.5 MiB (numpy 9.5, torch
+8.4, analytic 2.3), but from B=64 to 128 only 2.5–5.7 MiB more (not linear in B). The method is the same on every
+backend (numpy too: its processes are cheap). The cost is one interpreter and framework start per window, paid
+after the timed loop; the two windows run side by side. Measured (one window, B=32, H=128, T=50, 1 thread; on a
+2-core machine at load 8.5–9, at the lowest priority; CPU seconds are the load-robust figure): numpy 0.35 CPU s
+(2.4–2.8 s wall), torch 3.4 CPU s (26–28 s wall), TF 6.9 CPU s (56–62 s wall). The figure's ``seconds`` records
+each case's own cost.
 
 The peak reader decides what the figure sees, and it must see every allocator:
 
@@ -44,7 +51,6 @@ import ctypes
 import ctypes.util
 import gc
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -69,8 +75,6 @@ RSS_FLOOR = 1 << 20  # bytes
 DEVICE_FLOOR = 0  # the device allocator counts bytes exactly
 BELOW_FLOOR = "below the noise floor"
 FRESH_PROCESS = "gru_bench.memory_window"  # the module each window runs as (python -m), named in the method
-# glibc: one malloc arena, so which of a framework's threads allocates (scheduling) does not change the pages touched
-WINDOW_ENV = {"MALLOC_ARENA_MAX": "1"}
 WINDOW_TIMEOUT_S = 600.0  # one window: interpreter, framework import, build, warm-up and one step
 
 
@@ -282,9 +286,8 @@ def _start_window(case: Case, batch: int, threads: int | None) -> subprocess.Pop
     if batch < 1:
         raise ValueError(f"batch={batch!r}: expected a positive integer")
     request = json.dumps({"case": case.model_dump(mode="json"), "batch": batch, "threads": threads})
-    env = {**os.environ, **WINDOW_ENV}
     return subprocess.Popen([sys.executable, "-m", FRESH_PROCESS, request], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _finish_window(proc: subprocess.Popen, batch: int, t0: float, timeout: float) -> tuple[Window, str, int]:
