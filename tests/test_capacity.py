@@ -52,7 +52,7 @@ def test_huge_sizes_are_refused_before_anything_runs(key, value, tmp_path, capsy
     def refuse(*a, **k):
         raise AssertionError("calibrated a run that cannot fit")
 
-    monkeypatch.setattr("gru_bench.measure.calibrate", refuse)
+    monkeypatch.setattr("gru_bench.calibration.calibrate", refuse)
     suite = write_suite(tmp_path / "s.toml", **{key: value})
     assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-progress"]) == ExitStatus.USAGE
     (line,) = error_lines(capsys)

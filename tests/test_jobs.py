@@ -2,6 +2,7 @@
 ends as one result holding both phases, with the same training curve as when run whole."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -76,3 +77,52 @@ def test_one_job_or_one_training_case_runs_cases_whole(monkeypatch):
     LocalExecutor(jobs=1).run(_cases()[:2], None, lambda r: None, lambda: False)
     LocalExecutor(jobs=4).run(_cases()[:1], None, lambda r: None, lambda: False)
     assert seen == [None, None, None]
+
+
+def test_a_run_stopped_in_training_keeps_the_timing_and_resume_runs_only_the_training(tmp_path, monkeypatch):
+    """`--jobs 2` stopped during the training stage (every training phase cancelled): each timing phase is in the
+    journal (a ``timed`` entry); the resume runs no timing phase again, only the training of those cases, and the
+    record holds each case once with the journaled timing samples and a training curve."""
+    import json
+
+    from rich.console import Console
+
+    from gru_bench.journal import TIMED, Journal
+    from gru_bench.runner import execute, new_run, open_run
+    from gru_bench.suite import load_suite
+
+    suite_file = tmp_path / "s.toml"
+    suite_file.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in dict(
+        name="jobs", backend="numpy", cell=["gru", "lstm"], variant=None, task="adding", seq_len=10, hidden=[6],
+        batch_size=8, warmup=1, repetitions=3, steps=20, eval_every=10, eval_batches=1, threads=1, seeds=[0, 1],
+    ).items() if v is not None) + "\n")
+    calls: list[tuple[str, tuple | None]] = []
+    cancel_training = [True]
+
+    def spy(case, calibration=None, should_stop=lambda: False, poll_s=0.2, python=None, extra_env=None, phases=None,
+            threads=None):
+        calls.append((case.case_id, tuple(phases) if phases else None))
+        if phases == ("accuracy",) and cancel_training[0]:
+            return None  # cancelled in flight: no result
+        return run_case(case, calibration, phases or ("timing", "accuracy"), threads)
+
+    monkeypatch.setattr(local, "run_isolated", spy)
+    quiet = Console(file=open(os.devnull, "w"))
+    run = new_run(load_suite(str(suite_file)), tmp_path / "out", calibrate=False)
+    first = execute(run, LocalExecutor(jobs=2), quiet, progress=False)
+    assert first.interrupted and first.record.cases == []
+    timed = Journal.read_timed(run.journal.path)
+    assert sorted(timed) == sorted(c.case_id for c in run.plan) and all(r.train_time for r in timed.values())
+    assert all(json.loads(line)["type"] == TIMED for line in run.journal.path.read_text().splitlines()[1:])
+
+    calls.clear()
+    cancel_training[0] = False
+    again = open_run(str(run.journal.path), tmp_path / "out")
+    assert sorted(again.timed) == sorted(timed)
+    done = execute(again, LocalExecutor(jobs=2), quiet, progress=False)
+    assert not done.interrupted
+    assert sorted(calls) == sorted((cid, ("accuracy",)) for cid in timed), "only the training phases ran again"
+    assert sorted(r.case_id for r in done.record.cases) == sorted(timed)
+    for r in done.record.cases:
+        assert r.status == "ok" and r.accuracy is not None and r.accuracy.curve.loss
+        assert r.train_time.samples == timed[r.case_id].train_time.samples  # the journaled timing, not a new one

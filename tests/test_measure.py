@@ -1,9 +1,9 @@
-"""measure.py: thread fixing, the timer's sync discipline, statistics against NumPy/analytic references, the GEMM
+"""threads.py, timer.py, timing_stats.py, calibration.py, host_memory.py, sysload.py: thread fixing, the timer's
+sync discipline, statistics against NumPy/analytic references, the GEMM
 calibration, memory probes against known allocations, and the busy-machine rule."""
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 import time
@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from gru_bench import measure
+from gru_bench import calibration, host_memory, memory, sysload, threads, timer, timing_stats
 from gru_bench.schema import Calibration, Load
 from gru_bench.spec import ModelSpec
 
@@ -21,7 +21,7 @@ MB = 1 << 20
 # ------------------------------------------------------------------------------------------------------ threads
 def test_fix_threads_limits_blas_and_sets_env():
     """In a fresh process (a worker's situation): BLAS pools and the thread env vars end at n."""
-    code = ("import numpy, json; from gru_bench.measure import fix_threads; from threadpoolctl import threadpool_info;"
+    code = ("import numpy, json; from gru_bench.threads import fix_threads; from threadpoolctl import threadpool_info;"
             "r = fix_threads(1); print(json.dumps([r, [p['num_threads'] for p in threadpool_info()]]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     import json
@@ -30,14 +30,14 @@ def test_fix_threads_limits_blas_and_sets_env():
     assert rec["requested"] == 1
     assert pools and all(n == 1 for n in pools)
     assert set(rec["blas"].values()) == {1}
-    assert all(rec["env"][v] == "1" for v in measure.THREAD_ENV)
+    assert all(rec["env"][v] == "1" for v in threads.THREAD_ENV)
 
 
 def test_fix_threads_none_leaves_and_reports():
     from threadpoolctl import threadpool_info
 
     before = [p["num_threads"] for p in threadpool_info()]
-    rec = measure.fix_threads(None)
+    rec = threads.fix_threads(None)
     assert rec["requested"] is None
     assert [p["num_threads"] for p in threadpool_info()] == before
 
@@ -45,7 +45,7 @@ def test_fix_threads_none_leaves_and_reports():
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_fix_threads_rejects_bad_counts(bad):
     with pytest.raises(ValueError, match=r"threads=.*expected an integer >= 1"):
-        measure.fix_threads(bad)
+        threads.fix_threads(bad)
 
 
 # ------------------------------------------------------------------------------------------------------- timing
@@ -62,7 +62,7 @@ class FakeClock:
 
 def test_time_calls_times_fn_and_the_sync_after_but_not_the_sync_before(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(measure.time, "perf_counter", clock)
+    monkeypatch.setattr(timer.time, "perf_counter", clock)
     n_sync = {"k": 0}
 
     def sync():
@@ -75,21 +75,21 @@ def test_time_calls_times_fn_and_the_sync_after_but_not_the_sync_before(monkeypa
         clock.t += 0.25
         clock.events.append("fn")
 
-    samples = measure.time_calls(fn, 4, sync)
+    samples = timer.time_calls(fn, 4, sync)
     assert samples == [2.25] * 4  # exact: fn + the sync after it
     assert clock.events == ["sync", "fn", "sync"] * 4
 
 
 def test_time_calls_without_sync_and_bad_n():
-    samples = measure.time_calls(lambda: time.sleep(0.001), 3)
+    samples = timer.time_calls(lambda: time.sleep(0.001), 3)
     assert len(samples) == 3 and all(s >= 0.001 for s in samples)
     with pytest.raises(ValueError, match=r"n=0: expected an integer >= 1"):
-        measure.time_calls(lambda: None, 0)
+        timer.time_calls(lambda: None, 0)
 
 
 def test_summarize_matches_numpy_and_flops():
     x = [0.010, 0.012, 0.011, 0.030, 0.009, 0.0105, 0.0111]
-    s = measure.summarize(x, flops=2e9, peak_gflops=400.0)
+    s = timing_stats.summarize(x, flops=2e9, peak_gflops=400.0)
     assert s.samples == x
     assert s.median == pytest.approx(np.median(x), rel=1e-12)
     assert s.iqr == pytest.approx(np.percentile(x, 75) - np.percentile(x, 25), rel=1e-12)
@@ -98,8 +98,8 @@ def test_summarize_matches_numpy_and_flops():
     assert min(x) <= s.ci_low and s.ci_high <= max(x)
     assert s.gflops == pytest.approx(2e9 / np.median(x) / 1e9, rel=1e-12)
     assert s.pct_peak == pytest.approx(100 * s.gflops / 400.0, rel=1e-12)
-    assert measure.summarize(x) == measure.summarize(x)  # seeded bootstrap: same samples, same interval
-    assert measure.summarize(x).gflops is None and measure.summarize(x, flops=1.0).pct_peak is None
+    assert timing_stats.summarize(x) == timing_stats.summarize(x)  # seeded bootstrap: same samples, same interval
+    assert timing_stats.summarize(x).gflops is None and timing_stats.summarize(x, flops=1.0).pct_peak is None
 
 
 def test_bootstrap_ci_of_the_median_has_the_analytic_width():
@@ -107,37 +107,37 @@ def test_bootstrap_ci_of_the_median_has_the_analytic_width():
     2 * 1.96 * that wide. Accept a factor 1.5 either way (one draw of n = 400)."""
     rng = np.random.default_rng(1)
     x = 1.0 + 0.1 * rng.standard_normal(400)
-    s = measure.summarize(x)
+    s = timing_stats.summarize(x)
     expected = 2 * 1.96 * 0.1 * math.sqrt(math.pi / 2) / math.sqrt(400)
     assert expected / 1.5 < s.ci_high - s.ci_low < expected * 1.5
     assert s.ci_low < 1.0 < s.ci_high
 
 
 def test_summarize_degenerate_and_bad_samples():
-    one = measure.summarize([0.5])
+    one = timing_stats.summarize([0.5])
     assert (one.median, one.iqr, one.ci_low, one.ci_high) == (0.5, 0.0, 0.5, 0.5)
-    same = measure.summarize([0.2] * 5)
+    same = timing_stats.summarize([0.2] * 5)
     assert (same.ci_low, same.ci_high) == (0.2, 0.2)
     with pytest.raises(ValueError, match=r"samples=\[\]: expected at least one timing"):
-        measure.summarize([])
+        timing_stats.summarize([])
     with pytest.raises(ValueError, match="expected finite non-negative seconds"):
-        measure.summarize([0.1, float("nan")])
+        timing_stats.summarize([0.1, float("nan")])
     with pytest.raises(ValueError, match="expected finite non-negative seconds"):
-        measure.summarize([0.1, -0.1])
+        timing_stats.summarize([0.1, -0.1])
 
 
 # -------------------------------------------------------------------------------------------------- calibration
 def test_calibrate_reports_gemm_rate_close_to_a_direct_measurement():
-    cal = measure.calibrate(seconds=0.05, n=256, min_repeats=5)
+    cal = calibration.calibrate(seconds=0.05, n=256, min_repeats=5)
     assert isinstance(cal, Calibration)
     k = int(cal.method.split("median of ")[1].split()[0])
     assert k >= 5 and "256x256x256" in cal.method
     # a direct measurement of the same GEMM: best-of rate bounds the median from above (loose: a shared machine)
     a = np.ones((256, 256), np.float32)
-    best = min(measure.time_calls(lambda: a @ a, 20))
+    best = min(timer.time_calls(lambda: a @ a, 20))
     assert 0 < cal.gemm_gflops <= 1.5 * (2 * 256**3 / best / 1e9)
     with pytest.raises(ValueError, match="seconds=0"):
-        measure.calibrate(seconds=0)
+        calibration.calibrate(seconds=0)
 
 
 # ------------------------------------------------------------------------------------------------------- memory
@@ -149,7 +149,7 @@ def _hold(nbytes: int, seconds: float = 0.2) -> None:
 
 def test_host_memory_sees_an_allocation_inside_the_window():
     size = 64 * MB
-    with measure.HostMemory(interval=0.002) as hm:
+    with host_memory.HostMemory(interval=0.002) as hm:
         _hold(size)
     figs = {f.name: f for f in hm.figures}
     assert {"host_peak_rss_delta", "host_maxrss_delta"} <= set(figs)
@@ -166,7 +166,7 @@ def test_host_memory_sees_an_allocation_inside_the_window():
 
 def test_host_memory_ignores_what_was_allocated_before_start():
     kept = np.ones(64 * MB // 8)  # setup: before the window
-    hm = measure.HostMemory().start()
+    hm = host_memory.HostMemory().start()
     time.sleep(0.02)
     figs = {f.name: f for f in hm.stop()}
     del kept
@@ -181,7 +181,7 @@ def test_tracemalloc_peak_of_a_numpy_array():
     import tracemalloc
 
     was = tracemalloc.is_tracing()
-    with measure.TraceMalloc() as tm:
+    with host_memory.TraceMalloc() as tm:
         a = np.ones(1_000_000)  # 8 000 000 bytes
         del a
     (fig,) = tm.figures
@@ -193,14 +193,14 @@ def test_tracemalloc_peak_of_a_numpy_array():
 def test_activation_estimate_is_b_t_h_gates_bytes():
     gru = ModelSpec("gru", 1, 128, 1)
     lstm2 = ModelSpec("lstm", 1, 64, 1, num_layers=2)
-    assert measure.activation_estimate(gru, 64, 100, 4).bytes == 64 * 100 * 128 * 3 * 4
-    assert measure.activation_estimate(lstm2, 8, 10, 8).bytes == 2 * 8 * 10 * 64 * 4 * 8
-    assert "analytic" in measure.activation_estimate(gru, 1, 1, 4).method
+    assert memory.activation_estimate(gru, 64, 100, 4).bytes == 64 * 100 * 128 * 3 * 4
+    assert memory.activation_estimate(lstm2, 8, 10, 8).bytes == 2 * 8 * 10 * 64 * 4 * 8
+    assert "analytic" in memory.activation_estimate(gru, 1, 1, 4).method
 
 
 # --------------------------------------------------------------------------------------------------------- load
 def test_load_snapshot_shape():
-    loads, cpu = measure.load_snapshot(interval=0.05)
+    loads, cpu = sysload.load_snapshot(interval=0.05)
     assert len(loads) == 3 and all(v >= 0 for v in loads)
     assert 0.0 <= cpu <= 100.0
 
@@ -221,12 +221,12 @@ def test_load_snapshot_subtracts_this_process(monkeypatch):
         clock.t += 1.0
         return 80.0
 
-    monkeypatch.setattr(measure.time, "perf_counter", clock)
-    monkeypatch.setattr(measure.psutil, "Process", Proc)
-    monkeypatch.setattr(measure.psutil, "cpu_percent", cpu_percent)
-    monkeypatch.setattr(measure.psutil, "cpu_count", lambda *a, **k: 2)
-    monkeypatch.setattr(measure.psutil, "getloadavg", lambda: (1.5, 1.0, 0.5))
-    assert measure.load_snapshot(interval=1.0) == ([1.5, 1.0, 0.5], pytest.approx(30.0, abs=1e-9))
+    monkeypatch.setattr(sysload.time, "perf_counter", clock)
+    monkeypatch.setattr(sysload.psutil, "Process", Proc)
+    monkeypatch.setattr(sysload.psutil, "cpu_percent", cpu_percent)
+    monkeypatch.setattr(sysload.psutil, "cpu_count", lambda *a, **k: 2)
+    monkeypatch.setattr(sysload.psutil, "getloadavg", lambda: (1.5, 1.0, 0.5))
+    assert sysload.load_snapshot(interval=1.0) == ([1.5, 1.0, 0.5], pytest.approx(30.0, abs=1e-9))
 
 
 @pytest.mark.parametrize("before, after, own, busy, words", [
@@ -236,8 +236,8 @@ def test_load_snapshot_subtracts_this_process(monkeypatch):
     (([3.5, 1.0, 1.0], 3.0), ([3.5, 1.0, 1.0], 3.0), 2, True, "1-min load 3.50 on 2 cores before"),
     (([2.0, 1.0, 1.0], 3.0), ([2.0, 1.0, 1.0], 3.0), 2, False, None),  # our own previous case's threads
 ])
-def test_load_record_busy_rule(before, after, own, busy, words):
-    rec = measure.load_record(before, after, cores=2, own_threads=own)
+def test_assess_load_busy_rule(before, after, own, busy, words):
+    rec = sysload.assess_load(before, after, cores=2, own_threads=own)
     assert isinstance(rec, Load)
     assert rec.busy is busy
     assert rec.before == before[0] and rec.cpu_percent_after == after[1]
@@ -247,6 +247,6 @@ def test_load_record_busy_rule(before, after, own, busy, words):
         assert rec.warning is None
 
 
-def test_load_record_with_one_snapshot():
-    rec = measure.load_record(([0.0, 0.0, 0.0], 1.0), None, cores=4)
+def test_assess_load_with_one_snapshot():
+    rec = sysload.assess_load(([0.0, 0.0, 0.0], 1.0), None, cores=4)
     assert rec.after is None and rec.busy is False

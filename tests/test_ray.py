@@ -26,9 +26,10 @@ from gru_bench.backends.numpy_backend import NumpyBackend
 from gru_bench.case import Case
 from gru_bench.cli import main
 from gru_bench.executors.local import LocalExecutor
+from gru_bench.journal import journal_path_for
+from gru_bench.runner import execute, new_run, resume
 from gru_bench.schema import CaseResult
 from gru_bench.storage import load_record
-from gru_bench.runner import execute, journal_path_for, new_run, resume
 from gru_bench.suite import load_suite
 
 HERE = Path(__file__).resolve().parent

@@ -24,11 +24,11 @@ from gru_bench.case import Case
 from gru_bench.cli import main
 from gru_bench.status import ExitStatus
 from gru_bench.errors import InputError
-from gru_bench.executors import local
+from gru_bench.executors import KILLED_FROM_OUTSIDE, local
 from gru_bench.executors.local import LocalExecutor, clean_stale_temps, run_isolated
+from gru_bench.journal import JOURNAL_SUFFIX, Journal, unfinished_runs
 from gru_bench.schema import CaseResult
-from gru_bench.runner import (JOURNAL_SUFFIX, KILLED_FROM_OUTSIDE, Journal, execute, new_run, open_run,
-                              retry_on_resume, unfinished_runs)
+from gru_bench.runner import execute, new_run, open_run, retry_on_resume
 from gru_bench.suite import load_suite
 
 TINY = dict(task="adding", seq_len=10, hidden=8, batch_size=8, warmup=1, repetitions=3, options={"threads": 1})
@@ -230,7 +230,7 @@ def _no_calibration(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("calibrated before the output path was checked")
 
-    monkeypatch.setattr("gru_bench.measure.calibrate", refuse)
+    monkeypatch.setattr("gru_bench.calibration.calibrate", refuse)
 
 
 def test_out_naming_a_file_exits_2_before_calibrating(tmp_path, capsys, monkeypatch):

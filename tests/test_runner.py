@@ -20,10 +20,10 @@ from gru_bench.case import Case
 from gru_bench.errors import InputError
 from gru_bench.executors import Executor, get_executor
 from gru_bench.executors.local import LocalExecutor, run_isolated
+from gru_bench.journal import JOURNAL_SUFFIX, Journal, resolve_run
+from gru_bench.runner import new_run, open_run, resume, run_suite
 from gru_bench.schema import CaseResult
 from gru_bench.storage import load_record
-from gru_bench.tabular import load_results
-from gru_bench.runner import JOURNAL_SUFFIX, Journal, new_run, open_run, resolve_run, resume, run_suite
 from gru_bench.suite import load_suite
 
 TINY = dict(task="adding", seq_len=10, hidden=8, batch_size=8, warmup=1, repetitions=3, options={"threads": 1})
@@ -115,6 +115,22 @@ def test_journal_tolerates_a_truncated_last_line(tmp_path):
     text = path.read_text()
     assert text.count("\n") == 3 and all(json.loads(line) for line in text.splitlines())
     assert Journal.read(path)[1] == [r, r]
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_journal_gets_the_mode_of_a_new_file_not_mkstemps_0600(tmp_path, exclusive):
+    """A journal (like a record) is readable by whoever may read a new file here: mode 0666 & ~umask."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        j = Journal.create(tmp_path / f"run{JOURNAL_SUFFIX}", {"record": {}, "plan": []}, exclusive=exclusive)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(j.path.stat().st_mode) == 0o644
+    with pytest.raises(FileExistsError):
+        Journal.create(j.path, {"record": {}, "plan": []}, exclusive=True)  # one run id, one journal
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_journal_rejects_what_is_not_a_journal(tmp_path):
@@ -258,8 +274,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cases(tmp_path):
 
 
 def test_describe_shows_time_to_target():
+    from gru_bench.console import describe
     from gru_bench.schema import Accuracy, CaseResult
-    from gru_bench.runner import describe
 
     c = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=10, hidden=8, steps=300)
     acc = Accuracy(metric="mse", final_metric=0.01, final_loss=0.01, baseline_loss=1 / 6, baseline_metric=1 / 6,

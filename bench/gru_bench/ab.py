@@ -205,7 +205,7 @@ def isolated_runner(calibration: Any = None) -> Runner:
 
 def merge_rounds(results: list[CaseResult]) -> CaseResult:
     """A side's rounds of one case -> one ordinary record entry (all rounds' samples; the first failure if any)."""
-    from .measure import summarize
+    from .timing_stats import summarize
 
     bad = [r for r in results if r.status != "ok" or r.train_time is None]
     if bad:

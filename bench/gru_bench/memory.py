@@ -6,36 +6,41 @@ graph and its compiler, the weights, gradients and optimizer state, kernel scrat
 one peak as "the memory of this model" compares TF/XLA's fixed 160–190 MiB with NumPy's few MiB of activations.
 This module separates the two with one method for every backend:
 
-* a **window** is a model built fresh at batch ``b`` (``run_at(b)``: build, put a batch of ``b`` where the model
-  lives, ``steps`` training steps, drop it); its figure is the peak of the window above the level at its start;
-* first one unmeasured run at every size (``B``, ``2B``): tracing, compiling and kernel caches that a new input
-  shape triggers are paid there, not in the 2B window (without it TF's 2B window showed a 134 MiB retrace against
-  1.5 MiB at B, a "working set" that was compile cost);
-* the windows run at batch ``B`` and ``2B`` (ascending), each after ``gc.collect()`` and, on glibc, ``malloc_trim``
-  (so memory freed by the previous window is back with the system and not silently reused, which would hide it);
-  on glibc the mmap threshold is fixed at its 128 KiB default first (``fix_mmap_threshold``): glibc otherwise raises
-  it after each large free, so the 2B window's buffers would come from heap pages the B window left resident and
-  the figures would depend on the order of the windows (measured: torch's GRU working set 51 MiB -> 27 MiB);
-* ``working_set = peak(2B) − peak(B)``: what one more batch of B samples costs — B × what one sample keeps;
-  ``fixed_overhead = peak(B) − working_set``: the intercept, what the window holds at its peak that does not scale
-  with the batch. Both are clamped at zero (noise can make a tiny difference negative).
+* a **window** is one fresh process (``python -m gru_bench.memory_window``, one per batch size): it fixes its
+  threads, imports the backend and reads the level; then it builds the case's model from its seed, puts a batch
+  of ``b`` where the model lives, runs the warm-up steps, zeroes its peak reader and runs one more training step;
+  its figure is that step's peak above the level before the build (the warm-up's own transients — tracing,
+  compiling — are left out: TF's compile peak is above a small model's step and hid the batch's share);
+* the windows run at batch ``B`` and ``2B``; ``working_set = peak(2B) − peak(B)``: what one more batch of B samples
+  costs — B × what one sample keeps; ``fixed_overhead = peak(B) − working_set``: the intercept, what the window
+  holds at its peak that does not scale with the batch (weights, optimizer state, the traced graph, what the
+  framework keeps between steps). Both are clamped at zero.
+
+Why a fresh process per window: in one process a window sees what the earlier windows left behind. Measured in
+the worker with in-process windows (bench/perf/memory_figures.py): torch's 2B/B ratio of the working set ranged
+0.87–2.59 (freed buffers reused through glibc's heap and mmap-threshold growth), and TF/Keras kept its memory
+resident after a model was freed, so its windows rose by the same ~1.5 MiB at B and 2B: below the noise floor.
+A fresh process has nothing resident of another window. What it still cannot separate: TF/Keras keeps the
+warm-up's high-water mark (graph compilation included) resident and its steps reuse it, so its working set shows only
+where the step needs more than the compile scratch: measured at H=128, T=50, B=32 10.8–17.5 MiB (numpy 9.5, torch
+8.4, analytic 2.3), but from B=64 to 128 only 2.5–5.7 MiB more (not linear in B). The method is the same on every
+backend (numpy too: its processes are cheap). The cost is one interpreter and framework start per window, paid
+after the timed loop; the two windows run side by side. Measured (one window, B=32, H=128, T=50, 1 thread; on a
+2-core machine at load 8.5–9, at the lowest priority; CPU seconds are the load-robust figure): numpy 0.35 CPU s
+(2.4–2.8 s wall), torch 3.4 CPU s (26–28 s wall), TF 6.9 CPU s (56–62 s wall). The figure's ``seconds`` records
+each case's own cost.
 
 The peak reader decides what the figure sees, and it must see every allocator:
 
 * CPU on Linux: the kernel's resident-set high-water mark ``VmHWM`` (``/proc/self/status``), reset at the start of
-  each window by writing ``5`` to ``/proc/self/clear_refs`` (Linux ≥ 4.0). It counts every page the process
+  the window by writing ``5`` to ``/proc/self/clear_refs`` (Linux ≥ 4.0). It counts every page the process
   touches — NumPy, PyTorch's and TensorFlow's allocators, oneDNN scratch, XLA buffers — and misses no peak, however
-  short (a sampler thread can). It counts pages, not bytes: see ``RSS_FLOOR``.
+  short (a sampler thread can). It counts pages, not bytes: see ``RSS_FLOOR``. On glibc the mmap threshold is fixed
+  at its 128 KiB default first (``fix_mmap_threshold``), so every large buffer is its own mapping and RSS follows
+  the live buffers.
 * CPU elsewhere: a psutil RSS sampler (every ``interval`` s; may miss peaks shorter than that; the method says so).
 * CUDA: the device allocator's own peak (the backend's ``MemoryProbe``, e.g. ``torch.cuda.max_memory_allocated``)
-  reset at the start of each window — the same B/2B method on the allocator's bytes.
-
-Why windows in one process and not B and 2B in two fresh processes (each one's lifetime ``VmHWM``): a fresh process
-per size costs a framework start each (seconds for TF) per case; the reset-able ``VmHWM`` gives the same peak inside
-the worker, outside the timed loop. What the in-process method cannot see: memory a framework keeps pooled between
-windows and reuses (then already resident at the window's start). Measured here that is TF/Keras on the CPU: after
-the warm-up runs its windows rise by ~1.5 MiB at B and 2B alike, so its ``working_set`` reads below the noise floor
-(flagged), not its activations. numpy and torch free their buffers and are measured (see bench/perf/memory_figures.py).
+  reset at the start of the window — the same B/2B method on the allocator's bytes.
 
 Below ``RSS_FLOOR`` the host figure is page and allocator noise, not the work: the record says so (the figure's
 ``method`` ends in "below the noise floor ...") and tables show it as such.
@@ -45,6 +50,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import json
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -52,8 +60,10 @@ from typing import Any, Callable, Sequence
 
 import psutil
 
-from .measure import _reset_hwm, _vm_hwm
+from .case import Case
+from .host_memory import reset_hwm, rss, vm_hwm
 from .schema import MemoryFigure
+from .spec import ModelSpec, activation_bytes
 
 WORKING_SET = "working_set"
 FIXED_OVERHEAD = "fixed_overhead"
@@ -64,6 +74,8 @@ FIXED_OVERHEAD = "fixed_overhead"
 RSS_FLOOR = 1 << 20  # bytes
 DEVICE_FLOOR = 0  # the device allocator counts bytes exactly
 BELOW_FLOOR = "below the noise floor"
+FRESH_PROCESS = "gru_bench.memory_window"  # the module each window runs as (python -m), named in the method
+WINDOW_TIMEOUT_S = 600.0  # one window: interpreter, framework import, build, warm-up and one step
 
 
 # ------------------------------------------------------------------------------------------------ peak readers
@@ -102,10 +114,6 @@ def release_free_memory() -> bool:
     return True
 
 
-def _rss() -> int:
-    return psutil.Process().memory_info().rss
-
-
 class PeakReader:
     """``start()`` zeroes the peak and returns the level now; ``stop()`` returns the peak since ``start()``.
     ``method`` names what it reads; ``floor`` is the figure below which it is noise (bytes)."""
@@ -128,15 +136,15 @@ class HostHWM(PeakReader):
 
     @staticmethod
     def works() -> bool:
-        return _reset_hwm() and _vm_hwm() is not None
+        return reset_hwm() and vm_hwm() is not None
 
     def start(self) -> int:
-        if not _reset_hwm():
+        if not reset_hwm():
             raise OSError("cannot reset the peak RSS (/proc/self/clear_refs)")
-        return int(_vm_hwm() or _rss())  # the mark is reset to the RSS now
+        return int(vm_hwm() or rss())  # the mark is reset to the RSS now
 
     def stop(self) -> int:
-        return int(_vm_hwm() or 0)
+        return int(vm_hwm() or 0)
 
 
 class HostSampler(PeakReader):
@@ -157,14 +165,14 @@ class HostSampler(PeakReader):
             self._peak = max(self._peak, proc.memory_info().rss)
 
     def start(self) -> int:
-        self._peak = base = _rss()
+        self._peak = base = rss()
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, name="gru-bench-ws", daemon=True)
         self._thread.start()
         return base
 
     def stop(self) -> int:
-        self._peak = max(self._peak, _rss())
+        self._peak = max(self._peak, rss())
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -226,18 +234,6 @@ def measure_window(run_at: Callable[[int], Any], batch: int, reader: PeakReader)
     return Window(batch=batch, start=start, peak=peak, seconds=time.perf_counter() - t0)
 
 
-def scaling_windows(run_at: Callable[[int], Any], batch: int, reader: PeakReader,
-                    factors: Sequence[int] = (1, 2)) -> list[Window]:
-    """Windows at ``factor × batch`` for each factor, ascending, after one unmeasured warm-up run at every size."""
-    if batch < 1:
-        raise ValueError(f"batch={batch!r}: expected a positive integer")
-    if len(factors) < 2 or list(factors) != sorted(set(factors)) or factors[0] < 1:
-        raise ValueError(f"factors={list(factors)!r}: expected at least two ascending positive integers")
-    for f in factors:  # warm: each shape traced/compiled and its kernels' caches filled once, outside the windows
-        run_at(f * batch)
-    return [measure_window(run_at, f * batch, reader) for f in factors]
-
-
 def fit(windows: Sequence[Window]) -> tuple[float, float]:
     """Least-squares line ``delta = fixed + per_sample · b`` through the windows -> ``(per_sample, fixed)``
     (two windows: the line through both)."""
@@ -252,25 +248,32 @@ def fit(windows: Sequence[Window]) -> tuple[float, float]:
     return slope, md - slope * mb
 
 
-def figures(windows: Sequence[Window], batch: int, reader: PeakReader) -> list[MemoryFigure]:
-    """``working_set`` (at ``batch``) and ``fixed_overhead`` from the windows, each with its method."""
+def figures(windows: Sequence[Window], batch: int, method: str, floor: int) -> list[MemoryFigure]:
+    """``working_set`` (at ``batch``) and ``fixed_overhead`` from the windows, each with its method (``method``:
+    the peak reader's; ``floor``: the figure below which it is noise)."""
     per_sample, fixed = fit(windows)
     ws = max(int(round(per_sample * batch)), 0)
     sizes = " and ".join(f"B={w.batch}" for w in windows)
     peaks = ", ".join(f"{w.delta / 2**20:.2f}" for w in windows)
-    trim = "malloc_trim + " if _HAS_TRIM and isinstance(reader, (HostHWM, HostSampler)) else ""
-    how = (f"{reader.method}; fresh model at {sizes} ({trim}gc before each), peak above the window's start "
+    how = (f"{method}; a fresh process per batch ({FRESH_PROCESS}) at {sizes}: the peak of one training step "
+           f"after the warm-up, above the level before the build "
            f"= {peaks} MiB")
     note = ""
-    if ws < reader.floor:
-        note = f"; {BELOW_FLOOR} ({reader.floor / 2**20:.0f} MiB): not meaningful"
+    if ws < floor:
+        note = f"; {BELOW_FLOOR} ({floor / 2**20:.0f} MiB): not meaningful"
     return [
-        MemoryFigure(name=WORKING_SET, bytes=ws, floor_bytes=reader.floor or None,
-                     seconds=round(sum(w.seconds for w in windows), 4),
+        MemoryFigure(name=WORKING_SET, bytes=ws, floor_bytes=floor or None,
+                     seconds=round(max(w.seconds for w in windows), 4),  # the windows run side by side
                      method=f"per-batch working set at B={batch}: slope of the peak over the batch × B; {how}{note}"),
         MemoryFigure(name=FIXED_OVERHEAD, bytes=max(int(round(fixed)), 0),
                      method=f"fixed overhead: the peak's intercept at batch 0 (what does not scale with B); {how}"),
     ]
+
+
+def activation_estimate(spec: ModelSpec, batch_size: int, seq_len: int, itemsize: int) -> MemoryFigure:
+    """The analytic activation memory BPTT keeps (``spec.activation_bytes``), to read beside the measured figures."""
+    return MemoryFigure(name="activation_estimate", bytes=activation_bytes(spec, batch_size, seq_len, itemsize),
+                        method="analytic B·T·H·G·bytes per layer (spec.activation_bytes)")
 
 
 def below_floor(fig: Any) -> bool:
@@ -279,16 +282,63 @@ def below_floor(fig: Any) -> bool:
     return bool(floor) and int(fig.bytes) < int(floor)
 
 
-def working_set(run_at: Callable[[int], Any], batch: int, reader: PeakReader | None = None,
-                factors: Sequence[int] = (1, 2)) -> tuple[list[MemoryFigure], list[Window]]:
-    """Measure: windows at ``factors × batch`` -> the two figures and the windows (for timing and inspection)."""
-    reader = reader or host_reader()
-    if not isinstance(reader, DevicePeak):
-        fix_mmap_threshold()
-    windows = scaling_windows(run_at, batch, reader, factors)
-    return figures(windows, batch, reader), windows
+def _start_window(case: Case, batch: int, threads: int | None) -> subprocess.Popen:
+    if batch < 1:
+        raise ValueError(f"batch={batch!r}: expected a positive integer")
+    request = json.dumps({"case": case.model_dump(mode="json"), "batch": batch, "threads": threads})
+    return subprocess.Popen([sys.executable, "-m", FRESH_PROCESS, request], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_window(proc: subprocess.Popen, batch: int, t0: float, timeout: float) -> tuple[Window, str, int]:
+    try:
+        out, err = proc.communicate(timeout=max(timeout - (time.perf_counter() - t0), 1.0))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"the window at batch {batch} ran past {timeout:.0f} s") from None
+    seconds = time.perf_counter() - t0
+    lines = out.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        last = next((s for s in reversed(err.strip().splitlines()) if s.strip()), "no output")
+        raise RuntimeError(f"the window at batch {batch} exited {proc.returncode}: {last.strip()}")
+    answer = json.loads(lines[-1])
+    window = Window(batch=int(answer["batch"]), start=int(answer["start"]), peak=int(answer["peak"]),
+                    seconds=seconds)
+    return window, str(answer["method"]), int(answer["floor"])
+
+
+def fresh_windows(case: Case, batches: Sequence[int], threads: int | None = None,
+                  timeout: float = WINDOW_TIMEOUT_S) -> tuple[list[Window], str, int]:
+    """A window at each of ``batches``, each in its own fresh ``python -m gru_bench.memory_window`` process, all
+    started at once (each reads its own peak, so they cannot disturb each other's figure; the timed loop is over)
+    -> ``(windows, the reader's method, its floor)``. ``Window.seconds`` is the wall time from the start of all
+    windows to the end of this one's process (interpreter and framework start included): the last is the cost.
+    ``RuntimeError`` with a failing window's last line; every window process is gone when this returns."""
+    t0 = time.perf_counter()
+    procs: list[subprocess.Popen] = []
+    try:
+        for b in batches:
+            procs.append(_start_window(case, b, threads))
+        runs = [_finish_window(p, b, t0, timeout) for p, b in zip(procs, batches)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [w for w, _, _ in runs], runs[-1][1], runs[-1][2]
+
+
+def working_set(case: Case, threads: int | None = None, factors: Sequence[int] = (1, 2),
+                timeout: float = WINDOW_TIMEOUT_S) -> tuple[list[MemoryFigure], list[Window]]:
+    """Measure ``case``: a fresh-process window at each ``factor × case.batch_size`` -> the two figures and the
+    windows (for their cost and inspection)."""
+    if len(factors) < 2 or list(factors) != sorted(set(factors)) or factors[0] < 1:
+        raise ValueError(f"factors={list(factors)!r}: expected at least two ascending positive integers")
+    windows, method, floor = fresh_windows(case, [f * case.batch_size for f in factors], threads, timeout)
+    return figures(windows, case.batch_size, method, floor), windows
 
 
 __all__ = ["DevicePeak", "FIXED_OVERHEAD", "HostHWM", "HostSampler", "PeakReader", "RSS_FLOOR", "WORKING_SET",
-           "Window", "below_floor", "figures", "fit", "host_reader", "measure_window", "release_free_memory",
-           "scaling_windows", "working_set"]
+           "Window", "activation_estimate", "below_floor", "figures", "fit", "host_reader", "measure_window",
+           "fresh_windows", "release_free_memory", "working_set"]

@@ -14,8 +14,8 @@ The case, in order:
    timed training steps and forward passes (``backend.sync`` before and after each, raw samples kept);
    one un-timed backward pass for the subnormal census (``subnormals``; a warning when kept and non-zero); on CPU
    the GEMM floor (``gemm_floor.py``); for the NumPy backend one more step under tracemalloc; the analytic
-   activation estimate beside them; then, after the timed loop, ``working_set``/``fixed_overhead`` from fresh
-   models at B and 2B (memory.py);
+   activation estimate beside them; then, after the timed loop, ``working_set``/``fixed_overhead`` from a
+   fresh process at B and one at 2B (memory.py);
 3. accuracy (``steps > 0``): the model rebuilt from the same seed, ``steps`` steps on seeded training batches; every
    ``eval_every`` steps (and at the last) a training-curve point (mean training loss, training wall seconds) and
    the held-out loss and metric on ``eval_batches`` seeded batches from a seed stream distinct from training's (the
@@ -46,13 +46,14 @@ from typing import Any, Callable
 import numpy as np
 import psutil
 
-from . import gemm_floor, measure
+from . import gemm_floor, host_memory, sysload, timer, timing_stats
 from . import memory as memory_figures
 from .backends import Backend, BackendUnavailable, Device, TrainConfig, _denormals, get_backend
 from .case import Case
 from .schema import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
 from .tasks import get_task
+from .threads import fix_threads, fixed_threads
 
 # Exception class names that mean "out of memory", matched anywhere in the exception's MRO so no framework is
 # imported here: Python/NumPy MemoryError, torch.OutOfMemoryError (torch.cuda.OutOfMemoryError), TensorFlow's
@@ -113,8 +114,6 @@ def case_costs(case: Case) -> dict[str, Any]:
 
 
 PHASES = ("timing", "accuracy")  # the two phases of a case, in the order they run
-# training steps per working-set window: the first allocates optimizer state, the second is steady
-WORKING_SET_STEPS = 2
 
 
 def build_model(case: Case, backend: Backend, spec: ModelSpec) -> Any:
@@ -154,7 +153,7 @@ def run_case(case: Case, calibration: Calibration | None = None,
 def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phases: tuple[str, ...] = PHASES,
          threads: int | None = None) -> None:
     threads = threads or case.threads
-    blas = measure.fix_threads(threads)  # before the framework is imported: its OpenMP pool reads the env once
+    blas = fix_threads(threads)  # before the framework is imported: its OpenMP pool reads the env once
     try:
         backend = get_backend(case.backend)
     except BackendUnavailable as e:
@@ -173,7 +172,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     out["threads"] = {**blas, **(backend.set_threads(threads) or {})}
     timing_ss, train_ss, eval_ss = np.random.SeedSequence(case.seed).spawn(3)
     cores = os.cpu_count() or 1
-    load_before = measure.load_snapshot()
+    load_before = sysload.load_snapshot()
 
     def build() -> Any:
         return build_model(case, backend, spec)
@@ -192,7 +191,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
         if case.steps > 0 and "accuracy" in phases:
             _accuracy(case, backend, build(), task, train_ss, eval_ss, sync, out)
     finally:
-        load = measure.load_record(load_before, measure.load_snapshot(), cores)
+        load = sysload.assess_load(load_before, sysload.load_snapshot(), cores)
         out["load"] = load
         if load.busy:
             out["warnings"].append(getattr(load, "warning", None) or "the machine was busy during this case")
@@ -205,13 +204,13 @@ def _timing(case: Case, backend: Backend, model: Any, task: Any, spec: ModelSpec
     xp, yp = backend.prepare(model, x, y)  # on the model's device, once: no data moves in the timed region
     peak = calibration.gemm_gflops if calibration is not None else None
     itemsize = np.dtype(case.dtype).itemsize
-    memory = [measure.activation_estimate(spec, case.batch_size, L, itemsize)]
+    memory = [memory_figures.activation_estimate(spec, case.batch_size, L, itemsize)]
     out["memory"] = memory
 
     # Warm-up under the memory probes (the timed steps below run with no sampler thread beside them).
     probe = backend.memory(case.device)
     probe.reset()
-    host = measure.HostMemory()
+    host = host_memory.HostMemory()
     host.start()
     try:
         for i in range(max(1, case.warmup)):
@@ -223,14 +222,14 @@ def _timing(case: Case, backend: Backend, model: Any, task: Any, spec: ModelSpec
         memory.append(MemoryFigure(name=f"device_peak_{key}", bytes=int(nbytes), method=probe.method))
 
     losses: list[float] = []
-    samples, cpu = measure.time_calls_cpu(lambda: losses.append(backend.train_step(model, xp, yp)),
+    samples, cpu = timer.time_calls_cpu(lambda: losses.append(backend.train_step(model, xp, yp)),
                                           case.repetitions, sync)
-    out["train_time"] = measure.summarize(samples, flops=out["flops_train_step"], peak_gflops=peak)
+    out["train_time"] = timing_stats.summarize(samples, flops=out["flops_train_step"], peak_gflops=peak)
     out["train_time"].cpu_samples = cpu
     for i, loss in enumerate(losses):  # after the summary: a diverged case keeps its timing
         _check_finite(loss, f"timed step {i + 1}")
-    fwd = measure.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
-    out["forward_time"] = measure.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
+    fwd = timer.time_calls(lambda: backend.forward(model, xp), case.repetitions, sync)
+    out["forward_time"] = timing_stats.summarize(fwd, flops=out["flops_forward"], peak_gflops=peak)
 
     # one un-timed backward pass: hidden-state gradients and more where the backend reads them (default: the
     # parameter gradients of ``backend.gradients``)
@@ -238,8 +237,8 @@ def _timing(case: Case, backend: Backend, model: Any, task: Any, spec: ModelSpec
     if case.device == "cpu" and out["train_time"] is not None:  # a BLAS floor says nothing of a GPU's step
         out["gemm_floor"] = gemm_floor.floor(spec, case.batch_size, L, case.dtype, out["train_time"].median)
     _warn_kept_denormals(case, out)
-    if backend.capabilities.traced_allocations:  # NumPy's allocations are what tracemalloc sees; frameworks' aren't
-        tm = measure.TraceMalloc()
+    if backend.capabilities.traced_allocations:  # NumPy allocations are what tracemalloc sees; frameworks are not
+        tm = host_memory.TraceMalloc()
         tm.start()
         try:
             _check_finite(backend.train_step(model, xp, yp), "the tracemalloc step")
@@ -247,36 +246,22 @@ def _timing(case: Case, backend: Backend, model: Any, task: Any, spec: ModelSpec
             figure = tm.stop()
         memory.extend(figure if isinstance(figure, list) else [figure])
 
-    memory.extend(_working_set(case, backend, task, spec, seed, sync, memory, out["warnings"]))
+    memory.extend(_working_set(case, memory, out["warnings"]))
 
 
-def _working_set(case: Case, backend: Backend, task: Any, spec: ModelSpec, seed: np.random.SeedSequence,
-                 sync: Callable[[], None], measured: list[MemoryFigure], warnings: list[str]) -> list[MemoryFigure]:
-    """``working_set`` and ``fixed_overhead`` (``memory.py``): fresh models at batch B and 2B, the peak of each
-    window read by the device allocator on a GPU and by the host's peak RSS on the CPU. Never fails the case: a
-    window that cannot run (e.g. 2B does not fit) is a warning and no figure."""
-    on_device = backend.capabilities.device_memory and not Device.parse(case.device).is_cpu
-    reader = (memory_figures.DevicePeak(backend.memory(case.device), sync) if on_device
-              else memory_figures.host_reader())
-    if isinstance(reader, (memory_figures.HostHWM, memory_figures.HostSampler)):
-        # the 2B window beside the timing model: about 3× the step's own peak must fit in what is free
-        need = 3 * max((m.bytes for m in measured if m.name != "fixed_overhead"), default=0)
-        free = psutil.virtual_memory().available
-        if need > free:
-            warnings.append(f"working set not measured: a batch of {2 * case.batch_size} needs ~{need >> 20} MiB, "
-                            f"{free >> 20} MiB free")
-            return []
-
-    def run_at(b: int) -> None:
-        m = build_model(case, backend, spec)
-        x, y = task.batch(np.random.default_rng(seed), b, case.seq_len, case.dtype)  # (b, L, I)
-        xp, yp = backend.prepare(m, x, y)
-        for i in range(WORKING_SET_STEPS):
-            _check_finite(backend.train_step(m, xp, yp), f"working-set step {i + 1} at batch {b}")
-        sync()
-
+def _working_set(case: Case, measured: list[MemoryFigure], warnings: list[str]) -> list[MemoryFigure]:
+    """``working_set`` and ``fixed_overhead`` (``memory.py``): a fresh process at batch B and one at 2B, each
+    building the model and reading its own peak (the device allocator's on a GPU, the host's peak RSS on the CPU).
+    Never fails the case: a window that cannot run (e.g. 2B does not fit) is a warning and no figure."""
+    # the 2B window beside this worker: about 3× the step's own peak must fit in what is free
+    need = 3 * max((m.bytes for m in measured if m.name != "fixed_overhead"), default=0)
+    free = psutil.virtual_memory().available
+    if need > free:
+        warnings.append(f"working set not measured: a batch of {2 * case.batch_size} needs ~{need >> 20} MiB, "
+                        f"{free >> 20} MiB free")
+        return []
     try:
-        figs, _ = memory_figures.working_set(run_at, case.batch_size, reader)
+        figs, _ = memory_figures.working_set(case, fixed_threads())
     except Exception as e:  # noqa: BLE001 - the timing figures stand without it
         warnings.append(f"working set not measured: {exception_reason(e)}")
         return []

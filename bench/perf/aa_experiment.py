@@ -101,7 +101,7 @@ def _wilson(k: int, n: int) -> tuple[float, float]:
 
 def experiment(pairs: int, slowdown: float, out: Path, overrides: dict) -> dict:
     from gru_bench.compare.engine import compare_records
-    from gru_bench.measure import load_snapshot
+    from gru_bench.sysload import load_snapshot
 
     os.environ[SLOWDOWN_ENV] = str(slowdown)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))

@@ -4,7 +4,7 @@ hand-written loop timing the same backend's step on the same model and batch (ta
 Default mode: both sides run in fresh processes, alternated round by round (gru-bench, loop, gru-bench, loop, ...)
 so machine noise falls on both alike; the ratio is the median of the per-round ratios, with its range.
 
-``--interleave``: one process, one model; blocks of steps timed the worker's way (``measure.time_calls`` around
+``--interleave``: one process, one model; blocks of steps timed the worker's way (``timer.time_calls`` around
 ``backend.train_step`` with ``backend.sync``) alternate with blocks of a bare ``perf_counter`` loop, so even a busy
 machine's noise falls on both alike; the ratio of the two medians isolates the timing path's own cost.
 
@@ -29,8 +29,8 @@ import json, sys, time
 import numpy as np
 from gru_bench.backends import TrainConfig, get_backend
 from gru_bench.case import Case
-from gru_bench.measure import fix_threads
 from gru_bench.spec import init_weights
+from gru_bench.threads import fix_threads
 from gru_bench.worker import model_spec
 
 case = Case.model_validate_json(sys.argv[1])
@@ -63,13 +63,14 @@ def interleaved(case: Case, blocks: int, per_block: int) -> tuple[list[float], l
 
     import numpy as np
 
-    from gru_bench import measure
+    from gru_bench import timer
     from gru_bench.backends import TrainConfig, get_backend
     from gru_bench.spec import init_weights
+    from gru_bench.threads import fix_threads
     from gru_bench.tasks import get_task
     from gru_bench.worker import model_spec
 
-    measure.fix_threads(case.threads)
+    fix_threads(case.threads)
     backend = get_backend(case.backend)
     backend.set_threads(case.threads)
     spec, _ = model_spec(case)
@@ -87,7 +88,7 @@ def interleaved(case: Case, blocks: int, per_block: int) -> tuple[list[float], l
     loop_s: list[float] = []
     losses: list[float] = []
     for _ in range(blocks):
-        harness_s += measure.time_calls(lambda: losses.append(backend.train_step(model, x, y)), per_block, sync)
+        harness_s += timer.time_calls(lambda: losses.append(backend.train_step(model, x, y)), per_block, sync)
         for _ in range(per_block):
             t0 = time.perf_counter()
             backend.train_step(model, x, y)

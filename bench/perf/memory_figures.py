@@ -1,9 +1,10 @@
 """Benchmark: the per-batch working set and fixed overhead (memory.py) of the same cases on numpy, torch and TF.
 
-Each case runs in its own worker process (``worker.run_case``, timing phase), as ``gru-bench run`` does, so one
-framework's memory never shows in another's figure. Prints working_set, fixed_overhead, the analytic activation
-estimate and the ratios; target: the working sets of the backends within 2x of each other, each within 3x of the
-analytic estimate.
+Each case runs in its own worker process (``worker.run_case``, timing phase), as ``gru-bench run`` does, and its
+B and 2B windows each in a fresh process of their own (memory.py), so one framework's memory never shows in
+another's figure. Prints working_set, fixed_overhead, the analytic activation estimate, the ratios and what the
+two window processes cost (wall seconds, started side by side); target: the working sets of the backends within
+2x of each other, each within 3x of the analytic estimate. Run it on a quiet machine: the cost column is a time.
 
     PYTHONPATH=bench python bench/perf/memory_figures.py [--batch 64 --seq-len 100 --hidden 128]
         [--backends numpy,torch,tf]
@@ -21,7 +22,9 @@ MiB = 2 ** 20
 
 def _one(kw: dict, q: mp.Queue) -> None:
     r = run_case(Case(**kw), None, phases=("timing",))
-    q.put({m.name: m.bytes for m in r.memory} | {"_status": r.status, "_reason": r.reason})
+    seconds = {m.name: m.seconds for m in r.memory if m.seconds is not None}
+    q.put({m.name: m.bytes for m in r.memory} | {"_status": r.status, "_reason": r.reason,
+                                                 "_cost_s": seconds.get("working_set")})
 
 
 def measure(kw: dict) -> dict:
@@ -44,7 +47,7 @@ def main() -> None:
     cells = [("gru", "reset_after"), ("lstm", None)]
     print(f"B={a.batch} T={a.seq_len} H={a.hidden} I=1 fp32, adding task, 1 thread per worker")
     print(f"{'cell':16} {'backend':8} {'working_set':>12} {'fixed':>10} {'analytic':>10} "
-          f"{'ws/analytic':>12} {'ws/numpy':>9}")
+          f"{'ws/analytic':>12} {'ws/numpy':>9} {'cost':>7}")
     ok = True
     for cell, variant in cells:
         ref = None
@@ -64,7 +67,7 @@ def main() -> None:
             r_an, r_ref = ws / an, ws / ref
             ok &= 1 / 3 <= r_an <= 3 and 0.5 <= r_ref <= 2
             print(f"{name:16} {be:8} {ws / MiB:10.2f} M {fx / MiB:8.1f} M {an / MiB:8.2f} M {r_an:12.2f} "
-                  f"{r_ref:9.2f}")
+                  f"{r_ref:9.2f} {m['_cost_s'] or 0:6.1f}s")
     print("target met" if ok else "target NOT met (see the ratios)")
 
 

@@ -25,7 +25,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gru_bench import measure
+from gru_bench import timing_stats
+from gru_bench.threads import fix_threads
 from gru_bench.backends.base import TrainConfig
 from gru_bench.backends.numpy_backend import NumpyBackend
 from gru_bench.spec import ModelSpec, flops, init_weights
@@ -97,7 +98,7 @@ def _participants(H: int, B: int, T: int, with_torch: bool) -> list[Participant]
 
 
 def _threads(n: int, with_torch: bool) -> str:
-    in_force = measure.fix_threads(n)  # BLAS pools (threadpoolctl) and the thread environment variables
+    in_force = fix_threads(n)  # BLAS pools (threadpoolctl) and the thread environment variables
     said = [f"BLAS {in_force.get('blas', {})}"]
     if with_torch:
         import torch
@@ -152,7 +153,7 @@ def main(
                 s = time.perf_counter()
                 p.step()
                 p.samples.append(time.perf_counter() - s)
-        stats = {p.label: measure.summarize(p.samples, flops(p.spec, batch, seq_len).train_step) for p in parts}
+        stats = {p.label: timing_stats.summarize(p.samples, flops(p.spec, batch, seq_len).train_step) for p in parts}
         torch_median = {p.cell: stats[p.label].median for p in parts if p.label.startswith("torch")}
         for p in parts:
             st = stats[p.label]

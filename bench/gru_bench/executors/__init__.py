@@ -10,6 +10,10 @@ The protocol (one call, the same for every executor, so a cluster executor plugs
   ``should_stop()`` turned true: then cancel the cases in flight (no result for them: resume reruns them), start no
   new one, and return. ``on_start(case)``, when given, is called as a case starts (for the progress display).
   Timing cases must never share a machine's cores or a device with another timing case.
+* ``keep_timing(timed, on_timed)`` (optional; the runner calls it before ``run``): ``timed`` maps case ids to the
+  timing-phase results a stopped run journaled (run only their training and hand back the merged result);
+  ``on_timed(result)`` is to be called when a case's timing phase is done and its training still to run (the runner
+  journals it, so a run stopped during the training keeps it). Without it a resume runs such a case whole.
 * ``machines()`` (optional): per-node machine manifests ``{node: manifest}`` for a multi-node run; the runner stores
   them in ``RunRecord.machines``. A single-machine executor leaves it out.
 
@@ -25,8 +29,13 @@ from ..case import Case
 from ..errors import InputError
 from ..schema import CaseResult, Calibration
 
+# The reason prefix of a worker killed by SIGKILL from outside (a stray ``kill -9``, a job scheduler), not by the
+# kernel's OOM killer: it says nothing about the case, so a resume runs such a case again.
+KILLED_FROM_OUTSIDE = "worker killed by SIGKILL from outside"
+
 OnResult = Callable[[CaseResult], None]
 OnStart = Callable[[Case], None]
+OnTimed = Callable[[CaseResult], None]
 ShouldStop = Callable[[], bool]
 
 
@@ -62,4 +71,5 @@ def get_executor(name: str, **options: Any) -> Executor:
     return getattr(mod, cls)(**options)
 
 
-__all__ = ["Executor", "OnResult", "OnStart", "ShouldStop", "executor_names", "get_executor"]
+__all__ = ["KILLED_FROM_OUTSIDE", "Executor", "OnResult", "OnStart", "OnTimed",
+           "ShouldStop", "executor_names", "get_executor"]

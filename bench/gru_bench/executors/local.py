@@ -15,8 +15,9 @@ into the next, and whatever kills the worker kills one case only. Each case's fi
 two phases: first the timing phases of all cases, one after another with nothing else running (as with one job),
 then the training phases N at a time, each worker on one thread. Training results do not depend on a quiet
 machine the way step times do, but its seconds-to-target then come from a shared machine: the merged result
-says so (``provenance["accuracy_run"]``, a warning). A case is handed back, whole, when its training ends; a
-run stopped during the training stage keeps the cases already handed back, and resume runs the others again.
+says so (``provenance["accuracy_run"]``, a warning). A case is handed back, whole, when its training ends; each
+timing phase is handed to ``on_timed`` as it ends (the runner journals it), so a run stopped during the training
+stage keeps the timing of every case, and resume runs only the training of the unfinished ones.
 
 The worker runs in its own session, so a Ctrl-C at the terminal reaches the runner only; the runner then cancels
 the case in flight through ``should_stop`` and the worker's process group is killed. The worker also exits on its
@@ -41,9 +42,8 @@ import psutil
 
 from ..case import Case
 from ..schema import CaseResult, Calibration
-from ..runner import KILLED_FROM_OUTSIDE
 from ..worker import case_costs, now_iso, one_line
-from . import OnResult, OnStart, ShouldStop
+from . import KILLED_FROM_OUTSIDE, OnResult, OnStart, OnTimed, ShouldStop
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 VMSTAT = Path("/proc/vmstat")  # "oom_kill N": the kernel's OOM kills since boot, machine-wide (Linux >= 4.13)
@@ -242,9 +242,9 @@ def merge_phases(timing: CaseResult, training: CaseResult, jobs: int) -> CaseRes
     worse = max(timing, training, key=lambda r: order.index(r.status) if r.status in order else len(order))
     run_note = {"jobs": jobs, "threads": (training.threads or {}).get("requested", 1),
                 "wall_s": training.wall_s}
-    warnings = [*timing.warnings, *training.warnings,
-                f"trained beside up to {jobs - 1} other cases' training (--jobs {jobs}), on one thread: "
-                f"its seconds-to-target come from a shared machine"]
+    beside = [f"trained beside up to {jobs - 1} other cases' training (--jobs {jobs}), on one thread: "
+              f"its seconds-to-target come from a shared machine"] if jobs > 1 else []
+    warnings = [*timing.warnings, *training.warnings, *beside]
     load = training.load if training.load is not None and training.load.busy else timing.load
     return timing.model_copy(update={
         "status": worse.status, "reason": worse.reason if worse.status != "ok" else None,
@@ -265,12 +265,20 @@ class LocalExecutor:
         self.poll_s = poll_s
         self.python = python
         self.jobs = jobs
+        self._timed: dict[str, CaseResult] = {}
+        self._on_timed: OnTimed | None = None
+
+    def keep_timing(self, timed: dict[str, CaseResult], on_timed: OnTimed | None) -> None:
+        """``timed``: timing phases a stopped run kept (only their training runs); ``on_timed``: called with each
+        timing phase done whose training is still to run (``--jobs``). For the next ``run``."""
+        self._timed, self._on_timed = dict(timed), on_timed
 
     def run(self, cases: Sequence[Case], calibration: Calibration | None, on_result: OnResult,
             should_stop: ShouldStop, on_start: OnStart | None = None) -> None:
         clean_stale_temps()  # left by a run that was SIGKILLed mid-case
-        if self.jobs > 1 and sum(1 for c in cases if c.steps > 0) > 1:
-            self._run_jobs(cases, calibration, on_result, should_stop, on_start)
+        kept = {c.case_id: self._timed[c.case_id] for c in cases if c.case_id in self._timed and c.steps > 0}
+        if kept or (self.jobs > 1 and sum(1 for c in cases if c.steps > 0) > 1):
+            self._run_jobs(cases, calibration, on_result, should_stop, on_start, kept, self._on_timed)
             return
         for case in cases:
             if should_stop():
@@ -283,9 +291,14 @@ class LocalExecutor:
             on_result(result)
 
     def _run_jobs(self, cases: Sequence[Case], calibration: Calibration | None, on_result: OnResult,
-                  should_stop: ShouldStop, on_start: OnStart | None) -> None:
-        timed: dict[str, CaseResult] = {}
+                  should_stop: ShouldStop, on_start: OnStart | None, timed: dict[str, CaseResult],
+                  on_timed: OnTimed | None) -> None:
+        """Stage 1: the timing phases alone (but those in ``timed``); stage 2: the training phases, ``jobs`` at
+        once on one thread each (with one job: alone, on the case's threads)."""
+        timed = dict(timed)
         for case in cases:  # stage 1: every timing phase alone, as with one job
+            if case.case_id in timed:  # journaled by a run stopped in its training
+                continue
             if should_stop():
                 return
             if on_start is not None:
@@ -298,6 +311,8 @@ class LocalExecutor:
                 on_result(result)
             else:
                 timed[case.case_id] = result
+                if on_timed is not None:
+                    on_timed(result)
         if not timed:
             return
         by_id = {c.case_id: c for c in cases}
@@ -310,7 +325,7 @@ class LocalExecutor:
                     if on_start is not None:
                         on_start(by_id[case_id])
                     flights[pool.submit(run_isolated, by_id[case_id], calibration, should_stop, self.poll_s,
-                                        self.python, None, ("accuracy",), 1)] = case_id
+                                        self.python, None, ("accuracy",), 1 if self.jobs > 1 else None)] = case_id
                 if not flights:
                     return  # stopped before the queue emptied
                 done, _ = wait(flights, return_when=FIRST_COMPLETED)

@@ -89,11 +89,12 @@ def _manifest_task(threads: int | None, calibrate: bool) -> dict[str, Any]:
     """Runs once on each node: its machine manifest and, when asked, its GEMM peak."""
     import ray
 
-    from .. import machine, measure
+    from .. import calibration, machine
+    from ..threads import fix_threads
 
-    measure.fix_threads(threads)
+    fix_threads(threads)
     manifest = machine.machine_manifest()
-    cal = measure.calibrate() if calibrate else None
+    cal = calibration.calibrate() if calibrate else None
     return {"node_id": ray.get_runtime_context().get_node_id(), "manifest": manifest,
             "calibration": cal.model_dump(mode="json") if cal else None}
 
