@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 from .errors import InputError
+from .units import format_bytes
 
 _PCT = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)%$")
 _FACTOR = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)x$", re.IGNORECASE)
@@ -108,7 +109,7 @@ class MemoryCheck(Check):
     kind: ClassVar[str] = "memory"
 
     def describe(self) -> str:
-        return f"{self.metric}: grows by > {self.rtol * 100:.3g}% and > {_fmt_bytes(self.atol)}"
+        return f"{self.metric}: grows by > {self.rtol * 100:.3g}% and > {format_bytes(self.atol)}"
 
 
 @dataclass(frozen=True)
@@ -153,13 +154,6 @@ class Thresholds:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "gating": sorted(self.gating), "inconclusive_gates": self.inconclusive,
                 "checks": {m: c.to_dict() for m, c in self.checks.items()}}
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n:.0f} B"
 
 
 def _bad(token: str, what: str, option: str) -> InputError:

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import InputError
+from .units import format_bytes
 
 
 class ExitStatus(IntEnum):
@@ -231,16 +232,6 @@ def _to_target(results: list[Any]) -> str:
     return f"{median:.0f} {reached}" if median is not None else f"— {reached}"
 
 
-def _fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "—"
-
-
 def _fmt_side(s: dict[str, Any] | None) -> list[str]:
     if s is None:
         return ["—"] * 5
@@ -254,7 +245,7 @@ def _fmt_side(s: dict[str, Any] | None) -> list[str]:
             metric += f" / {s['baseline']:.3g}"
         if s["solved"]:
             metric += f" ✓{s['solved']}" if not s["solved"].startswith("0/") else ""
-    return [f"{s['params']:,}" if s["params"] is not None else "—", step, _fmt_bytes(s["mem"]), metric,
+    return [f"{s['params']:,}" if s["params"] is not None else "—", step, format_bytes(s["mem"]), metric,
             s["to_target"]]
 
 
@@ -322,7 +313,7 @@ def info(check: bool = typer.Option(False, "--check", help="Start each framework
     t = Table(title=f"machine {machine_id(m)}", show_header=False, title_justify="left")
     gpu = m.get("gpu") or {}
     rows = [("CPU", f"{m['cpu'].get('model')} ({m.get('cores_logical')} logical cores)"),
-            ("RAM", _fmt_bytes(m.get("ram_bytes"))), ("OS", m.get("os")), ("Python", m.get("python")),
+            ("RAM", format_bytes(m.get("ram_bytes"))), ("OS", m.get("os")), ("Python", m.get("python")),
             ("GPU", ", ".join(d["name"] for d in gpu.get("devices", [])) or "none found")]
     rows += [(k, v) for k, v in m.get("versions", {}).items() if v and k != "python"]
     for k, v in rows:

@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import signal
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,27 +65,11 @@ class Journal:
     def create(cls, path: Path, header: dict[str, Any], exclusive: bool = False) -> "Journal":
         """A new journal holding only ``header``, written atomically (never a file without its header).
 
-        The header goes to a temp file of a unique name first; ``exclusive`` then creates ``path`` with a hard link,
-        which fails with ``FileExistsError`` when ``path`` exists (two runs can never claim one run id), else the
-        temp file is renamed over ``path``."""
+        ``storage.atomic_write_text`` (the records' writer, the records' file mode); ``exclusive`` fails with
+        ``FileExistsError`` when ``path`` exists (two runs can never claim one run id)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps({"type": "header", "journal_version": JOURNAL_VERSION, **header}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            if exclusive:
-                os.link(tmp, path)  # atomic create-if-absent, with its content already in place
-            else:
-                os.replace(tmp, path)
-        finally:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-        storage.fsync_dir(path.parent)
+        header_line = json.dumps({"type": "header", "journal_version": JOURNAL_VERSION, **header}) + "\n"
+        storage.atomic_write_text(path, header_line, exclusive=exclusive)
         return cls(path)
 
     @staticmethod

@@ -52,6 +52,7 @@ from .backends import BackendUnavailable, TrainConfig, _denormals, get_backend, 
 from .case import Case
 from .schema import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
+from .storage import atomic_write_text
 from .tasks import get_task
 
 # Exception class names that mean "out of memory", matched anywhere in the exception's MRO so no framework is
@@ -375,15 +376,6 @@ def _exit_when_stdin_closes() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def write_json_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gru_bench.worker", description="Run one gru-bench case.")
     ap.add_argument("--request", type=Path, required=True, help='JSON: {"case": {...}, "calibration": {...}|null, "phases": [...]?, "threads": N?}')
@@ -397,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     cal = request.get("calibration")
     result = run_case(case, Calibration.model_validate(cal) if cal else None, request.get("phases") or PHASES,
                       request.get("threads"))
-    write_json_atomic(args.result, result.model_dump_json())
+    atomic_write_text(args.result, result.model_dump_json())
     return 0
 
 
