@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import gru_bench
-import gru_bench
 from gru_bench import schema, storage, tabular
 from gru_bench.case import Case
 from gru_bench.errors import InputError
@@ -484,3 +483,21 @@ def test_format_bytes_is_the_one_byte_formatter(n, text):
     from gru_bench.units import format_bytes
 
     assert format_bytes(n) == text
+
+
+@pytest.mark.parametrize("names, expected", [
+    (("host_peak_rss_delta", "host_vmhwm_delta", "tracemalloc_peak", "working_set", "device_peak_allocated"),
+     "device_peak_allocated"),
+    (("host_peak_rss_delta", "host_vmhwm_delta", "tracemalloc_peak", "working_set"), "working_set"),
+    (("host_peak_rss_delta", "host_vmhwm_delta", "tracemalloc_peak"), "tracemalloc_peak"),
+    (("host_peak_rss_delta", "host_vmhwm_delta"), "host_vmhwm_delta"),
+    (("host_peak_rss_delta", "activation_estimate"), "host_peak_rss_delta"),
+    (("activation_estimate", "fixed_overhead", "host_maxrss_delta"), None),
+])
+def test_peak_memory_follows_the_preference_order(names, expected):
+    """One home for "which figure is the peak" (the terminal table and the report both read it)."""
+    c = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=20, hidden=8)
+    r = CaseResult(case=c, case_id=c.case_id, status="ok",
+                   memory=[MemoryFigure(name=n, bytes=i + 1, method="m") for i, n in enumerate(names)])
+    fig = r.peak_memory()
+    assert (fig.name if fig else None) == expected

@@ -176,9 +176,6 @@ def run_exit_status(outcome: Any) -> ExitStatus:
 
 
 # ---------------------------------------------------------------------------------------------- the table
-# the device allocator's peak on CUDA; on the CPU the per-batch working set (memory.py, same method on every backend)
-MEMORY_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
-                     "host_peak_rss_delta")
 # the configuration keys the table shows in columns; any other key that differs between its pairs is named in the
 # first column (``lr=0.01``), so two rows never look the same
 SHOWN_KEYS = ("backend", "device", "task", "seq_len", "hidden", "cell", "variant", "seed", "timeout_s", "denormals")
@@ -190,13 +187,14 @@ def _median(values: Iterable[float | None]) -> float | None:
 
 
 def _memory(r: Any) -> tuple[float | None, str | None]:
-    figs = {m.name: m for m in r.memory}
-    for name in MEMORY_PREFERENCE:
-        if name in figs:
-            if name == "working_set" and (figs[name].floor_bytes or 0) > figs[name].bytes:
-                return None, name  # below its noise floor: "—", not a number to compare
-            return float(figs[name].bytes), name
-    return None, None
+    """The case's peak memory figure (``CaseResult.peak_memory``) in bytes and its name; None for the bytes when it
+    is below its noise floor ("—", not a number to compare)."""
+    from .memory import below_floor
+
+    fig = r.peak_memory()
+    if fig is None:
+        return None, None
+    return (None if below_floor(fig) else float(fig.bytes)), fig.name
 
 
 def _side(results: list[Any]) -> dict[str, Any] | None:
