@@ -501,3 +501,25 @@ def test_peak_memory_follows_the_preference_order(names, expected):
                    memory=[MemoryFigure(name=n, bytes=i + 1, method="m") for i, n in enumerate(names)])
     fig = r.peak_memory()
     assert (fig.name if fig else None) == expected
+
+
+def test_the_worker_stores_the_model_spec_and_it_round_trips(tmp_path):
+    """``CaseResult.model``: the spec the worker built (so the report needs no reverse engineering); optional, so
+    a record without it (every record before this field) still loads, with None."""
+    from gru_bench.spec import ModelSpec
+    from gru_bench.worker import run_case
+
+    c = Case(backend="numpy", cell="lstm", variant="standard", task="copy", seq_len=5, hidden=8, batch_size=4,
+             warmup=0, repetitions=1)
+    r = run_case(c, None, ("timing",))
+    assert r.status == "ok", r.reason
+    io = __import__("gru_bench.tasks", fromlist=["get_task"]).get_task("copy").model_io(5)
+    assert r.model == ModelSpec("lstm", io["input_size"], 8, io["output_size"], 1, variant="standard",
+                                head=io["head"], loss=io["loss"])
+    rec = make_record()
+    rec.cases = [r]
+    back = load_record(save_record(rec, tmp_path / "m.json"))
+    assert back.cases[0].model == r.model and isinstance(back.cases[0].model, ModelSpec)
+    d = json.loads((tmp_path / "m.json").read_text())
+    del d["cases"][0]["model"]
+    assert schema.record_from_dict(d).cases[0].model is None

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .case import Case
 from .errors import InputError
+from .spec import ModelSpec
 
 SCHEMA_VERSION = 2
 # Version history (``migrate`` reads every version listed here, with a ``SchemaWarning``):
@@ -141,6 +142,9 @@ class CaseResult(_Model):
     # subnormal census of one un-timed step on the timing batch: {"hidden_grad": fraction, "param_grad": fraction}
     subnormals: dict[str, float] | None = None
     gemm_floor: GemmFloor | None = None  # the step's own GEMMs timed at their shapes (issue #11 part 4)
+    # the model that ran (cell, I, H, O, layers, variant, head, loss), validated as spec.ModelSpec; None in records
+    # written before it was stored (the report then rebuilds it from the Case and the task's definition)
+    model: ModelSpec | None = None
 
     def peak_memory(self) -> MemoryFigure | None:
         """The figure that is "the peak memory" of this case: the first of ``PEAK_PREFERENCE`` it has (the device

@@ -172,6 +172,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
 
     task = get_task(case.task)
     spec, L = model_spec(case)
+    out["model"] = spec
     out.update(case_costs(case))
     out["threads"] = {**blas, **(backend.set_threads(threads) or {})}
     timing_ss, train_ss, eval_ss = np.random.SeedSequence(case.seed).spawn(3)

@@ -19,11 +19,11 @@ import pandas as pd
 
 from .. import __version__
 from ..schema import RunRecord
-from . import answer, html, markdown, plots, tables
+from . import answer, group_tables, html, iso, markdown, plots, tables
 from .frame import cases_frame, groups_frame, run_name
 from .inputs import load_records
 from .palette import css_variables
-from .table import Column, Table
+from .display_table import Column, Table
 from .timeline import HistoryProvider, history_frame, spans_commits
 
 __all__ = ["build_report"]
@@ -201,11 +201,11 @@ def _history_table(series: pd.DataFrame) -> Table:
 def _make_tables(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], not_run: list[dict]) -> dict[str, Table]:
     tabs = {
         "verdict": tables.verdict_table(groups),
-        "iso": tables.iso_table(groups),
-        "accuracy": tables.accuracy_table(groups),
-        "speed": tables.speed_table(groups),
-        "memory": tables.memory_table(groups),
-        "backends": tables.backends_table(groups),
+        "iso": iso.iso_table(groups),
+        "accuracy": group_tables.accuracy_table(groups),
+        "speed": group_tables.speed_table(groups),
+        "memory": group_tables.memory_table(groups),
+        "backends": group_tables.backends_table(groups),
         "problems": tables.problems_table(cases, not_run),
     }
     comp = tables.comparison_table(cases, names)
@@ -358,6 +358,7 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
         for i, r in enumerate(records)
     ]
     headline = tables.headline(tabs["verdict"].df, groups)
+    answers = answer.sentences(cases)
     context = dict(
         title=title,
         version=__version__,
@@ -371,7 +372,8 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
         runs=runs,
         toc=_toc(n_runs, hist is not None),
         headline=headline,
-        answers=answer.sentences(cases),
+        answers=answers,
+        no_answer=answer.NO_ANSWER,
         cells=tables.keep_cells(groups),
         cell_css=tables.CELL_CSS,
         follows_pct=f"{tables.FOLLOWS_TOLERANCE:.0%}",
@@ -402,6 +404,7 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
     (out_dir / "summary.md").write_text(
         markdown.summary(
             title,
+            answers,
             run_lines,
             headline,
             tabs["verdict"],

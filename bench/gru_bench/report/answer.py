@@ -138,6 +138,10 @@ def memory_sentences(cases: pd.DataFrame) -> list[str]:
     return out
 
 
+# what the first screen (HTML and summary.md) says when there are no sentences
+NO_ANSWER = "These runs answer no question yet: no time-to-target and no GRU/LSTM pair ran ok."
+
+
 def sentences(cases: pd.DataFrame) -> list[str]:
     """Every first-screen sentence; empty when the records answer nothing (then the page says so)."""
     return [*learning_sentences(cases), *speed_sentences(cases), *memory_sentences(cases)]

@@ -84,6 +84,7 @@ def report_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
         flops_train_step=float(r.flops_train_step) if r.flops_train_step is not None else np.nan,
         implementation=r.implementation or "",
         provenance=r.provenance,
+        model=r.model,  # spec.ModelSpec or None (older records)
         train_s=_stat(tt, "median"),
         train_ci_low=_stat(tt, "ci_low"),
         train_ci_high=_stat(tt, "ci_high"),
@@ -226,7 +227,7 @@ def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
     }
     obj = {
         c: cases[c].tolist()
-        for c in [*FIRST_FIELDS, "status", "reason", "implementation", "peak_name", "metric", "provenance"]
+        for c in [*FIRST_FIELDS, "status", "reason", "implementation", "peak_name", "metric", "provenance", "model"]
     }
     ok_all = (cases["status"] == "ok").to_numpy()
     acc_all = ok_all & cases["has_accuracy"].to_numpy(dtype=bool)
@@ -262,6 +263,7 @@ def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
             **tt,
             busy=bool(busy_all[idx].any()),
             provenance=obj["provenance"][ok[0] if len(ok) else idx[0]],
+            model=next((m for m in pick("model", idx) if m is not None), None),
         )
         out.append(row)
     return pd.DataFrame(out)

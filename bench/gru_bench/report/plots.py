@@ -79,6 +79,29 @@ def _figure(rows: int, cols: int, height: float = PANEL_H, gap: float = 0.95) ->
     return fig, axes
 
 
+def _finish(fig: Figure, df: pd.DataFrame, name: str, title: str, caption: str, dashed: str | None = None) -> Plot:
+    """The plot of ``df``'s rows with the cells-and-backends legend (plus the dashed grey reference line's entry,
+    ``dashed``, where one is drawn)."""
+    cells, backends = _cells_backends(df)
+    extra = [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label=dashed)] if dashed else []
+    _legend(fig, cells, backends, extra)
+    return Plot(name, title, caption, fig)
+
+
+def _points(ax, df: pd.DataFrame, x: pd.Series, y: pd.Series) -> None:
+    """One marker per row of ``df`` at (x, y): the cell's colour, the backend's marker."""
+    for (_, r), xv, yv in zip(df.iterrows(), x, y):
+        ax.plot([xv], [yv], color=cell_color(r["cell_key"]), alpha=0.85,
+                **{**backend_style(r["backend"], r["device"]), "linestyle": "none"})
+
+
+def _equality_line(ax, lo: float, hi: float) -> None:
+    """The dashed y = x line over [lo, hi] on log-log axes."""
+    ax.plot([lo, hi], [lo, hi], color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
+    _log(ax, "x")
+    _log(ax, "y")
+
+
 def _legend(fig: Figure, cells: list[str], backends: list[tuple[str, str]], extra: list = ()) -> None:
     handles = [Patch(color=cell_color(c), label=c) for c in cells]
     handles += [Line2D([], [], color="#333333", label=f"{b}/{d}", **backend_style(b, d)) for b, d in backends]
@@ -183,16 +206,13 @@ def accuracy_vs_T(groups: pd.DataFrame) -> Plot | None:
             "dependency length T (steps, log)" if t["seq_len"].nunique() > 1 else "dependency length T (steps)"
         )
         ax.set_ylabel(f"held-out {metric}")
-    cells, backends = _cells_backends(df)
-    _legend(
-        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")]
-    )
-    return Plot(
+    return _finish(
+        fig, df,
         "accuracy_vs_T",
         "Accuracy vs dependency length",
         "Held-out metric after the step budget (mean over seeds, bars: ± one standard deviation); "
         "dashed grey: the task's trivial baseline.",
-        fig,
+        dashed="trivial baseline",
     )
 
 
@@ -226,15 +246,12 @@ def solved_vs_step(groups: pd.DataFrame) -> tuple[Plot | None, int]:
         ax.set_title(title + (f" · {text(run)}"[:40] if multi_run else ""))
         ax.set_xlabel("training step")
         ax.set_ylabel("fraction of seeds at target")
-    cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="half")])
-    return Plot(
-        "solved_vs_step",
-        "Time to target",
+    return _finish(
+        fig, df, "solved_vs_step", "Time to target",
         "Fraction of seeds whose held-out loss reached the target (10 % of the trivial baseline's loss) by each "
         "step, evaluated every eval_every steps; Kaplan–Meier: a seed that did not reach it is censored at its "
         "step budget, not dropped. Dot: the median steps-to-target (where the line crosses one half).",
-        fig,
+        dashed="half",
     ), left_out
 
 
@@ -292,18 +309,13 @@ def learning_curves(cases: pd.DataFrame) -> tuple[Plot | None, int]:
         ax_t.set_title(title + " · vs time")
         ax_s.set_xlabel("training step")
         ax_t.set_xlabel("wall time (s)")
-    cells, backends = _cells_backends(df)
-    _legend(
-        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")]
-    )
     seeds = int(df.groupby("group_id")["seed"].nunique().max())
     band = "band: min–max over seeds" if seeds > 1 else "one seed per configuration (no band)"
-    return Plot(
-        "learning_curves",
-        "Learning curves",
+    return _finish(
+        fig, df, "learning_curves", "Learning curves",
         f"Training loss vs steps (left) and vs wall time (right), mean over seeds; {band}; "
         "dashed grey: the trivial baseline's loss.",
-        fig,
+        dashed="trivial baseline",
     ), left_out
 
 
@@ -335,13 +347,11 @@ def _speed_vs(groups: pd.DataFrame, x: str, fixed: str, xlabel: str, name: str, 
         ax.set_title(f"{text(task)} ({fixed_notes[-1].split(': ')[1]})")
         ax.set_xlabel(f"{xlabel} (log)")
         ax.set_ylabel("train step time (ms, log)")
-    cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends)
-    return Plot(
+    return _finish(
+        fig, df,
         name,
         title,
         "Median train step (forward, backward, optimizer) per configuration; " + "; ".join(fixed_notes) + ".",
-        fig,
     )
 
 
@@ -361,26 +371,17 @@ def throughput(groups: pd.DataFrame) -> Plot | None:
         return None
     fig, axes = _figure(1, 1, height=3.8)
     ax = axes[0][0]
-    for _, r in df.iterrows():
-        ax.plot(
-            [r["flops_train_step"]],
-            [r["pct_peak"]],
-            color=cell_color(r["cell_key"]),
-            alpha=0.85,
-            **{**backend_style(r["backend"], r["device"]), "linestyle": "none"},
-        )
+    _points(ax, df, df["flops_train_step"], df["pct_peak"])
     _log(ax, "x")
     ax.set_xlabel("analytic FLOPs per train step (log)")
     ax.set_ylabel("achieved, % of calibrated peak")
     ax.set_ylim(bottom=0)
-    cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends)
-    return Plot(
+    return _finish(
+        fig, df,
         "throughput",
         "Achieved GFLOP/s as % of the machine's peak",
         "Each point one configuration: spec.py's FLOPs per step over the median step time, divided by the "
         "run's float32 GEMM calibration.",
-        fig,
     )
 
 
@@ -391,31 +392,19 @@ def memory(groups: pd.DataFrame) -> Plot | None:
         return None
     fig, axes = _figure(1, 1, height=3.8)
     ax = axes[0][0]
-    for _, r in df.iterrows():
-        ax.plot(
-            [r["activation_bytes"] / 2**20],
-            [r["peak_bytes"] / 2**20],
-            color=cell_color(r["cell_key"]),
-            alpha=0.85,
-            **{**backend_style(r["backend"], r["device"]), "linestyle": "none"},
-        )
+    _points(ax, df, df["activation_bytes"] / 2**20, df["peak_bytes"] / 2**20)
     lo = min(df["activation_bytes"].min(), df["peak_bytes"].min()) / 2**20
     hi = max(df["activation_bytes"].max(), df["peak_bytes"].max()) / 2**20
-    ax.plot([lo, hi], [lo, hi], color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
-    _log(ax, "x")
-    _log(ax, "y")
+    _equality_line(ax, lo, hi)
     ax.set_xlabel("analytic activation memory (MiB, log)")
     ax.set_ylabel("measured peak (MiB, log)")
-    cells, backends = _cells_backends(df)
-    _legend(
-        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="measured = analytic")]
-    )
-    return Plot(
+    return _finish(
+        fig, df,
         "memory",
         "Memory: measured peak vs analytic estimate",
         "Measured peak (device allocator on GPU, host RSS above baseline on CPU) against B·T·H·gates·bytes; "
         "dashed: equality.",
-        fig,
+        dashed="measured = analytic",
     )
 
 
@@ -446,19 +435,12 @@ def comparison(cases: pd.DataFrame, run_names: list[str]) -> Plot | None:
         return None
     vals = pd.concat([base, ok["train_s"]]) * 1e3
     lo, hi = float(vals.min()), float(vals.max())
-    ax.plot([lo, hi], [lo, hi], color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
-    _log(ax, "x")
-    _log(ax, "y")
+    _equality_line(ax, lo, hi)
     ax.set_xlabel(f"run 1 train step (ms, log): {text(run_names[0])}"[:90])
     ax.set_ylabel("other runs (ms, log)")
-    cells, backends = _cells_backends(ok)
-    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="same time")])
-    return Plot(
-        "comparison",
-        "Runs compared",
-        "Each point one case present in run 1 and a later run; above the dashed line: slower than run 1.",
-        fig,
-    )
+    return _finish(fig, ok, "comparison", "Runs compared",
+                   "Each point one case present in run 1 and a later run; above the dashed line: slower than run 1.",
+                   dashed="same time")
 
 
 def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
