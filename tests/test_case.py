@@ -13,7 +13,7 @@ BASE = dict(backend="numpy", cell="gru", variant="reset_after", task="adding", s
 OTHER = {"backend": "torch", "device": "cuda", "task": "copy", "seq_len": 20, "hidden": 32, "num_layers": 2,
          "batch_size": 8, "dtype": "float64", "init": "keras", "optimizer": "sgd", "lr": 0.01, "clip": None,
          "steps": 0, "eval_every": 10, "eval_batches": 2, "stop_at_target": True, "denormals": "keep",
-         "warmup": 1, "repetitions": 5, "options": {"autocast": "bfloat16"}}
+         "warmup": 1, "repetitions": 5, "threads": 2, "options": {"autocast": "bfloat16"}}
 
 
 def test_every_key_but_seed_and_timeout_is_covered():
@@ -63,3 +63,21 @@ def test_baseline_groups_are_its_configurations_without_seed():
         by_fields.setdefault(key, set()).add(c.group_id)
     assert all(len(ids) == 1 for ids in by_fields.values())
     assert len({c.group_id for c in cases}) == len(by_fields)
+
+
+def test_group_id_is_compares_seed_group_key():
+    """``g`` + 11 hex of the dump without seed and timeout (ID_OPTIONAL fields only off their default): the key
+    compare's accuracy rows have always carried, so its JSON output keeps its keys; never equal to a case_id."""
+    import hashlib
+
+    from gru_bench.case import ID_OPTIONAL
+
+    for c in (Case(**BASE, seed=3), Case(**{**BASE, "denormals": "keep", "stop_at_target": True}, seed=1)):
+        d = c.model_dump(exclude={"seed", "timeout_s"})
+        for k, default in ID_OPTIONAL.items():
+            if d.get(k) == default:
+                d.pop(k)
+        want = "g" + hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:11]
+        assert c.group_id == want
+        assert c.pair_id.startswith("p") and len(c.pair_id) == len(c.group_id) == len(c.case_id) == 12
+        assert len({c.group_id, c.pair_id, c.case_id}) == 3

@@ -96,18 +96,24 @@ def test_old_figure_loads():
 
 
 def test_preference_puts_working_set_first_on_cpu_and_device_peak_on_cuda():
-    from types import SimpleNamespace
-
     from gru_bench.cli import _memory
     from gru_bench.report.frame import _peak
+    from gru_bench.schema import CaseResult
+
+    c = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=20, hidden=8)
+
+    def result(figs):
+        return CaseResult(case=c, case_id=c.case_id, status="ok", memory=figs)
 
     cpu = [MemoryFigure(name="tracemalloc_peak", bytes=5, method="t"),
            MemoryFigure(name="fixed_overhead", bytes=9 * MiB, method="f"),
            MemoryFigure(name="working_set", bytes=3 * MiB, method="w", floor_bytes=MiB)]
-    assert _memory(SimpleNamespace(memory=cpu)) == (3.0 * MiB, "working_set")
-    assert _peak(cpu)[1] == "working_set"
+    assert result(cpu).peak_memory().name == "working_set"
+    assert _memory(result(cpu)) == (3.0 * MiB, "working_set")
+    assert _peak(result(cpu))[1] == "working_set"
     cuda = [*cpu, MemoryFigure(name="device_peak_allocated", bytes=7, method="d")]
-    assert _memory(SimpleNamespace(memory=cuda)) == (7.0, "device_peak_allocated")
-    assert _peak(cuda)[1] == "device_peak_allocated"
+    assert result(cuda).peak_memory().name == "device_peak_allocated"
+    assert _memory(result(cuda)) == (7.0, "device_peak_allocated")
+    assert _peak(result(cuda))[1] == "device_peak_allocated"
     noisy = [MemoryFigure(name="working_set", bytes=10, method="w", floor_bytes=MiB)]
-    assert _memory(SimpleNamespace(memory=noisy)) == (None, "working_set")
+    assert _memory(result(noisy)) == (None, "working_set")

@@ -30,9 +30,9 @@ from gru_bench.case import Case
 from gru_bench.errors import InputError
 from gru_bench.report import build_report
 from gru_bench.report.frame import cases_frame, groups_frame
-from gru_bench.report.modelio import io_from_param_pair
-from gru_bench.report.table import Column, Table, format_value, sort_key
-from gru_bench.report.tables import FOLLOWS_TOLERANCE, follows, iso_frame, problems_table, verdict_frame, verdict_table
+from gru_bench.report.display_table import Column, Table, format_value, sort_key
+from gru_bench.report.iso import iso_frame
+from gru_bench.report.tables import FOLLOWS_TOLERANCE, follows, problems_table, verdict_frame, verdict_table
 from gru_bench.schema import (Accuracy, Calibration, CaseResult, Curve, GitInfo, Load, MemoryFigure, RunRecord,
                               TimingStats)
 
@@ -103,6 +103,7 @@ def case_result(
         params_backend=spec.param_count(ms),
         flops_forward=fl.forward,
         flops_train_step=fl.train_step,
+        model=ms,  # as the worker records it
     )
     if status != "ok":
         return CaseResult(**common, status=status, reason=reason)
@@ -453,16 +454,6 @@ def test_verdict_shows_failed_side_and_missing_partner():
 
 
 # ------------------------------------------------------------------------------------- iso-parameter (unit)
-@pytest.mark.parametrize("I,O,H,L", [(2, 1, 64, 1), (10, 9, 32, 1), (3, 5, 17, 2), (1, 1, 128, 3)])
-def test_io_from_param_pair_recovers_sizes(I, O, H, L):
-    g = spec.param_count(spec.ModelSpec("gru", I, H, O, L))
-    l = spec.param_count(spec.ModelSpec("lstm", I, H, O, L))
-    io_ = io_from_param_pair(H, L, g, l)
-    assert (io_.input_size, io_.output_size) == (I, O)
-    assert io_from_param_pair(H, L, g + 1, l) is None  # counts no model of these sizes has
-    assert io_from_param_pair(H, L, l, g) is None
-
-
 def test_iso_parameter_matches_spec():
     """For each LSTM: the GRU hidden size of spec.iso_param_hidden, and the measured GRU at it when within ±10 %."""
     rec = synthetic_record()
@@ -483,14 +474,14 @@ def test_iso_parameter_matches_spec():
         assert r["iso_params"] == r["gru_params"] == spec.param_count(gspec)
         assert r["params_ratio"] == pytest.approx(spec.param_count(gspec) / spec.param_count(lspec), rel=1e-12)
         assert abs(r["params_ratio"] - 1) < 0.01
-        assert r["io_source"] == "solved from the GRU and LSTM parameter counts"
+        assert r["io_source"] == "recorded model"
     small = iso[(iso["backend_device"] == "numpy/cpu") & (iso["lstm_hidden"] == 32) & (iso["task"] == "adding")]
     want = spec.iso_param_hidden(spec.ModelSpec("lstm", io_["input_size"], 32, io_["output_size"]), "gru")
     assert set(small["iso_hidden"]) == {want}
     # the GRUs measured (32, 64, 74) are all more than 10 % off the LSTM's parameters: say what to add
     assert set(small["match"]) == {f"not measured: add hidden={want} to the suite"}
     assert small["gru_train_s"].isna().all()
-    # the copy task: GRU and LSTM at H=32 only; the sizes are solved from their counts (I=10, O=9)
+    # the copy task: GRU and LSTM at H=32 only; the sizes are the recorded model's (I=10, O=9)
     copy = iso[iso["task"] == "copy"]
     want_c = spec.iso_param_hidden(spec.ModelSpec("lstm", 10, 32, 9), "gru")
     assert len(copy) and set(copy["iso_hidden"]) == {want_c}
@@ -499,14 +490,27 @@ def test_iso_parameter_matches_spec():
 def test_iso_prefers_recorded_model_sizes():
     rec = tiny_record(seeds=(0,))
     rec.cases = [
-        r.model_copy(update={"provenance": {"model": {"input_size": 5, "output_size": 3}}})
-        if r.case.cell == "lstm"
-        else r
+        r.model_copy(update={"model": spec.ModelSpec("lstm", 5, 16, 3)}) if r.case.cell == "lstm" else r
         for r in rec.cases
     ]
     iso = iso_frame(groups_frame(cases_frame([rec])))
     assert set(iso["io_source"]) == {"recorded model"}
     assert set(iso["iso_hidden"]) == {spec.iso_param_hidden(spec.ModelSpec("lstm", 5, 16, 3), "gru")}
+
+
+def test_iso_of_records_without_the_model_reads_the_case_and_its_task():
+    """Records written before ``CaseResult.model``: the model is rebuilt from the Case (H, L) and the task's own
+    sizes (adding: I=2, O=1), the same the worker used; an unknown task leaves the sizes unknown, said so."""
+    rec = synthetic_record()
+    recorded = iso_frame(groups_frame(cases_frame([rec])))
+    rec.cases = [r.model_copy(update={"model": None}) for r in rec.cases]
+    old = iso_frame(groups_frame(cases_frame([rec])))
+    adding = old["task"] == "adding"
+    assert set(old.loc[adding, "io_source"]) == {"task definition"}
+    assert old.loc[adding, "iso_hidden"].tolist() == recorded.loc[recorded["task"] == "adding", "iso_hidden"].tolist()
+    rec.cases = [r.model_copy(update={"case": r.case.model_copy(update={"task": "retired_task"})}) for r in rec.cases]
+    gone = iso_frame(groups_frame(cases_frame([rec])))
+    assert set(gone["match"]) == {"model sizes unknown (task not recognised)"} and gone["iso_hidden"].isna().all()
 
 
 # --------------------------------------------------------------------------------------- a whole report
@@ -940,3 +944,30 @@ def test_basic_timeline_series_are_seed_groups_not_labels():
     s = basic_series(pd.DataFrame(rows))
     assert len(s) == 2 and s["series"].nunique() == 2
     assert sorted(s["value"]) == pytest.approx([3.0, 6.0])  # ms, median of the two seeds of each group
+
+
+def test_summary_md_opens_with_the_answer_sentences_of_the_first_screen(tmp_path):
+    """summary.md (issue #12 leftover): its top is the HTML first screen's answer sentences, same text and order,
+    no verdict cards before them; with nothing to answer, the same sentence as the page."""
+    import html as html_mod
+
+    from gru_bench.report import answer, markdown
+    from gru_bench.report.display_table import Table
+    from gru_bench.storage import save_record
+
+    rec = answer_record(lambda c, T, seed: (100 + 25 * seed if c == "gru" else 400 + 25 * seed) * T // 20, budget=2000)
+    index = build_report([save_record(rec, tmp_path / "r.json")], tmp_path / "out", title="t")
+    want = _answer(rec)
+    assert len(want) >= 2
+    page = index.read_text(encoding="utf-8")
+    assert [html_mod.unescape(a) for a in re.findall(r'<li class="answer">(.*?)</li>', page)] == want
+    md = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8").splitlines()
+    assert md[:2] == ["# t", ""]
+    top = md[2:2 + len(want)]
+    assert [html_mod.unescape(line[2:]) for line in top] == want and all(line.startswith("- ") for line in top)
+    assert md.index("## Runs") == 3 + len(want)
+    assert md.index("## Runs") < next(i for i, line in enumerate(md) if line.startswith("**adding"))
+
+    empty = Table(name="v", title="Verdict", df=pd.DataFrame(), columns=[])
+    text = markdown.summary("t", [], ["run 1"], [], empty, empty, empty, [])
+    assert text.splitlines()[2] == f"_{answer.NO_ANSWER}_"

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import gru_bench
-import gru_bench
 from gru_bench import schema, storage, tabular
 from gru_bench.case import Case
 from gru_bench.errors import InputError
@@ -421,3 +420,106 @@ def test_atomic_write_gives_the_mode_of_a_new_file_not_mkstemps_0600(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+def test_exclusive_atomic_write_creates_once_and_leaves_no_temp_file(tmp_path):
+    from gru_bench.storage import atomic_write_text
+
+    p = atomic_write_text(tmp_path / "j.jsonl", "first\n", exclusive=True)
+    with pytest.raises(FileExistsError):
+        atomic_write_text(p, "second\n", exclusive=True)
+    assert p.read_text() == "first\n"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["j.jsonl"]  # neither attempt left its temp file
+    atomic_write_text(p, "third\n")  # not exclusive: replaces
+    assert p.read_text() == "third\n" and sorted(x.name for x in tmp_path.iterdir()) == ["j.jsonl"]
+
+
+def test_a_journal_gets_the_mode_of_a_record(tmp_path):
+    """Journals were created through mkstemp (0600) while records were fixed to the umask's mode (a81e3c8): both
+    go through ``storage.atomic_write_text`` now."""
+    import stat
+
+    from gru_bench.runner import Journal
+
+    old = os.umask(0o022)
+    try:
+        j = Journal.create(tmp_path / "run.journal.jsonl", {"run_id": "x"}, exclusive=True)
+        r = save_record(make_record(), tmp_path / "run.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(j.path.stat().st_mode) == stat.S_IMODE(r.stat().st_mode) == 0o644
+    assert json.loads(j.path.read_text().splitlines()[0])["run_id"] == "x"
+
+
+def test_migrations_run_in_turn_from_any_registered_version(monkeypatch):
+    """The asv-style hook: each ``migrate_vN_to_vN+1`` sees the record in version N's form, in order; the chain
+    reaches SCHEMA_VERSION; a record gets one SchemaWarning and ``migrated_from`` its original version."""
+    seen = []
+
+    def migrate_v0_to_v1(data):
+        seen.append(("0->1", data["schema_version"]))
+        return {**data, "renamed": data.pop("old_name")}
+
+    monkeypatch.setitem(schema.MIGRATIONS, 0, migrate_v0_to_v1)
+    v1 = schema.MIGRATIONS[1]
+    monkeypatch.setitem(schema.MIGRATIONS, 1, lambda d: (seen.append(("1->2", d["schema_version"])), v1(d))[1])
+    with pytest.warns(schema.SchemaWarning, match="schema version 0"):
+        out = schema.migrate({"schema_version": 0, "old_name": 5, "run_id": "r"}, "f.json")
+    assert seen == [("0->1", 0), ("1->2", 1)]
+    assert out["schema_version"] == SCHEMA_VERSION and out["migrated_from"] == 0 and out["renamed"] == 5
+    assert sorted(schema.MIGRATIONS) == [0, 1] and all(v in schema.MIGRATIONS for v in range(1, SCHEMA_VERSION))
+
+
+def test_migration_names_say_their_step():
+    with pytest.raises(TypeError, match="migrate_v3_to_v4"):
+        schema.migration(3)(lambda d: d)
+    assert schema.MIGRATIONS[1].__name__ == "migrate_v1_to_v2"
+
+
+@pytest.mark.parametrize("n, text", [(None, "—"), (float("nan"), "—"), (0, "0 B"), (1023, "1023 B"),
+                                     (1536, "1.5 KiB"), (3 * 2**20, "3 MiB"), (-2 * 2**30, "-2 GiB"),
+                                     (5 * 2**40, "5 TiB"), (123.4 * 2**20, "123 MiB")])
+def test_format_bytes_is_the_one_byte_formatter(n, text):
+    from gru_bench.units import format_bytes
+
+    assert format_bytes(n) == text
+
+
+@pytest.mark.parametrize("names, expected", [
+    (("host_peak_rss_delta", "host_vmhwm_delta", "tracemalloc_peak", "working_set", "device_peak_allocated"),
+     "device_peak_allocated"),
+    (("host_peak_rss_delta", "host_vmhwm_delta", "tracemalloc_peak", "working_set"), "working_set"),
+    (("host_peak_rss_delta", "host_vmhwm_delta", "tracemalloc_peak"), "tracemalloc_peak"),
+    (("host_peak_rss_delta", "host_vmhwm_delta"), "host_vmhwm_delta"),
+    (("host_peak_rss_delta", "activation_estimate"), "host_peak_rss_delta"),
+    (("activation_estimate", "fixed_overhead", "host_maxrss_delta"), None),
+])
+def test_peak_memory_follows_the_preference_order(names, expected):
+    """One home for "which figure is the peak" (the terminal table and the report both read it)."""
+    c = Case(backend="numpy", cell="gru", variant="reset_after", task="adding", seq_len=20, hidden=8)
+    r = CaseResult(case=c, case_id=c.case_id, status="ok",
+                   memory=[MemoryFigure(name=n, bytes=i + 1, method="m") for i, n in enumerate(names)])
+    fig = r.peak_memory()
+    assert (fig.name if fig else None) == expected
+
+
+def test_the_worker_stores_the_model_spec_and_it_round_trips(tmp_path):
+    """``CaseResult.model``: the spec the worker built (so the report needs no reverse engineering); optional, so
+    a record without it (every record before this field) still loads, with None."""
+    from gru_bench.spec import ModelSpec
+    from gru_bench.worker import run_case
+
+    c = Case(backend="numpy", cell="lstm", variant="standard", task="copy", seq_len=5, hidden=8, batch_size=4,
+             warmup=0, repetitions=1)
+    r = run_case(c, None, ("timing",))
+    assert r.status == "ok", r.reason
+    io = __import__("gru_bench.tasks", fromlist=["get_task"]).get_task("copy").model_io(5)
+    assert r.model == ModelSpec("lstm", io["input_size"], 8, io["output_size"], 1, variant="standard",
+                                head=io["head"], loss=io["loss"])
+    rec = make_record()
+    rec.cases = [r]
+    back = load_record(save_record(rec, tmp_path / "m.json"))
+    assert back.cases[0].model == r.model and isinstance(back.cases[0].model, ModelSpec)
+    d = json.loads((tmp_path / "m.json").read_text())
+    del d["cases"][0]["model"]
+    assert schema.record_from_dict(d).cases[0].model is None

@@ -21,6 +21,7 @@ import psutil
 from .case import Case
 from .errors import InputError
 from .spec import ModelSpec, activation_bytes, param_count
+from .units import format_bytes
 
 OPTIMIZER_SLOTS = {"sgd": 0, "adam": 2}  # state tensors the size of the parameters
 
@@ -62,14 +63,6 @@ def estimate(case: Case) -> Estimate:
                     batch=B * L * spec.input_size * s + B * out_len * spec.output_size * s)
 
 
-def _fmt(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"
-
-
 def _device_bytes() -> dict[str, int]:
     """Memory of each CUDA device by its index, from ``nvidia-smi`` (no framework started); empty without one."""
     from .machine import _gpus
@@ -98,10 +91,11 @@ def check_cases(cases: Iterable[Case], ram_bytes: int | None = None,
             limit, where = ram, "this machine's RAM"
         if limit is not None and need > limit:
             e = estimate(case)
-            raise InputError(f"case {case.label}: needs at least {_fmt(need)} (weights {_fmt(e.weights)}, "
-                             f"gradients {_fmt(e.gradients)}, optimizer {_fmt(e.optimizer)}, activations "
-                             f"{_fmt(e.activations)}, batch {_fmt(e.batch)}), more than {where} "
-                             f"({_fmt(limit)}): expected a smaller hidden, seq_len, batch_size or num_layers, "
+            b = format_bytes
+            raise InputError(f"case {case.label}: needs at least {b(need)} (weights {b(e.weights)}, gradients "
+                             f"{b(e.gradients)}, optimizer {b(e.optimizer)}, activations {b(e.activations)}, batch "
+                             f"{b(e.batch)}), more than {where} ({b(limit)}): expected a smaller hidden, seq_len, "
+                             f"batch_size or num_layers, "
                              f"or --force to try anyway")
 
 

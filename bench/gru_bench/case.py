@@ -90,16 +90,25 @@ class Case(BaseModel):
     # ------------------------------------------------------------------ a configuration without its seed
     @property
     def group_id(self) -> str:
-        """The seed group: every key but the seed (and ``timeout_s``, as in ``case_id``). Cases that differ only by
-        their seed share it; seeds are pooled under it (compare's accuracy verdicts, the report's medians). Built from
-        ``case_id`` itself, so a field excluded there (``ID_OPTIONAL`` at its default) is excluded here too."""
-        return self.model_copy(update={"seed": 0}).case_id
+        """The seed group: every key but the seed (and ``timeout_s``, as in ``case_id``); cases that differ only by
+        their seed share it and seeds are pooled under it (compare's accuracy verdicts, the report's medians).
+        ``g`` + 11 hex, so it is never mistaken for a ``case_id`` (compare's rows carry either); the value compare's
+        ``group_key`` gave."""
+        return "g" + self._digest_without("seed")
 
     @property
     def pair_id(self) -> str:
         """The GRU-vs-LSTM pair: ``group_id`` without ``cell`` and ``variant`` too. A GRU (either variant) and the
         LSTM at equal H and every other key equal share it; the verdict tables and the terminal table pair on it."""
-        return self.model_copy(update={"seed": 0, "cell": "lstm", "variant": "standard"}).case_id
+        return "p" + self._digest_without("seed", "cell", "variant")
+
+    def _digest_without(self, *fields: str) -> str:
+        # case_id's rule (timeout_s out; ID_OPTIONAL fields only off their default), ``fields`` left out too
+        d = self.model_dump(exclude={"timeout_s", *fields})
+        for k, default in ID_OPTIONAL.items():
+            if d.get(k) == default:
+                d.pop(k)
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:11]
 
     @property
     def _main_keys(self) -> str:

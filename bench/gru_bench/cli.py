@@ -23,6 +23,7 @@ from rich.table import Table
 from .ab import DEFAULT_ROUNDS as AB_ROUNDS
 from .errors import InputError
 from .status import ExitStatus
+from .units import format_bytes
 
 
 app = typer.Typer(name="gru-bench", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -171,9 +172,6 @@ def run_exit_status(outcome: Any) -> ExitStatus:
 
 
 # ---------------------------------------------------------------------------------------------- the table
-# the device allocator's peak on CUDA; on the CPU the per-batch working set (memory.py, same method on every backend)
-MEMORY_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
-                     "host_peak_rss_delta")
 # the configuration keys the table shows in columns; any other key that differs between its pairs is named in the
 # first column (``lr=0.01``), so two rows never look the same
 SHOWN_KEYS = ("backend", "device", "task", "seq_len", "hidden", "cell", "variant", "seed", "timeout_s", "denormals")
@@ -185,13 +183,14 @@ def _median(values: Iterable[float | None]) -> float | None:
 
 
 def _memory(r: Any) -> tuple[float | None, str | None]:
-    figs = {m.name: m for m in r.memory}
-    for name in MEMORY_PREFERENCE:
-        if name in figs:
-            if name == "working_set" and (figs[name].floor_bytes or 0) > figs[name].bytes:
-                return None, name  # below its noise floor: "—", not a number to compare
-            return float(figs[name].bytes), name
-    return None, None
+    """The case's peak memory figure (``CaseResult.peak_memory``) in bytes and its name; None for the bytes when it
+    is below its noise floor ("—", not a number to compare)."""
+    from .memory import below_floor
+
+    fig = r.peak_memory()
+    if fig is None:
+        return None, None
+    return (None if below_floor(fig) else float(fig.bytes)), fig.name
 
 
 def _side(results: list[Any]) -> dict[str, Any] | None:
@@ -227,16 +226,6 @@ def _to_target(results: list[Any]) -> str:
     return f"{median:.0f} {reached}" if median is not None else f"— {reached}"
 
 
-def _fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "—"
-
-
 def _fmt_side(s: dict[str, Any] | None) -> list[str]:
     if s is None:
         return ["—"] * 5
@@ -250,7 +239,7 @@ def _fmt_side(s: dict[str, Any] | None) -> list[str]:
             metric += f" / {s['baseline']:.3g}"
         if s["solved"]:
             metric += f" ✓{s['solved']}" if not s["solved"].startswith("0/") else ""
-    return [f"{s['params']:,}" if s["params"] is not None else "—", step, _fmt_bytes(s["mem"]), metric,
+    return [f"{s['params']:,}" if s["params"] is not None else "—", step, format_bytes(s["mem"]), metric,
             s["to_target"]]
 
 
@@ -318,7 +307,7 @@ def info(check: bool = typer.Option(False, "--check", help="Start each framework
     t = Table(title=f"machine {machine_id(m)}", show_header=False, title_justify="left")
     gpu = m.get("gpu") or {}
     rows = [("CPU", f"{m['cpu'].get('model')} ({m.get('cores_logical')} logical cores)"),
-            ("RAM", _fmt_bytes(m.get("ram_bytes"))), ("OS", m.get("os")), ("Python", m.get("python")),
+            ("RAM", format_bytes(m.get("ram_bytes"))), ("OS", m.get("os")), ("Python", m.get("python")),
             ("GPU", ", ".join(d["name"] for d in gpu.get("devices", [])) or "none found")]
     rows += [(k, v) for k, v in m.get("versions", {}).items() if v and k != "python"]
     for k, v in rows:

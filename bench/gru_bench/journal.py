@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,33 +36,6 @@ def record_path_for(journal_path: Path) -> Path:
     return journal_path.with_name(journal_path.name[: -len(JOURNAL_SUFFIX)] + ".json")
 
 
-def write_new_file(path: Path, text: str, exclusive: bool = False) -> None:
-    """``text`` to ``path`` atomically (readers see no file or the whole of it), with the mode of a new file (the
-    umask's), flushed, fsynced, the directory too. A temp file of a unique name first; ``exclusive`` then creates
-    ``path`` with a hard link, which fails with ``FileExistsError`` when ``path`` exists, else the temp file is
-    renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if exclusive:
-            os.link(tmp, path)  # atomic create-if-absent, with its content already in place
-        else:
-            os.replace(tmp, path)
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-    storage.fsync_dir(path.parent)
-
-
 class Journal:
     """JSON lines: a header, then one finished ``CaseResult`` per line, each flushed and fsynced at once.
 
@@ -78,11 +50,10 @@ class Journal:
     def create(cls, path: Path, header: dict[str, Any], exclusive: bool = False) -> "Journal":
         """A new journal holding only ``header``, written atomically (never a file without its header).
 
-        The header goes to a temp file of a unique name first; ``exclusive`` then creates ``path`` with a hard link,
-        which fails with ``FileExistsError`` when ``path`` exists (two runs can never claim one run id), else the
-        temp file is renamed over ``path``."""
+        ``storage.atomic_write_text`` (the records' writer and file mode); ``exclusive`` fails with
+        ``FileExistsError`` when ``path`` exists (two runs can never claim one run id)."""
         line = json.dumps({"type": "header", "journal_version": JOURNAL_VERSION, **header}) + "\n"
-        write_new_file(Path(path), line, exclusive)
+        storage.atomic_write_text(Path(path), line, exclusive=exclusive)
         return cls(path)
 
     @staticmethod
@@ -243,4 +214,4 @@ def resolve_run(ref: str | os.PathLike[str], out_dir: Path) -> tuple[Path, Path]
 
 
 __all__ = ["JOURNAL_SUFFIX", "JOURNAL_VERSION", "READABLE_VERSIONS", "RESULT", "TIMED", "Journal", "journal_path_for",
-           "record_path_for", "resolve_run", "run_id_of", "run_in_folder", "unfinished_runs", "write_new_file"]
+           "record_path_for", "resolve_run", "run_id_of", "run_in_folder", "unfinished_runs"]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .case import Case
 from .errors import InputError
+from .spec import ModelSpec
 
 SCHEMA_VERSION = 2
 # Version history (``migrate`` reads every version listed here, with a ``SchemaWarning``):
@@ -49,6 +50,13 @@ class MemoryFigure(_Model):
     method: str
     floor_bytes: int | None = None  # below this the method measures noise, not the work (None: no known floor)
     seconds: float | None = None  # what measuring this figure cost (wall seconds), where it had a cost of its own
+
+
+# Which measured memory figure stands for a case's peak, in order of preference: the device allocator's own peak
+# on CUDA; on the CPU the per-batch working set (memory.py: the same B/2B method on every backend), then (older
+# records) tracemalloc for NumPy, the host's high-water mark and sampled RSS. ``CaseResult.peak_memory``.
+PEAK_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
+                   "host_peak_rss_delta")
 
 
 class Curve(_Model):
@@ -134,6 +142,15 @@ class CaseResult(_Model):
     # subnormal census of one un-timed step on the timing batch: {"hidden_grad": fraction, "param_grad": fraction}
     subnormals: dict[str, float] | None = None
     gemm_floor: GemmFloor | None = None  # the step's own GEMMs timed at their shapes (issue #11 part 4)
+    # the model that ran (cell, I, H, O, layers, variant, head, loss), validated as spec.ModelSpec; None in records
+    # written before it was stored (the report then rebuilds it from the Case and the task's definition)
+    model: ModelSpec | None = None
+
+    def peak_memory(self) -> MemoryFigure | None:
+        """The figure that is "the peak memory" of this case: the first of ``PEAK_PREFERENCE`` it has (the device
+        allocator's peak on CUDA, the working set on the CPU), None when it has none of them."""
+        figs = {m.name: m for m in self.memory}
+        return next((figs[name] for name in PEAK_PREFERENCE if name in figs), None)
 
 
 class Calibration(_Model):

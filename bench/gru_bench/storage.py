@@ -62,25 +62,32 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike[str], text: str, exclusive: bool = False) -> Path:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part: a temp file
-    in the same directory, flushed and fsynced, renamed over ``path`` (``os.replace``), then the directory fsynced."""
+    in the same directory, flushed and fsynced, renamed over ``path`` (``os.replace``), then the directory fsynced.
+    The file gets the mode any new file would get (``0o666 & ~umask``, not ``mkstemp``'s 0600).
+
+    ``exclusive``: create ``path`` only if it does not exist (a hard link of the complete temp file, which fails
+    with ``FileExistsError`` when ``path`` exists; two writers can never both claim it). The one writer of every
+    file gru-bench must not leave half-written: records, journals' headers, a worker's result."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a record gets the mode any new file would get
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if exclusive:
+            os.link(tmp, path)  # atomic create-if-absent, with its content already in place
+        else:
+            os.replace(tmp, path)
+    finally:
         try:
-            os.unlink(tmp)
-        except OSError:
+            os.unlink(tmp)  # gone already after os.replace
+        except FileNotFoundError:
             pass
-        raise
     fsync_dir(path.parent)
     return path
 

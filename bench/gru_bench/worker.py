@@ -52,6 +52,7 @@ from .backends import Backend, BackendUnavailable, Device, TrainConfig, _denorma
 from .case import Case
 from .schema import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
+from .storage import atomic_write_text
 from .tasks import get_task
 from .threads import fix_threads, fixed_threads
 
@@ -168,6 +169,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
 
     task = get_task(case.task)
     spec, L = model_spec(case)
+    out["model"] = spec
     out.update(case_costs(case))
     out["threads"] = {**blas, **(backend.set_threads(threads) or {})}
     timing_ss, train_ss, eval_ss = np.random.SeedSequence(case.seed).spawn(3)
@@ -352,15 +354,6 @@ def _exit_when_stdin_closes() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def write_json_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gru_bench.worker", description="Run one gru-bench case.")
     ap.add_argument("--request", type=Path, required=True,
@@ -375,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     cal = request.get("calibration")
     result = run_case(case, Calibration.model_validate(cal) if cal else None, request.get("phases") or PHASES,
                       request.get("threads"))
-    write_json_atomic(args.result, result.model_dump_json())
+    atomic_write_text(args.result, result.model_dump_json())
     return 0
 
 

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from ..units import format_bytes
+
 if TYPE_CHECKING:  # the evidence's type only: checks (and the --fail-on grammar) import no scipy
     from .stats import MarginTest
 
@@ -25,13 +27,6 @@ class Judgement:
     verdict: Verdict
     note: str = ""
     channel: str = "wall"
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n:.0f} B"
 
 
 # ---------------------------------------------------------------------------------------------- evidence
@@ -217,7 +212,7 @@ class MemoryCheck(Check):
     kind: ClassVar[str] = "memory"
 
     def describe(self) -> str:
-        return f"{self.metric}: grows by > {self.rtol * 100:.3g}% and > {_fmt_bytes(self.atol)}"
+        return f"{self.metric}: grows by > {self.rtol * 100:.3g}% and > {format_bytes(self.atol)}"
 
     def judge(self, evidence: MemoryEvidence, alpha: float) -> Judgement:
         va, vb = evidence.baseline, evidence.candidate

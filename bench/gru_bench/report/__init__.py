@@ -7,7 +7,6 @@ Reads run records only (no backend, no framework). Entry point: ``build_report``
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import shutil
 import sys
@@ -19,74 +18,15 @@ import pandas as pd
 
 from .. import __version__
 from ..schema import RunRecord
-from . import answer, html, markdown, plots, tables
+from . import answer, figure, group_tables, html, iso, markdown, plots, tables
 from .frame import cases_frame, groups_frame, run_name
 from .inputs import load_records
 from .palette import css_variables
-from .table import Column, Table
+from .runinfo import machine_line, manifest
+from .display_table import Column, Table
 from .timeline import HistoryProvider, history_frame, spans_commits
 
 __all__ = ["build_report"]
-
-
-def _flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(d, dict):
-        out: list[tuple[str, str]] = []
-        for k, v in d.items():
-            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-        return out
-    if isinstance(d, (list, tuple)):
-        return [(prefix, ", ".join(json.dumps(x) if isinstance(x, (dict, list)) else str(x) for x in d))]
-    return [(prefix, "" if d is None else str(d))]
-
-
-def _machine_line(rec: RunRecord) -> str:
-    """Machine id, CPU model, cores and GPUs, as far as the manifest says."""
-    m = rec.machine
-    cpu = m.get("cpu")
-    cpu = cpu.get("model") if isinstance(cpu, dict) else cpu
-    cores = m.get("cores_logical") or m.get("cores")
-    gpu = m.get("gpu")
-    gpus = (
-        [d.get("name") for d in gpu.get("devices", []) if isinstance(d, dict)]
-        if isinstance(gpu, dict)
-        else ([gpu] if gpu else [])
-    )
-    parts = [
-        rec.machine_id or m.get("machine_id") or m.get("hostname") or "machine",
-        cpu,
-        f"{cores} cores" if cores else None,
-        *gpus,
-    ]
-    return ", ".join(str(p) for p in parts if p)
-
-
-def _manifest(rec: RunRecord, path: Path) -> list[tuple[str, str]]:
-    items = [
-        ("file", str(path)),
-        ("run id", rec.run_id),
-        ("label", rec.label or ""),
-        ("suite", rec.suite_name),
-        ("created", rec.created),
-        ("finished", rec.finished or "not finished"),
-        ("commit", rec.git.commit or "unknown"),
-        ("dirty", "" if rec.git.dirty is None else str(rec.git.dirty)),
-        ("branch", rec.git.branch or ""),
-        ("schema version", str(rec.schema_version) + (f" (read from version {rec.migrated_from})"
-                                                     if rec.migrated_from else "")),
-        ("cases", str(len(rec.cases))),
-    ]
-    if rec.calibration:
-        items += [
-            ("calibrated peak", f"{rec.calibration.gemm_gflops:.1f} GFLOP/s"),
-            ("calibration method", rec.calibration.method),
-        ]
-    items += [(f"machine.{k}", v) for k, v in _flatten(rec.machine)]
-    for node, m in rec.machines.items():
-        items += [(f"node {node}.{k}", v) for k, v in _flatten(m)]
-    if rec.suite:
-        items.append(("suite settings", json.dumps(rec.suite, sort_keys=True, default=str)))
-    return items
 
 
 def _not_run(records: list[RunRecord], names: list[str]) -> tuple[list[dict], list[str]]:
@@ -201,11 +141,11 @@ def _history_table(series: pd.DataFrame) -> Table:
 def _make_tables(cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], not_run: list[dict]) -> dict[str, Table]:
     tabs = {
         "verdict": tables.verdict_table(groups),
-        "iso": tables.iso_table(groups),
-        "accuracy": tables.accuracy_table(groups),
-        "speed": tables.speed_table(groups),
-        "memory": tables.memory_table(groups),
-        "backends": tables.backends_table(groups),
+        "iso": iso.iso_table(groups),
+        "accuracy": group_tables.accuracy_table(groups),
+        "speed": group_tables.speed_table(groups),
+        "memory": group_tables.memory_table(groups),
+        "backends": group_tables.backends_table(groups),
         "problems": tables.problems_table(cases, not_run),
     }
     comp = tables.comparison_table(cases, names)
@@ -230,11 +170,11 @@ PLOTS = (
 
 def _make_plots(
     cases: pd.DataFrame, groups: pd.DataFrame, names: list[str], hist: pd.DataFrame | None, plot_dir: Path
-) -> tuple[dict[str, plots.Plot | None], int]:
+) -> tuple[dict[str, figure.Plot | None], int]:
     """Every plot the data can show (``None`` where it cannot), saved as PNG and SVG; and the curve panels left out."""
     if cases.empty:
         return dict.fromkeys(PLOTS), 0
-    with plots.style():
+    with figure.style():
         curves, left_out = plots.learning_curves(cases)
         made = {
             "accuracy_vs_T": plots.accuracy_vs_T(groups),
@@ -248,7 +188,7 @@ def _make_plots(
             "history": plots.history(hist) if hist is not None else None,
             "headline": answer.headline_figure(cases),
         }
-        return {k: plots.save(p, plot_dir) if p is not None else None for k, p in made.items()}, left_out
+        return {k: figure.save(p, plot_dir) if p is not None else None for k, p in made.items()}, left_out
 
 
 def _problems(
@@ -352,12 +292,13 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
             "created": r.created[:19].replace("T", " "),
             "commit": (r.git.commit or "")[:10],
             "dirty": bool(r.git.dirty),
-            "machine": _machine_line(r),
-            "manifest": _manifest(r, loaded.paths[i]),
+            "machine": machine_line(r),
+            "manifest": manifest(r, loaded.paths[i]),
         }
         for i, r in enumerate(records)
     ]
     headline = tables.headline(tabs["verdict"].df, groups)
+    answers = answer.sentences(cases)
     context = dict(
         title=title,
         version=__version__,
@@ -371,7 +312,8 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
         runs=runs,
         toc=_toc(n_runs, hist is not None),
         headline=headline,
-        answers=answer.sentences(cases),
+        answers=answers,
+        no_answer=answer.NO_ANSWER,
         cells=tables.keep_cells(groups),
         cell_css=tables.CELL_CSS,
         follows_pct=f"{tables.FOLLOWS_TOLERANCE:.0%}",
@@ -402,6 +344,7 @@ def _write_report(loaded: Any, out_dir: Path, title: str | None, history: Histor
     (out_dir / "summary.md").write_text(
         markdown.summary(
             title,
+            answers,
             run_lines,
             headline,
             tabs["verdict"],

@@ -138,24 +138,28 @@ def memory_sentences(cases: pd.DataFrame) -> list[str]:
     return out
 
 
+# what the first screen (HTML and summary.md) says when there are no sentences
+NO_ANSWER = "These runs answer no question yet: no time-to-target and no GRU/LSTM pair ran ok."
+
+
 def sentences(cases: pd.DataFrame) -> list[str]:
     """Every first-screen sentence; empty when the records answer nothing (then the page says so)."""
     return [*learning_sentences(cases), *speed_sentences(cases), *memory_sentences(cases)]
 
 
-def headline_figure(cases: pd.DataFrame):  # -> plots.Plot | None
+def headline_figure(cases: pd.DataFrame):  # -> figure.Plot | None
     """Steps-to-target vs T, GRU vs LSTM: each seed a dot (unsolved: a hollow marker at its budget), the
     Kaplan–Meier median a line; one panel per (run, backend, task)."""
     from matplotlib.figure import Figure
 
-    from . import plots
+    from . import figure
     from .palette import cell_color
 
     df = cases[cases["target_loss"].notna() & cases["status"].isin(["ok", "diverged"]) & (cases["steps"] > 0)]
     if df.empty:
         return None
-    keys = list(dict.fromkeys(zip(df["run"], df["backend"], df["task"])))[: plots.MAX_PANELS]
-    fig = Figure(figsize=(plots.WIDTH, 3.6))
+    keys = list(dict.fromkeys(zip(df["run"], df["backend"], df["task"])))[: figure.MAX_PANELS]
+    fig = Figure(figsize=(figure.WIDTH, 3.6))
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, (run, backend, task) in zip(axes, keys):
         g = df[(df["run"] == run) & (df["backend"] == backend) & (df["task"] == task)]
@@ -180,9 +184,9 @@ def headline_figure(cases: pd.DataFrame):  # -> plots.Plot | None
             ax.plot(Ts, meds, "-", color=c, lw=2, label=f"{_cell(cell)} ({key}) median")
         ax.set_xlabel("dependency length T")
         ax.set_ylabel("steps to target")
-        ax.set_title(plots.text(f"{task} · {backend}" + (f" · {run}" if len(keys) > 1 else "")))
+        ax.set_title(figure.text(f"{task} · {backend}" + (f" · {run}" if len(keys) > 1 else "")))
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return plots.Plot("headline", "Steps to target vs dependency length",
+    return figure.Plot("headline", "Steps to target vs dependency length",
                       "Dots: one seed each; hollow: did not reach the target within its budget (censored there); "
                       "lines: Kaplan–Meier median over seeds.", fig)

@@ -16,11 +16,6 @@ from ..schema import CaseResult, RunRecord
 CONFIG_FIELDS = [f for f in Case.model_fields if f not in ("seed", "timeout_s")]
 PAIR_FIELDS = ["run", *[f for f in CONFIG_FIELDS if f not in ("cell", "variant")]]  # what a GRU/LSTM pair shares
 CELL_KEYS = ("GRU reset_after", "GRU reset_before", "LSTM")
-# Which measured memory figure is "the peak", in order of preference (the terminal table's order): the device
-# allocator on a GPU; on the CPU the per-batch working set (memory.py: the same B/2B method on every backend), then
-# (older records) tracemalloc for NumPy, the host's high-water mark and sampled RSS.
-PEAK_PREFERENCE = ("device_peak_allocated", "working_set", "tracemalloc_peak", "host_vmhwm_delta",
-                   "host_peak_rss_delta")
 ANALYTIC = "activation_estimate"
 
 
@@ -36,15 +31,14 @@ def run_name(record: RunRecord, index: int) -> str:
     return f"{record.suite_name} {record.created[:16].replace('T', ' ')}"
 
 
-def _peak(memory: list) -> tuple[float, str | None, str | None]:
-    measured = {m.name: m for m in memory if m.name not in (ANALYTIC, "fixed_overhead")}
-    for name in PEAK_PREFERENCE:
-        if name in measured:
-            return float(measured[name].bytes), name, measured[name].method
-    if measured:
-        m = max(measured.values(), key=lambda m: m.bytes)
-        return float(m.bytes), m.name, m.method
-    return np.nan, None, None
+def _peak(r: CaseResult) -> tuple[float, str | None, str | None]:
+    """The case's peak memory (``CaseResult.peak_memory``), else (a record with none of its preferred figures) the
+    largest measured figure; the analytic estimate and the fixed overhead are not measured peaks."""
+    fig = r.peak_memory()
+    if fig is None:
+        measured = [m for m in r.memory if m.name not in (ANALYTIC, "fixed_overhead")]
+        fig = max(measured, key=lambda m: m.bytes) if measured else None
+    return (float(fig.bytes), fig.name, fig.method) if fig is not None else (np.nan, None, None)
 
 
 def _stat(t, attr: str) -> float:
@@ -60,7 +54,7 @@ def report_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
     row["options"] = json.dumps(c.options, sort_keys=True) if c.options else ""
     gemm = record.calibration.gemm_gflops if record.calibration else None
     tt, ft, acc = r.train_time, r.forward_time, r.accuracy
-    peak, peak_name, peak_method = _peak(r.memory)
+    peak, peak_name, peak_method = _peak(r)
     analytic = next((m for m in r.memory if m.name == ANALYTIC), None)
     gflops = _stat(tt, "gflops")
     if np.isnan(gflops) and r.flops_train_step and tt is not None and tt.median > 0:
@@ -90,6 +84,7 @@ def report_row(record: RunRecord, index: int, r: CaseResult) -> dict[str, Any]:
         flops_train_step=float(r.flops_train_step) if r.flops_train_step is not None else np.nan,
         implementation=r.implementation or "",
         provenance=r.provenance,
+        model=r.model,  # spec.ModelSpec or None (older records)
         train_s=_stat(tt, "median"),
         train_ci_low=_stat(tt, "ci_low"),
         train_ci_high=_stat(tt, "ci_high"),
@@ -232,7 +227,7 @@ def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
     }
     obj = {
         c: cases[c].tolist()
-        for c in [*FIRST_FIELDS, "status", "reason", "implementation", "peak_name", "metric", "provenance"]
+        for c in [*FIRST_FIELDS, "status", "reason", "implementation", "peak_name", "metric", "provenance", "model"]
     }
     ok_all = (cases["status"] == "ok").to_numpy()
     acc_all = ok_all & cases["has_accuracy"].to_numpy(dtype=bool)
@@ -268,6 +263,7 @@ def groups_frame(cases: pd.DataFrame) -> pd.DataFrame:
             **tt,
             busy=bool(busy_all[idx].any()),
             provenance=obj["provenance"][ok[0] if len(ok) else idx[0]],
+            model=next((m for m in pick("model", idx) if m is not None), None),
         )
         out.append(row)
     return pd.DataFrame(out)

@@ -1,8 +1,10 @@
-"""The Markdown summary (fits a CI job summary): the verdict first, then what did not finish."""
+"""The Markdown summary (fits a CI job summary): the answer first (the sentences of the HTML report's first screen,
+``answer.py``), the runs, the verdict, then what did not finish."""
 
 from __future__ import annotations
 
-from .table import Table
+from .answer import NO_ANSWER
+from .display_table import Table
 
 
 def _esc(s: str) -> str:
@@ -11,6 +13,7 @@ def _esc(s: str) -> str:
 
 def summary(
     title: str,
+    answers: list[str],
     run_lines: list[str],
     headline: list[dict],
     verdict: Table,
@@ -20,18 +23,16 @@ def summary(
     max_rows: int = 40,
 ) -> str:
     out = [f"# {_esc(title)}", ""]
-    out += [f"- {_esc(line)}" for line in run_lines] + [""]
-    if headline:
-        out += ["## Verdict", ""]
-        for h in headline:
-            out.append(
-                f"**{_esc(str(h['task']))} · {_esc(str(h['backend']))}**"
-                + (f" ({_esc(str(h['run']))})" if len(run_lines) > 1 else "")
-            )
-            out += [f"- {_esc(line)}" for line in h["lines"]] + [""]
+    out += [f"- {_esc(a)}" for a in answers] if answers else [f"_{_esc(NO_ANSWER)}_"]
+    out += ["", "## Runs", ""] + [f"- {_esc(line)}" for line in run_lines] + [""]
+    out += [f"## {verdict.title}", ""]
+    for h in headline:  # the verdict section's cards, as in the HTML report
+        out.append(
+            f"**{_esc(str(h['task']))} · {_esc(str(h['backend']))}**"
+            + (f" ({_esc(str(h['run']))})" if len(run_lines) > 1 else "")
+        )
+        out += [f"- {_esc(line)}" for line in h["lines"]] + [""]
     out += [
-        f"## {verdict.title}",
-        "",
         verdict.note,
         "",
         verdict.to_markdown(max_rows) if not verdict.empty else "_none_",

@@ -1,145 +1,18 @@
-"""The report's plots: matplotlib ``Figure`` objects on the Agg canvas (no pyplot, no global state), one palette.
-
-Each function takes the frames of ``frame.py`` and returns a ``Plot`` or ``None`` when the data cannot show it
-(the report then says why). ``save`` writes PNG and SVG and returns the PNG as a data URI for the HTML.
-"""
+"""The report's plots: each function takes the frames of ``frame.py`` and returns a ``Plot`` (``figure``) or
+``None`` when the data cannot show it (the report then says why)."""
 
 from __future__ import annotations
 
-import base64
-import io
 import math
-from dataclasses import dataclass
-from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from .frame import CELL_KEYS
+from .figure import (MAX_CURVE_ROWS, MAX_PANELS, WIDTH, Plot, equality_line, finish, log_axis, new_figure, points,
+                     series_keys, series_label, size_axis, tasks_of, text)
 from .palette import BASELINE_COLOR, backend_style, cell_color
-
-RC = {
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 9,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "svg.hashsalt": "gru-bench",
-    "figure.dpi": 100,
-    "savefig.dpi": 100,
-}
-WIDTH = 11.0  # inches at 100 dpi: 1100 px, scaled down to the page width
-PANEL_H = 3.4
-MAX_PANELS = 4
-MAX_CURVE_ROWS = 4
-
-
-@dataclass
-class Plot:
-    name: str  # file stem: plots/<name>.png and .svg
-    title: str
-    caption: str
-    fig: Figure
-    uri: str = ""  # data:image/png;base64,..., set by save()
-    files: tuple[str, ...] = ()
-
-
-def text(s: object) -> str:
-    """A string from a record, safe for matplotlib (no mathtext: ``$`` is literal)."""
-    return str(s).replace("$", r"\$")
-
-
-LEGEND_H = 0.45  # inches under the panels for the shared legend
-
-
-def _figure(rows: int, cols: int, height: float = PANEL_H, gap: float = 0.95) -> tuple[Figure, np.ndarray]:
-    """Panels on a fixed grid: each row ``height`` inches of which ``gap`` holds the x label and the next title;
-    margins in inches (a layout engine costs most of the drawing time on 2 cores)."""
-    total = height * rows + LEGEND_H + 0.4
-    fig = Figure(figsize=(WIDTH, total))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    fig.subplots_adjust(
-        left=0.8 / WIDTH,
-        right=1 - 0.25 / WIDTH,
-        top=1 - 0.4 / total,
-        bottom=(LEGEND_H + 0.55) / total,
-        wspace=0.28,
-        hspace=gap / (height - gap),
-    )
-    return fig, axes
-
-
-def _legend(fig: Figure, cells: list[str], backends: list[tuple[str, str]], extra: list = ()) -> None:
-    handles = [Patch(color=cell_color(c), label=c) for c in cells]
-    handles += [Line2D([], [], color="#333333", label=f"{b}/{d}", **backend_style(b, d)) for b, d in backends]
-    handles += list(extra)
-    if handles:
-        fig.legend(
-            handles=handles,
-            loc="lower center",
-            ncols=len(handles) if len(handles) <= 8 else (len(handles) + 1) // 2,
-            frameon=False,
-            bbox_to_anchor=(0.5, 0.0),
-        )
-
-
-def _log(ax, axis: str, base: int = 10) -> None:
-    """A log axis with labelled major ticks only (minor labels crowd the axis and cost most of the drawing time)."""
-    (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=base)
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    if base == 10:  # majors at 1, 2, 5 × 10^k, so a range under a decade still has labels
-        target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    target.set_minor_formatter(NullFormatter())
-
-
-def _size_axis(ax, values, max_ticks: int = 10) -> None:
-    """A size axis (H, T): log base 2, ticks at the sizes measured (when few enough to label them all)."""
-    v = sorted({int(x) for x in values if x and x > 0})
-    if len(v) < 2:
-        return
-    _log(ax, "x", base=2)
-    if len(v) <= max_ticks:
-        ax.set_xticks(v, [str(x) for x in v])
-        ax.xaxis.set_minor_locator(NullLocator())
-
-
-def _series_keys(df: pd.DataFrame, with_hidden: bool = False, with_run: bool = False) -> list[str]:
-    keys = ["cell_key", "backend", "device"]
-    if with_hidden:
-        keys.append("hidden")
-    if with_run:
-        keys.append("run")
-    return keys
-
-
-def _series_label(key: dict, with_hidden: bool, with_run: bool) -> str:
-    parts = [key["cell_key"], f"{key['backend']}/{key['device']}"]
-    if with_hidden:
-        parts.append(f"H={key['hidden']}")
-    if with_run:
-        parts.append(text(key["run"]))
-    return " ".join(parts)
-
-
-def _cells_backends(df: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]]]:
-    cells = [c for c in CELL_KEYS if c in set(df["cell_key"])]
-    backends = list(dict.fromkeys(zip(df["backend"], df["device"])))
-    return cells, backends
-
-
-def _tasks(df: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(df["task"]))[:MAX_PANELS]
 
 
 # ---------------------------------------------------------------------------------------------- accuracy
@@ -147,15 +20,15 @@ def accuracy_vs_T(groups: pd.DataFrame) -> Plot | None:
     df = groups[groups["n_acc"] > 0]
     if df.empty:
         return None
-    tasks = _tasks(df)
-    fig, axes = _figure(1, len(tasks))
+    tasks = tasks_of(df)
+    fig, axes = new_figure(1, len(tasks))
     multi_h = df.groupby("task")["hidden"].nunique().max() > 1
     multi_run = df["run"].nunique() > 1
     for ax, task in zip(axes[0], tasks):
         t = df[df["task"] == task].sort_values("seq_len")
         metric = text(t["metric"].iloc[0] or "metric")
-        for key, s in t.groupby(_series_keys(t, multi_h, multi_run), sort=False):
-            k = dict(zip(_series_keys(t, multi_h, multi_run), key))
+        for key, s in t.groupby(series_keys(t, multi_h, multi_run), sort=False):
+            k = dict(zip(series_keys(t, multi_h, multi_run), key))
             ax.errorbar(
                 s["seq_len"],
                 s["final_metric"],
@@ -163,7 +36,7 @@ def accuracy_vs_T(groups: pd.DataFrame) -> Plot | None:
                 color=cell_color(k["cell_key"]),
                 capsize=3,
                 **backend_style(k["backend"], k["device"]),
-                label=_series_label(k, multi_h, multi_run),
+                label=series_label(k, multi_h, multi_run),
                 alpha=0.9,
             )
         base = t.dropna(subset=["baseline_metric"]).groupby("seq_len")["baseline_metric"].first()
@@ -177,22 +50,19 @@ def accuracy_vs_T(groups: pd.DataFrame) -> Plot | None:
                 marker="",
                 label="trivial baseline",
             )
-        _size_axis(ax, t["seq_len"])
+        size_axis(ax, t["seq_len"])
         ax.set_title(text(task))
         ax.set_xlabel(
             "dependency length T (steps, log)" if t["seq_len"].nunique() > 1 else "dependency length T (steps)"
         )
         ax.set_ylabel(f"held-out {metric}")
-    cells, backends = _cells_backends(df)
-    _legend(
-        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")]
-    )
-    return Plot(
+    return finish(
+        fig, df,
         "accuracy_vs_T",
         "Accuracy vs dependency length",
         "Held-out metric after the step budget (mean over seeds, bars: ± one standard deviation); "
         "dashed grey: the task's trivial baseline.",
-        fig,
+        dashed="trivial baseline",
     )
 
 
@@ -208,7 +78,7 @@ def solved_vs_step(groups: pd.DataFrame) -> tuple[Plot | None, int]:
     shown, left_out = panels[:MAX_PANELS], max(0, len(panels) - MAX_PANELS)
     cols = min(2, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig, axes = _figure(rows, cols, height=2.9)
+    fig, axes = new_figure(rows, cols, height=2.9)
     multi_run = df["run"].nunique() > 1
     for ax in axes.flat[len(shown):]:
         ax.set_visible(False)
@@ -226,15 +96,12 @@ def solved_vs_step(groups: pd.DataFrame) -> tuple[Plot | None, int]:
         ax.set_title(title + (f" · {text(run)}"[:40] if multi_run else ""))
         ax.set_xlabel("training step")
         ax.set_ylabel("fraction of seeds at target")
-    cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="half")])
-    return Plot(
-        "solved_vs_step",
-        "Time to target",
+    return finish(
+        fig, df, "solved_vs_step", "Time to target",
         "Fraction of seeds whose held-out loss reached the target (10 % of the trivial baseline's loss) by each "
         "step, evaluated every eval_every steps; Kaplan–Meier: a seed that did not reach it is censored at its "
         "step budget, not dropped. Dot: the median steps-to-target (where the line crosses one half).",
-        fig,
+        dashed="half",
     ), left_out
 
 
@@ -260,7 +127,7 @@ def learning_curves(cases: pd.DataFrame) -> tuple[Plot | None, int]:
     panels = list(df.groupby(["run", "task", "seq_len", "hidden"], sort=False))
     panels.sort(key=lambda kp: -kp[1]["cell"].nunique())  # GRU beside LSTM first (stable otherwise)
     shown, left_out = panels[:MAX_CURVE_ROWS], max(0, len(panels) - MAX_CURVE_ROWS)
-    fig, axes = _figure(len(shown), 2, height=2.9)
+    fig, axes = new_figure(len(shown), 2, height=2.9)
     multi_run = df["run"].nunique() > 1
     for (key, p), (ax_s, ax_t) in zip(shown, axes):
         run, task, T, H = key
@@ -285,25 +152,20 @@ def learning_curves(cases: pd.DataFrame) -> tuple[Plot | None, int]:
             if len(base):
                 ax.axhline(float(base.iloc[0]), color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
             if (p["curve_loss"].map(lambda v: min(v) if v else 1) > 0).all():
-                _log(ax, "y")
+                log_axis(ax, "y")
             ax.set_ylabel("training loss")
         title = f"{text(task)} · T={T} · H={H}" + (f" · {text(run)}"[:40] if multi_run else "")
         ax_s.set_title(title + " · vs steps")
         ax_t.set_title(title + " · vs time")
         ax_s.set_xlabel("training step")
         ax_t.set_xlabel("wall time (s)")
-    cells, backends = _cells_backends(df)
-    _legend(
-        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="trivial baseline")]
-    )
     seeds = int(df.groupby("group_id")["seed"].nunique().max())
     band = "band: min–max over seeds" if seeds > 1 else "one seed per configuration (no band)"
-    return Plot(
-        "learning_curves",
-        "Learning curves",
+    return finish(
+        fig, df, "learning_curves", "Learning curves",
         f"Training loss vs steps (left) and vs wall time (right), mean over seeds; {band}; "
         "dashed grey: the trivial baseline's loss.",
-        fig,
+        dashed="trivial baseline",
     ), left_out
 
 
@@ -313,11 +175,11 @@ def _speed_vs(groups: pd.DataFrame, x: str, fixed: str, xlabel: str, name: str, 
     if df.empty:
         return None
     multi_run = df["run"].nunique() > 1
-    keys = _series_keys(df, with_run=multi_run)
-    tasks = [t for t in _tasks(df) if (df[df["task"] == t].groupby(keys)[x].nunique() > 1).any()]
+    keys = series_keys(df, with_run=multi_run)
+    tasks = [t for t in tasks_of(df) if (df[df["task"] == t].groupby(keys)[x].nunique() > 1).any()]
     if not tasks:
         return None
-    fig, axes = _figure(1, len(tasks))
+    fig, axes = new_figure(1, len(tasks))
     fixed_notes = []
     for ax, task in zip(axes[0], tasks):
         t = df[df["task"] == task]
@@ -330,18 +192,16 @@ def _speed_vs(groups: pd.DataFrame, x: str, fixed: str, xlabel: str, name: str, 
             ax.plot(
                 s[x], s["train_s"] * 1e3, color=cell_color(k["cell_key"]), **backend_style(k["backend"], k["device"])
             )
-        _size_axis(ax, t[x])
-        _log(ax, "y")
+        size_axis(ax, t[x])
+        log_axis(ax, "y")
         ax.set_title(f"{text(task)} ({fixed_notes[-1].split(': ')[1]})")
         ax.set_xlabel(f"{xlabel} (log)")
         ax.set_ylabel("train step time (ms, log)")
-    cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends)
-    return Plot(
+    return finish(
+        fig, df,
         name,
         title,
         "Median train step (forward, backward, optimizer) per configuration; " + "; ".join(fixed_notes) + ".",
-        fig,
     )
 
 
@@ -359,28 +219,19 @@ def throughput(groups: pd.DataFrame) -> Plot | None:
     df = groups[(groups["n_ok"] > 0) & groups["pct_peak"].notna() & groups["flops_train_step"].notna()]
     if df.empty:
         return None
-    fig, axes = _figure(1, 1, height=3.8)
+    fig, axes = new_figure(1, 1, height=3.8)
     ax = axes[0][0]
-    for _, r in df.iterrows():
-        ax.plot(
-            [r["flops_train_step"]],
-            [r["pct_peak"]],
-            color=cell_color(r["cell_key"]),
-            alpha=0.85,
-            **{**backend_style(r["backend"], r["device"]), "linestyle": "none"},
-        )
-    _log(ax, "x")
+    points(ax, df, df["flops_train_step"], df["pct_peak"])
+    log_axis(ax, "x")
     ax.set_xlabel("analytic FLOPs per train step (log)")
     ax.set_ylabel("achieved, % of calibrated peak")
     ax.set_ylim(bottom=0)
-    cells, backends = _cells_backends(df)
-    _legend(fig, cells, backends)
-    return Plot(
+    return finish(
+        fig, df,
         "throughput",
         "Achieved GFLOP/s as % of the machine's peak",
         "Each point one configuration: spec.py's FLOPs per step over the median step time, divided by the "
         "run's float32 GEMM calibration.",
-        fig,
     )
 
 
@@ -389,33 +240,21 @@ def memory(groups: pd.DataFrame) -> Plot | None:
     df = groups[(groups["n_ok"] > 0) & (groups["peak_bytes"] > 0) & (groups["activation_bytes"] > 0)]
     if df.empty:
         return None
-    fig, axes = _figure(1, 1, height=3.8)
+    fig, axes = new_figure(1, 1, height=3.8)
     ax = axes[0][0]
-    for _, r in df.iterrows():
-        ax.plot(
-            [r["activation_bytes"] / 2**20],
-            [r["peak_bytes"] / 2**20],
-            color=cell_color(r["cell_key"]),
-            alpha=0.85,
-            **{**backend_style(r["backend"], r["device"]), "linestyle": "none"},
-        )
+    points(ax, df, df["activation_bytes"] / 2**20, df["peak_bytes"] / 2**20)
     lo = min(df["activation_bytes"].min(), df["peak_bytes"].min()) / 2**20
     hi = max(df["activation_bytes"].max(), df["peak_bytes"].max()) / 2**20
-    ax.plot([lo, hi], [lo, hi], color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
-    _log(ax, "x")
-    _log(ax, "y")
+    equality_line(ax, lo, hi)
     ax.set_xlabel("analytic activation memory (MiB, log)")
     ax.set_ylabel("measured peak (MiB, log)")
-    cells, backends = _cells_backends(df)
-    _legend(
-        fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="measured = analytic")]
-    )
-    return Plot(
+    return finish(
+        fig, df,
         "memory",
         "Memory: measured peak vs analytic estimate",
         "Measured peak (device allocator on GPU, host RSS above baseline on CPU) against B·T·H·gates·bytes; "
         "dashed: equality.",
-        fig,
+        dashed="measured = analytic",
     )
 
 
@@ -425,7 +264,7 @@ def comparison(cases: pd.DataFrame, run_names: list[str]) -> Plot | None:
     if len(run_names) < 2 or ok.empty:
         return None
     base = ok[ok["run_index"] == 0].set_index("case_id")["train_s"]
-    fig, axes = _figure(1, 1, height=3.8)
+    fig, axes = new_figure(1, 1, height=3.8)
     ax = axes[0][0]
     drawn = 0
     for i in range(1, len(run_names)):
@@ -446,19 +285,12 @@ def comparison(cases: pd.DataFrame, run_names: list[str]) -> Plot | None:
         return None
     vals = pd.concat([base, ok["train_s"]]) * 1e3
     lo, hi = float(vals.min()), float(vals.max())
-    ax.plot([lo, hi], [lo, hi], color=BASELINE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2)
-    _log(ax, "x")
-    _log(ax, "y")
+    equality_line(ax, lo, hi)
     ax.set_xlabel(f"run 1 train step (ms, log): {text(run_names[0])}"[:90])
     ax.set_ylabel("other runs (ms, log)")
-    cells, backends = _cells_backends(ok)
-    _legend(fig, cells, backends, [Line2D([], [], color=BASELINE_COLOR, linestyle=(0, (4, 3)), label="same time")])
-    return Plot(
-        "comparison",
-        "Runs compared",
-        "Each point one case present in run 1 and a later run; above the dashed line: slower than run 1.",
-        fig,
-    )
+    return finish(fig, ok, "comparison", "Runs compared",
+                   "Each point one case present in run 1 and a later run; above the dashed line: slower than run 1.",
+                   dashed="same time")
 
 
 def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
@@ -503,7 +335,7 @@ def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
                 color="black",
             )
     ax.set_xticks(range(len(order)), [text(c)[:10] for c in order], rotation=30, ha="right")
-    _log(ax, "y")
+    log_axis(ax, "y")
     ax.set_xlabel("commit (oldest first)")
     unit = series["unit"].iloc[0] if "unit" in series else "train step (ms)"
     ax.set_ylabel(f"{text(unit)}, log")
@@ -515,23 +347,3 @@ def history(series: pd.DataFrame, max_series: int = 12) -> Plot | None:
         f"One line per case ({shown}; change points first, then the slowest); stars mark change points.",
         fig,
     )
-
-
-# ---------------------------------------------------------------------------------------------------- save
-def style():
-    """The report's matplotlib settings; build and save figures inside ``with style():``."""
-    return matplotlib.rc_context(RC)
-
-
-def save(plot: Plot, directory: Path) -> Plot:
-    """Write ``<name>.png`` and ``<name>.svg`` under ``directory``; keep the PNG as a data URI; free the figure."""
-    directory.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    plot.fig.savefig(buf, format="png")
-    png = buf.getvalue()
-    (directory / f"{plot.name}.png").write_bytes(png)
-    plot.fig.savefig(directory / f"{plot.name}.svg", format="svg", metadata={"Date": None})
-    plot.uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-    plot.files = (f"{directory.name}/{plot.name}.png", f"{directory.name}/{plot.name}.svg")
-    plot.fig.clear()
-    return plot

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..case import Case
+from ..units import format_bytes
 
 MAX_COLUMNS = 12  # per HTML table: a wider one is split into parts that repeat the key columns (fits 1280 px)
 # what identifies a row (a case's configuration, the run, the cell): a table's leading columns with these keys are
@@ -52,13 +53,6 @@ def _ms(seconds: float) -> str:
     return f"{ms:.3g}"
 
 
-def _bytes(n: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.0f} B"
-
-
 def format_value(kind: str, v) -> str:
     """The text a reader sees for one raw value ('' for missing)."""
     if _missing(v):
@@ -68,7 +62,7 @@ def format_value(kind: str, v) -> str:
     if kind == "seconds_ms":
         return _ms(float(v))
     if kind == "bytes":
-        return _bytes(float(v))
+        return format_bytes(float(v))
     if kind == "ratio":
         return f"{float(v):.2f}×"
     if kind == "float":
