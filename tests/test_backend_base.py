@@ -2,9 +2,11 @@
 and options, the shared checks, the ``Device`` grammar, and the registry's declarations (read without a framework)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,6 +187,9 @@ def test_tracemalloc_figure_follows_the_declared_capability(monkeypatch):
     """The worker's extra tracemalloc step runs for a backend that declares ``traced_allocations`` (by capability,
     not by name): the same NumPy model with the capability off has no ``tracemalloc_peak``."""
     monkeypatch.setenv("GRU_BENCH_BACKENDS", "untraced=test_backend_base:Untraced")
+    # the memory windows run in fresh processes (memory_window.py): they must find this module too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                    os.environ.get("PYTHONPATH")])))
     kw = dict(cell="gru", variant="reset_after", task="adding", seq_len=8, hidden=4, batch_size=4, warmup=1,
               repetitions=2, threads=1)
     names = {}
