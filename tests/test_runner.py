@@ -25,6 +25,7 @@ from gru_bench.runner import new_run, open_run, resume, run_suite
 from gru_bench.schema import CaseResult
 from gru_bench.storage import load_record
 from gru_bench.suite import load_suite
+from gru_bench.tabular import load_results
 
 TINY = dict(task="adding", seq_len=10, hidden=8, batch_size=8, warmup=1, repetitions=3, options={"threads": 1})
 QUIET = Console(file=open(os.devnull, "w"))
