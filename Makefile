@@ -1,4 +1,4 @@
-# gru-bench: `make run` (the quick suite + HTML report), `make test` (the test suite).
+# gru-bench: `make run` (the answer suite + HTML report), `make test` (ruff, then the test suite).
 # Each target creates .venv and installs what it needs; running it twice is safe.
 PY      ?= python3
 VENV    := .venv
@@ -51,7 +51,11 @@ run: $(STAMP)
 	  rec=$$(ls -t results/*/*_answer.json | head -1); \
 	  $(BIN)/gru-bench report "$$rec" -o reports && exit $$rc
 
-test: $(STAMP) browser
+# One linter config for the whole tree (pyproject [tool.ruff]); `make test` runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check bench tests
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

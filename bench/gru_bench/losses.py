@@ -29,7 +29,8 @@ def xent(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     picked = np.take_along_axis(logp, y[..., None].astype(np.intp), axis=-1)[..., 0]
     n = y.size
     grad = np.exp(logp)
-    np.put_along_axis(grad, y[..., None].astype(np.intp), np.take_along_axis(grad, y[..., None].astype(np.intp), -1) - 1.0, -1)
+    idx = y[..., None].astype(np.intp)
+    np.put_along_axis(grad, idx, np.take_along_axis(grad, idx, -1) - 1.0, -1)
     return float(-picked.mean()), grad / n
 
 

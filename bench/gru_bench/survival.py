@@ -63,7 +63,8 @@ def median_steps(steps_to_target: Sequence[int | float | None], budgets: Sequenc
     return float(cdf.quantiles[reached[0]]) if reached.size else None
 
 
-def curve(steps_to_target: Sequence[int | float | None], budgets: Sequence[int | float]) -> tuple[list[float], list[float]]:
+def curve(steps_to_target: Sequence[int | float | None],
+          budgets: Sequence[int | float]) -> tuple[list[float], list[float]]:
     """The step function for plotting: ``(steps, fraction)`` starting at (0, 0), one point per distinct event or
     censoring step, ending at the largest budget."""
     cdf = _ecdf(steps_to_target, budgets)

@@ -48,7 +48,7 @@ import psutil
 
 from . import gemm_floor, host_memory, sysload, timer, timing_stats
 from . import memory as memory_figures
-from .backends import Backend, BackendUnavailable, Device, TrainConfig, _denormals, get_backend
+from .backends import Backend, BackendUnavailable, TrainConfig, _denormals, get_backend
 from .case import Case
 from .schema import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
