@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 import fault_backend
-from gru_bench import cli
+from gru_bench import preflight
 from gru_bench.case import Case
-from gru_bench.cli import main, summary_table
+from gru_bench.cli import main
+from gru_bench.terminal_table import summary_table
 from gru_bench.schema import CaseResult, TimingStats
 from gru_bench.status import ExitStatus
 from gru_bench.storage import load_record
@@ -54,7 +55,7 @@ def test_usage_and_input_errors_exit_2_with_one_line(argv, needle, capsys, tmp_p
 
 
 def test_cuda_without_cuda_exits_2_before_any_worker(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, "_cuda_driver_present", lambda: False)
+    monkeypatch.setattr(preflight, "cuda_driver_present", lambda: False)
     assert main(["run", "--device", "cuda", "--out", str(tmp_path)]) == 2
     (line,) = error_lines(capsys)
     assert line == ("error: --device cuda: CUDA is not available on this machine (no NVIDIA driver found): "
@@ -63,7 +64,7 @@ def test_cuda_without_cuda_exits_2_before_any_worker(capsys, monkeypatch, tmp_pa
 
 
 def test_cuda_with_a_driver_but_no_usable_backend_exits_2(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, "_cuda_driver_present", lambda: True)
+    monkeypatch.setattr(preflight, "cuda_driver_present", lambda: True)
     assert main(["run", "--backend", "numpy", "--device", "cuda", "--out", str(tmp_path)]) == 2
     (line,) = error_lines(capsys)
     assert line.startswith("error: --device cuda: no backend of this suite can use it here (numpy: ")
@@ -209,7 +210,7 @@ def test_old_record_warning_is_one_line(capsys):
     assert len(err_lines) == 1 and all(ln.startswith("warning: ") and "quick.json" in ln for ln in err_lines)
 
 
-@pytest.mark.skipif(cli._cuda_driver_present(), reason="this machine has an NVIDIA driver: --device cuda may work")
+@pytest.mark.skipif(preflight.cuda_driver_present(), reason="this machine has an NVIDIA driver: --device cuda may work")
 def test_console_script_exit_code():
     exe = Path(sys.executable).with_name("gru-bench")
     if not exe.exists():

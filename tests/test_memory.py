@@ -96,7 +96,7 @@ def test_old_figure_loads():
 
 
 def test_preference_puts_working_set_first_on_cpu_and_device_peak_on_cuda():
-    from gru_bench.cli import _memory
+    from gru_bench.terminal_table import _memory
     from gru_bench.report.frame import _peak
     from gru_bench.schema import CaseResult
 
