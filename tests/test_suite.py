@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gru_bench.errors import InputError
-from gru_bench.suite import GRID_KEYS, Suite, list_suites, load_suite, validate_suite
+from gru_bench.suite import GRID_KEYS, Suite, load_suite, validate_suite
+from gru_bench.suite_files import list_suites
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("quick", "standard", "long_dependency", "gpu")

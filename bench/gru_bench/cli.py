@@ -203,7 +203,7 @@ def list_(debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> int:
     """Suites, tasks, cells and variants, backends."""
     from .backends import backend_names
     from .spec import GRU_VARIANTS, LSTM_VARIANTS
-    from .suite import list_suites
+    from .suite_files import list_suites
     from .tasks import TASKS
 
     t = Table(title="suites", title_justify="left")

@@ -45,11 +45,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-from pathlib import Path
 from typing import Annotated, Any, Callable
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
@@ -60,9 +55,9 @@ from .errors import InputError
 from . import suite_options
 from .backends.device import Device
 from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS, OPTIMIZERS
+from .suite_files import find_suite, portable, read_toml
 
 DENORMALS = ("flush", "keep")  # Case.denormals
-REPO_SUITES = Path(__file__).resolve().parents[2] / "suites"
 _NONE_WORDS = ("none", "off", "false")
 
 
@@ -314,16 +309,6 @@ class Suite(BaseModel):
         return suite
 
 
-def _portable(source: str | None) -> str | None:
-    """A suite file relative to the working directory when it lies below it, so records name no home paths."""
-    if source is None:
-        return None
-    try:
-        return Path(source).resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except (ValueError, OSError):
-        return source
-
-
 GRID_KEYS = tuple(k for k in Suite.model_fields
                   if k not in ("name", "description", "options", "timeout_s", "also", "fail_on"))
 KEYS = tuple(Suite.model_fields)
@@ -363,45 +348,6 @@ def validate_suite(data: dict[str, Any], where: str = "suite") -> Suite:
         raise InputError(_format_error(e.errors()[0], where, data)) from None
 
 
-def _search_dirs() -> list[Path]:
-    dirs = [Path.cwd() / "suites", REPO_SUITES]
-    out: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
-            out.append(d)
-    return out
-
-
-def find_suite(path_or_name: str | os.PathLike[str]) -> Path:
-    """A path to an existing file, or a name looked up as ``suites/NAME.toml`` here, then in the repository."""
-    p = Path(path_or_name)
-    if p.is_file():
-        return p
-    if p.exists():  # a folder, a device (/dev/null), a pipe: there, but not a suite file
-        kind = "a folder" if p.is_dir() else "not a regular file"
-        raise InputError(f"suite file {str(p)!r} is {kind}: expected a path to a .toml file or a suite name")
-    if p.suffix == ".toml" or len(p.parts) > 1:
-        raise InputError(f"suite file {str(p)!r} does not exist: expected a path to a .toml file or a suite name")
-    for d in _search_dirs():
-        cand = d / f"{p.name}.toml"
-        if cand.is_file():
-            return cand
-    names = ", ".join(list_suites()) or "none found"
-    raise InputError(f"suite {str(path_or_name)!r} not found: expected a .toml file or one of: {names}")
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}): expected a UTF-8 TOML file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot be read: {e.strerror or e}") from None
-
-
 def load_suite(path_or_name: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Suite:
     """Read, override and validate a suite. ``overrides`` use the file's keys; ``None`` values are ignored."""
     path = find_suite(path_or_name)
@@ -419,24 +365,9 @@ def load_suite(path_or_name: str | os.PathLike[str], overrides: dict[str, Any] |
         # means "on torch", not "on torch and on the also-tables' backends")
         merged["also"] = [] if any(k in t for t in suite.also for k in given) else suite.also
         suite = validate_suite(merged, where=f"{path} (overridden on the command line)")
-    suite._source = _portable(str(path))
+    suite._source = portable(str(path))
     return suite
 
 
-def list_suites() -> dict[str, str]:
-    """Suite name -> description, from ``./suites`` first, then the repository's ``suites/``."""
-    found: dict[str, str] = {}
-    for d in _search_dirs():
-        for f in sorted(d.glob("*.toml")):
-            if f.stem in found:
-                continue
-            try:
-                data = read_toml(f)
-                found[f.stem] = str(data.get("description", ""))
-            except InputError as e:
-                found[f.stem] = f"(unreadable: {e})"
-    return found
-
-
-__all__ = ["GRID_KEYS", "KEYS", "Suite", "backend_names", "find_suite", "list_suites", "load_suite", "task_names",
+__all__ = ["GRID_KEYS", "KEYS", "Suite", "backend_names", "load_suite", "task_names",
            "validate_suite"]
