@@ -57,6 +57,7 @@ from ..spec import ModelSpec, Weights
 from ._torch_cells import Net, make_rnn
 from ._torch_convert import canonical_to_state_dict, state_dict_to_canonical
 from ._torch_decl import TorchDeclared
+from ._torch_settings import apply_flags, cuda_reason, probe_kernel, settings
 from .base import MemoryProbe, TrainConfig, check_threads, check_x_shape, check_y
 from .device import Device
 
@@ -65,68 +66,6 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}  # _tor
 AUTO_LOOP = {"cpu": "plain", "cuda": "plain"}  # see ``loop`` above
 LOOP_NAMES = {"plain": "eager reset_before loop", "scripted": "scripted reset_before loop",
               "compiled": "compiled reset_before loop"}
-
-
-# ------------------------------------------------------------------------------------------------- devices
-def _cuda_reason(index: int | None) -> str | None:
-    """None when CUDA device ``index`` (None: the current one) is usable, else why not."""
-    if torch.version.cuda is None and torch.version.hip is None:
-        return f"CUDA is not available: torch {torch.__version__} was built without CUDA"
-    if not torch.cuda.is_available():
-        return f"no CUDA device: torch {torch.__version__} (CUDA {torch.version.cuda}) sees none"
-    count = torch.cuda.device_count()
-    if index is not None and index >= count:
-        return f"cuda:{index} does not exist: {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})"
-    return None
-
-
-# --------------------------------------------------------------------------------------- kernel evidence
-# A fused RNN kernel leaves its own node in the autograd graph (``CudnnRnnBackward0`` for ``aten._cudnn_rnn``,
-# ``MkldnnRnnLayerBackward0`` for ``aten.mkldnn_rnn_layer``, ...); ATen's native cell loop leaves GEMM and gate nodes.
-_KERNELS = (("CudnnRnn", "cuDNN"), ("MiopenRnn", "MIOpen"), ("MkldnnRnn", "oneDNN/mkldnn"),
-            ("ThnnFused", "native fused CUDA cell"))
-_PROBED: dict[tuple, tuple[str, tuple[str, ...]]] = {}
-
-
-def _kernel_name(nodes: set[str]) -> str:
-    for marker, name in _KERNELS:
-        if any(marker in node for node in nodes):
-            return name
-    return "native ATen cell loop"
-
-
-def _autograd_nodes(out: torch.Tensor) -> set[str]:
-    """The names of every node of ``out``'s autograd graph."""
-    names: set[str] = set()
-    seen: set[Any] = set()
-    stack = [out.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        names.add(fn.name())
-        stack.extend(f for f, _ in fn.next_functions)
-    return names
-
-
-def _probe_kernel(rnn: nn.Module, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
-                  autocast_dtype: torch.dtype | None, autocast: Callable[[], Any]) -> tuple[str, list[str]]:
-    """Run ``rnn`` forward on a (2, 2, I) batch with grad enabled and read which kernel built the autograd graph.
-
-    ATen picks the RNN kernel from the module type, device, dtype, autocast and the cuDNN/oneDNN switches (not from
-    sizes), so the answer is kept per process for that key. Returns the kernel's name and the evidence: the fused
-    kernel's autograd node, or all node names when there is none."""
-    key = (type(rnn).__name__, str(device), dtype, autocast_dtype, spec.num_layers > 1,
-           bool(torch.backends.cudnn.enabled), bool(torch.backends.mkldnn.enabled))
-    if key not in _PROBED:
-        x = torch.zeros(2, 2, spec.input_size, dtype=dtype, device=device)  # (B, T, I)
-        with torch.enable_grad(), autocast():
-            nodes = _autograd_nodes(rnn(x)[0])
-        fused = sorted(n for n in nodes if any(marker in n for marker, _ in _KERNELS))
-        _PROBED[key] = _kernel_name(nodes), tuple(fused or sorted(nodes))
-    kernel, evidence = _PROBED[key]
-    return kernel, list(evidence)
 
 
 # -------------------------------------------------------------------------------------------------- model
@@ -173,58 +112,6 @@ def _optimizer(params: list[nn.Parameter], train: TrainConfig, impl: str,
     return torch.optim.Adam(params, lr=train.lr, betas=train.betas, eps=train.eps, **flags), impl
 
 
-def _apply_flags(opts: Mapping[str, Any], device: torch.device) -> None:
-    """Set the process-wide switches the options name (``None``: leave torch's setting)."""
-    if opts["cudnn_benchmark"] is not None:
-        torch.backends.cudnn.benchmark = opts["cudnn_benchmark"]
-    if opts["deterministic"] is not None:
-        torch.backends.cudnn.deterministic = opts["deterministic"]
-    if opts["cudnn"] is not None:
-        torch.backends.cudnn.enabled = opts["cudnn"]
-    if opts["onednn"] is not None:
-        torch.backends.mkldnn.enabled = opts["onednn"]
-    if opts["tf32"] is not None and device.type == "cuda":  # the API of torch 2.1+ (newer: also fp32_precision)
-        torch.backends.cuda.matmul.allow_tf32 = opts["tf32"]
-        torch.backends.cudnn.allow_tf32 = opts["tf32"]
-
-
-def _read(fn: Callable[[], Any]) -> Any:
-    """A torch setting, or the error reading it raised (newer torch refuses mixed TF32 APIs)."""
-    try:
-        return fn()
-    except Exception as e:  # noqa: BLE001 - recorded, not hidden
-        return f"unreadable: {type(e).__name__}: {e}"
-
-
-def _settings(device: torch.device) -> dict[str, Any]:
-    """The versions and switches that decide speed and numerics, as in force now."""
-    s: dict[str, Any] = {
-        "torch": torch.__version__,
-        "device": str(device),
-        "onednn_available": torch.backends.mkldnn.is_available(),
-        "onednn_enabled": bool(torch.backends.mkldnn.enabled),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-    }
-    if device.type == "cuda":
-        idx = device.index if device.index is not None else torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(idx)
-        s.update({
-            "cuda": torch.version.cuda, "hip": torch.version.hip,
-            "cudnn": torch.backends.cudnn.version(), "cudnn_enabled": bool(torch.backends.cudnn.enabled),
-            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-            "tf32_matmul": _read(lambda: torch.backends.cuda.matmul.allow_tf32),
-            "tf32_cudnn": _read(lambda: torch.backends.cudnn.allow_tf32),
-            "fp32_precision_matmul": _read(lambda: torch.backends.cuda.matmul.fp32_precision),
-            "fp32_precision_cudnn_rnn": _read(lambda: torch.backends.cudnn.rnn.fp32_precision),
-            "gpu": torch.cuda.get_device_name(idx),
-            "gpu_capability": f"{props.major}.{props.minor}",
-            "gpu_memory_bytes": int(props.total_memory),
-        })
-    return s
-
-
 # ------------------------------------------------------------------------------------------------ backend
 class TorchBackend(TorchDeclared):
     """The backend contract (``base.py``) in PyTorch; see the module docstring for what runs and the options
@@ -236,7 +123,7 @@ class TorchBackend(TorchDeclared):
             dev = Device.parse(device)
         except ValueError as e:
             return str(e)
-        return None if dev.is_cpu else _cuda_reason(dev.index)
+        return None if dev.is_cpu else cuda_reason(dev.index)
 
     def make_model(self, spec: ModelSpec, weights: Weights, device: str, dtype: str, train: TrainConfig,
                    opts: dict[str, Any]) -> TorchModel:
@@ -254,7 +141,7 @@ class TorchBackend(TorchDeclared):
             if autocast_dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
                 raise ValueError(f"options['autocast']='bfloat16': {torch.cuda.get_device_name(dev)} has no "
                                  f"bfloat16 support; expected None or 'float16'")
-        _apply_flags(opts, dev)
+        apply_flags(opts, dev)
 
         loop = self._loop(spec, opts, dev)
         rnn = make_rnn(spec, loop, tdtype, dev)
@@ -276,7 +163,7 @@ class TorchBackend(TorchDeclared):
         model = TorchModel(spec, net, call, dev, tdtype, autocast_dtype, train, optimizer, scaler, loss_fn, info,
                            params=params, compiled=compiled)
         if loop is None:
-            kernel, evidence = _probe_kernel(rnn, spec, dev, tdtype, autocast_dtype, model.autocast)
+            kernel, evidence = probe_kernel(rnn, spec, dev, tdtype, autocast_dtype, model.autocast)
             implementation = f"torch.nn.{type(rnn).__name__} ({kernel})"
         else:
             kernel, evidence = "step loop", []
@@ -299,7 +186,7 @@ class TorchBackend(TorchDeclared):
             "clip": f"torch.nn.utils.clip_grad_norm_(max_norm={train.clip})" if train.clip is not None else None,
             "loss": type(loss_fn).__name__,
             "param_count": sum(p.numel() for p in params),
-            **_settings(dev),
+            **settings(dev),
         })
         return model
 
