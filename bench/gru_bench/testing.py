@@ -1,4 +1,4 @@
-"""The backend conformance checks (DESIGN.md §3), written once for every backend.
+"""The backend conformance checks (docs/architecture.md §3), written once for every backend.
 
 Each check takes a backend name, a device and a ``ConformanceCase`` (a small model and the task that feeds it),
 runs the backend through the contract of ``backends/base.py`` only, and raises ``AssertionError`` with a message
