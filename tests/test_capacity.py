@@ -2,10 +2,8 @@
 no float64 copy of a float32 model."""
 from __future__ import annotations
 
-import json
 import math
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,17 +16,7 @@ from gru_bench.errors import InputError
 from gru_bench.spec import ModelSpec, init_weights, param_count, param_shapes
 from gru_bench.suite import load_suite
 
-
-def write_suite(path: Path, **keys) -> Path:
-    base = dict(name="tiny", backend="numpy", cell=["gru", "lstm"], task="adding", seq_len=10, hidden=8,
-                batch_size=8, warmup=1, repetitions=3, threads=1, timeout_s=120)
-    base.update(keys)
-    path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in base.items()))
-    return path
-
-
-def error_lines(capsys) -> list[str]:
-    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+from conftest import error_lines, write_suite
 
 
 # ------------------------------------------------------------------------------------------------ estimate

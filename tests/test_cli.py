@@ -2,7 +2,6 @@
 one-line errors with a traceback only under --debug, the commands' plumbing, and the GRU/LSTM table."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import types
@@ -19,17 +18,7 @@ from gru_bench.schema import CaseResult, TimingStats
 from gru_bench.status import ExitStatus
 from gru_bench.storage import load_record
 
-
-def write_suite(path: Path, **keys) -> Path:
-    base = dict(name="tiny", backend="numpy", cell=["gru", "lstm"], task="adding", seq_len=10, hidden=8,
-                batch_size=8, warmup=1, repetitions=3, threads=1, timeout_s=120)
-    base.update(keys)
-    path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in base.items()))
-    return path
-
-
-def error_lines(capsys) -> list[str]:
-    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+from conftest import error_lines, write_suite
 
 
 # ---------------------------------------------------------------------------------------- usage errors: 2

@@ -1,4 +1,4 @@
-"""Backend conformance (docs/architecture.md §3): the checks of ``gru_bench.testing`` over backend × device × case × dtype.
+"""Backend conformance (docs/architecture.md §3): ``gru_bench.testing``'s checks over backend × device × case × dtype.
 
 Every backend runs every case of ``conformance_cases()`` except where cost forbids (TF: two cases; the 100-step Adam
 curves: one case per cell/variant outside the reference; see ``CASES_FOR`` and ``ADAM``). A backend that cannot run

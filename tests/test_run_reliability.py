@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from rich.console import Console
 
 import fault_backend
 from gru_bench import cli, runner
@@ -31,27 +30,8 @@ from gru_bench.schema import CaseResult
 from gru_bench.runner import execute, new_run, open_run, retry_on_resume
 from gru_bench.suite import load_suite
 
-TINY = dict(task="adding", seq_len=10, hidden=8, batch_size=8, warmup=1, repetitions=3, options={"threads": 1})
-QUIET = Console(file=open(os.devnull, "w"))
-
-
-def case(backend: str = "numpy", **kw) -> Case:
-    d = dict(backend=backend, cell="gru", variant="reset_after", **TINY)
-    d.update(kw)
-    return Case(**d)
-
-
-def write_suite(path: Path, **keys) -> Path:
-    base = dict(name="tiny", backend="numpy", cell=["gru", "lstm"], task="adding", seq_len=10, hidden=[8],
-                batch_size=8, warmup=1, repetitions=3, threads=1, timeout_s=120)
-    base.update(keys)
-    path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in base.items()))
-    return path
-
-
-def error_lines(capsys) -> list[str]:
-    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-
+from conftest import QUIET, error_lines, write_suite
+from conftest import tiny_case as case
 
 class _FixedClock(datetime):
     """Every run starts in the same second: the id race of two runs into one --out, every time."""

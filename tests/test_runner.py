@@ -13,9 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from rich.console import Console
 
-import fault_backend
 from gru_bench.case import Case
 from gru_bench.errors import InputError
 from gru_bench.executors import Executor, get_executor
@@ -27,29 +25,8 @@ from gru_bench.storage import load_record
 from gru_bench.suite import load_suite
 from gru_bench.tabular import load_results
 
-TINY = dict(task="adding", seq_len=10, hidden=8, batch_size=8, warmup=1, repetitions=3, options={"threads": 1})
-QUIET = Console(file=open(os.devnull, "w"))
-
-
-def case(backend: str = "numpy", **kw) -> Case:
-    d = dict(backend=backend, cell="gru", variant="reset_after", **TINY)
-    d.update(kw)
-    return Case(**d)
-
-
-def write_suite(path: Path, **keys) -> Path:
-    base = dict(name="tiny", backend="numpy", cell=["gru", "lstm"], task="adding", seq_len=10, hidden=[8],
-                batch_size=8, warmup=1, repetitions=3, threads=1, timeout_s=120)
-    base.update(keys)
-    lines = [f"{k} = {json.dumps(v)}" for k, v in base.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-def faults(monkeypatch):
-    fault_backend.enable(monkeypatch)
-
+from conftest import QUIET, write_suite
+from conftest import tiny_case as case
 
 # ---------------------------------------------------------------------------------------------- isolation
 @pytest.mark.slow
