@@ -897,6 +897,19 @@ def test_answer_lstm_first():
     assert any(x.startswith("Speed (numpy): LSTM is faster") for x in s), s
 
 
+def test_answer_names_no_winner_within_five_percent():
+    """A GRU/LSTM step-time ratio within SAME_WITHIN (5 %) of 1 is "about as fast", not a win for either cell; just
+    outside it the faster cell is named."""
+    from gru_bench.report.answer import SAME_WITHIN
+
+    tie = _answer(answer_record(lambda c, T, seed: 100, ms_per_step={"gru": 1.04, "lstm": 1.0}))
+    (speed,) = [x for x in tie if x.startswith("Speed (numpy)")]
+    assert "GRU and LSTM are about as fast per training step (within 5%)" in speed and SAME_WITHIN == 0.05
+    apart = _answer(answer_record(lambda c, T, seed: 100, ms_per_step={"gru": 1.07, "lstm": 1.0}))
+    (speed,) = [x for x in apart if x.startswith("Speed (numpy)")]
+    assert speed.startswith("Speed (numpy): LSTM is faster per training step"), speed
+
+
 def test_answer_one_cell_unsolved_is_said_honestly():
     s = _answer(answer_record(lambda c, T, seed: 200 if c == "gru" else None, budget=1000))
     assert "GRU first, median 200 vs not reached steps" in s[0] and "2/2 vs 0/2 seeds" in s[0]

@@ -103,6 +103,14 @@ def _pair_ratios(cases: pd.DataFrame, col: str) -> pd.DataFrame:
     return (med["gru"] / med["lstm"]).rename("ratio").reset_index()
 
 
+# a GRU/LSTM ratio this close to 1 names no winner: below what one run on a shared machine can tell apart
+SAME_WITHIN = 0.05
+
+
+def _same(ratio: float) -> bool:
+    return abs(ratio - 1) <= SAME_WITHIN
+
+
 def speed_sentences(cases: pd.DataFrame) -> list[str]:
     """Per backend: the GRU/LSTM step-time ratio (median over the matched configurations) against 0.75."""
     if cases.empty:
@@ -112,11 +120,12 @@ def speed_sentences(cases: pd.DataFrame) -> list[str]:
     for (run, backend), g in r.groupby(["run", "backend"], sort=False):
         q = g["ratio"].to_numpy()
         med = float(np.median(q))
-        faster = "GRU" if med < 1 else "LSTM"
+        verdict = (f"GRU and LSTM are about as fast per training step (within {SAME_WITHIN:.0%})" if _same(med)
+                   else f"{'GRU' if med < 1 else 'LSTM'} is faster per training step")
         spread = f" (range {q.min():.2f}–{q.max():.2f} over {len(q)} configurations)" if len(q) > 1 else ""
         vs = "close to" if abs(med - FLOP_RATIO) <= 0.1 * FLOP_RATIO else ("above" if med > FLOP_RATIO else "below")
         where = f"{run}: " if multi_run else ""
-        out.append(f"{where}Speed ({backend}): {faster} is faster per training step — GRU/LSTM step time "
+        out.append(f"{where}Speed ({backend}): {verdict} — GRU/LSTM step time "
                    f"{med:.2f}{spread}, {vs} the FLOP expectation {FLOP_RATIO:.2f}.")
     return out
 
@@ -131,9 +140,10 @@ def memory_sentences(cases: pd.DataFrame) -> list[str]:
         med = float(np.median(g["ratio"]))
         names = cases[(cases["run"] == run) & (cases["backend"] == backend)]["peak_name"]
         how = ", ".join(sorted({n for n in names if n})) or "peak"
-        less = "GRU" if med < 1 else "LSTM"
+        verdict = (f"GRU and LSTM need about the same (within {SAME_WITHIN:.0%})" if _same(med)
+                   else f"{'GRU' if med < 1 else 'LSTM'} needs less")
         where = f"{run}: " if multi_run else ""
-        out.append(f"{where}Memory ({backend}): {less} needs less — GRU/LSTM measured peak ({how}) {med:.2f}, "
+        out.append(f"{where}Memory ({backend}): {verdict} — GRU/LSTM measured peak ({how}) {med:.2f}, "
                    f"against {FLOP_RATIO:.2f} for the gate activations.")
     return out
 
