@@ -81,3 +81,12 @@ def test_group_id_is_compares_seed_group_key():
         assert c.group_id == want
         assert c.pair_id.startswith("p") and len(c.pair_id) == len(c.group_id) == len(c.case_id) == 12
         assert len({c.group_id, c.pair_id, c.case_id}) == 3
+
+
+def test_labels_are_distinct_where_cases_are():
+    """Two cases that differ in any key but threads and timeout_s have different labels (stop_at_target included)."""
+    a = Case(**BASE)
+    for key, value in OTHER.items():
+        if key in ("threads",):
+            continue
+        assert Case(**{**BASE, key: value}).label != a.label, key
