@@ -117,5 +117,5 @@ class Case(BaseModel):
                 f" L={self.num_layers} B={self.batch_size} {self.dtype}")
 
 
-_LABEL_EXTRAS = ("init", "optimizer", "lr", "clip", "steps", "eval_every", "eval_batches", "stop_at_target", "denormals",
-                 "warmup", "repetitions")
+_LABEL_EXTRAS = ("init", "optimizer", "lr", "clip", "steps", "eval_every", "eval_batches", "stop_at_target",
+                 "denormals", "warmup", "repetitions")
