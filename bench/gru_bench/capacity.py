@@ -3,8 +3,8 @@
 A case needs at least (bytes of its dtype ``s``, ``P`` parameters, batch ``B``, fed length ``L``)::
 
     weights P·s  +  gradients P·s  +  optimizer state (Adam: 2·P·s, SGD: 0)
-    +  activations kept for BPTT (spec.activation_bytes: layers·B·L·H·G·s)
-    +  hidden states layers·B·L·H·s  +  the batch B·L·(I + O)·s
+    +  activations kept for BPTT: gate outputs and states (spec.activation_bytes: layers·B·L·H·(G+S)·s)
+    +  the batch B·L·(I + O)·s
 
 Every backend needs at least this much (frameworks need more: workspaces, the allocator's slack), so a case whose
 estimate exceeds the machine's RAM (or, on CUDA, the device's memory) cannot run: ``check_suite`` refuses it up
@@ -55,11 +55,10 @@ def estimate(case: Case) -> Estimate:
     spec, L = model_spec(case)
     s = np.dtype(case.dtype).itemsize
     P = _param_count(spec)
-    B, H = case.batch_size, spec.hidden_size
-    states = spec.num_layers * B * L * H * s  # (layers, B, L, H)
+    B = case.batch_size
     out_len = L if spec.head == "every" else 1
     return Estimate(weights=P * s, gradients=P * s, optimizer=OPTIMIZER_SLOTS.get(case.optimizer, 2) * P * s,
-                    activations=activation_bytes(spec, B, L, s) + states,
+                    activations=activation_bytes(spec, B, L, s),
                     batch=B * L * spec.input_size * s + B * out_len * spec.output_size * s)
 
 

@@ -20,15 +20,15 @@ Why a fresh process per window: in one process a window sees what the earlier wi
 the worker with in-process windows (bench/perf/memory_figures.py): torch's 2B/B ratio of the working set ranged
 0.87–2.59 (freed buffers reused through glibc's heap and mmap-threshold growth), and TF/Keras kept its memory
 resident after a model was freed, so its windows rose by the same ~1.5 MiB at B and 2B: below the noise floor.
-A fresh process has nothing resident of another window. What it still cannot separate: TF/Keras keeps the
-warm-up's high-water mark (graph compilation included) resident and its steps reuse it, so its working set shows only
-where the step needs more than the compile scratch: measured at H=128, T=50, B=32 10.8–17.5 MiB (numpy 9.5, torch
-8.4, analytic 2.3), but from B=64 to 128 only 2.5–5.7 MiB more (not linear in B). The method is the same on every
-backend (numpy too: its processes are cheap). The cost is one interpreter and framework start per window, paid
-after the timed loop; the two windows run side by side. Measured (one window, B=32, H=128, T=50, 1 thread; on a
-2-core machine at load 8.5–9, at the lowest priority; CPU seconds are the load-robust figure): numpy 0.35 CPU s
-(2.4–2.8 s wall), torch 3.4 CPU s (26–28 s wall), TF 6.9 CPU s (56–62 s wall). The figure's ``seconds`` records
-each case's own cost.
+A fresh process has nothing resident of another window, and it trims the heap after the warm-up (``memory_window``):
+without the trim TF's measured step reused the heap pages its graph compilation had freed, and its working set was
+not linear in B (B=64→128: 9.6 MiB, 256→512: 73 MiB at H=128, T=100; with it 0.27 and 0.32 MiB a sample). The method
+is the same on every backend (numpy too: its processes are cheap). The cost is one interpreter and framework start
+per window, paid after the timed loop; the two windows run side by side (quiet, B=64, T=100, H=128: 0.6–0.7 s numpy,
+3.0–3.1 s torch, 5.8–6.2 s TF, wall, bench/perf/memory_figures.py). Measured (one window, B=32, H=128, T=50, 1
+thread; on a 2-core machine at load 8.5–9, at the lowest priority; CPU seconds are the load-robust figure): numpy
+0.35 CPU s (2.4–2.8 s wall), torch 3.4 CPU s (26–28 s wall), TF 6.9 CPU s (56–62 s wall). The figure's ``seconds``
+records each case's own cost.
 
 The peak reader decides what the figure sees, and it must see every allocator:
 
@@ -271,9 +271,9 @@ def figures(windows: Sequence[Window], batch: int, method: str, floor: int) -> l
 
 
 def activation_estimate(spec: ModelSpec, batch_size: int, seq_len: int, itemsize: int) -> MemoryFigure:
-    """The analytic activation memory BPTT keeps (``spec.activation_bytes``), to read beside the measured figures."""
+    """The least activation memory BPTT keeps (``spec.activation_bytes``), to read beside the measured figures."""
     return MemoryFigure(name="activation_estimate", bytes=activation_bytes(spec, batch_size, seq_len, itemsize),
-                        method="analytic B·T·H·G·bytes per layer (spec.activation_bytes)")
+                        method="analytic B·T·H·(G+S)·bytes per layer: gate outputs and states (spec.activation_bytes)")
 
 
 def below_floor(fig: Any) -> bool:

@@ -64,6 +64,7 @@ INITS = ("pytorch", "keras")
 DTYPES = ("float32", "float64")
 OPTIMIZERS = ("sgd", "adam")  # the two update rules of the docstring (PyTorch's formulas)
 GATES = {"gru": 3, "lstm": 4}
+STATES = {"gru": 1, "lstm": 2}  # h; h and c
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -105,6 +106,11 @@ class ModelSpec:
     def gates(self) -> int:
         """G: 3 for a GRU, 4 for an LSTM."""
         return GATES[self.cell]
+
+    @property
+    def states(self) -> int:
+        """S: the state vectors a cell carries from step to step: 1 for a GRU (h), 2 for an LSTM (h, c)."""
+        return STATES[self.cell]
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.hidden_size
@@ -245,8 +251,11 @@ def flops(spec: ModelSpec, batch_size: int, seq_len: int) -> Flops:
 
 
 def activation_bytes(spec: ModelSpec, batch_size: int, seq_len: int, itemsize: int) -> int:
-    """Analytic activation memory kept for BPTT: ``B·T·H·G·bytes`` per layer (the gate pre-activations/outputs)."""
-    return spec.num_layers * batch_size * seq_len * spec.hidden_size * spec.gates * itemsize
+    """The least activation memory BPTT keeps: ``B·T·H·(G+S)·bytes`` per layer — each step's G gate outputs and the
+    S states it read (``h_{t-1}``, and ``c_{t-1}`` for an LSTM: ``dW_hh`` needs ``h_{t-1}``, ``df`` needs ``c_{t-1}``).
+    A backend keeps more (input projections, pre-activations, gate gradients kept for batched weight GEMMs);
+    NumPy's own layout keeps about ``12H`` values per sample and step for every cell (backends/_np_layers.py)."""
+    return spec.num_layers * batch_size * seq_len * spec.hidden_size * (spec.gates + spec.states) * itemsize
 
 
 def iso_param_hidden(spec: ModelSpec, cell: str) -> int:
