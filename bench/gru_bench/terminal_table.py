@@ -1,5 +1,6 @@
 """The terminal's GRU/LSTM table at the end of ``gru-bench run``: one row per GRU/LSTM pair (``Case.pair_id``),
-each side's parameters, step time, memory figure and time-to-target, and the GRU/LSTM ratios."""
+each side's parameters, step time (with its GEMM-floor efficiency), memory figure and time-to-target, and the
+GRU/LSTM ratios."""
 from __future__ import annotations
 
 import json
@@ -40,6 +41,7 @@ def _side(results: list[Any]) -> dict[str, Any] | None:
     return {
         "params": results[0].params,
         "step": _median(r.train_time.median for r in ok if r.train_time is not None),
+        "floor": _median(r.gemm_floor.efficiency for r in ok if r.gemm_floor is not None),
         "mem": _median(_memory(r)[0] for r in ok),
         "metric": _median(a.final_metric for a in acc),
         "baseline": _median(a.baseline_metric for a in acc),
@@ -67,6 +69,8 @@ def _fmt_side(s: dict[str, Any] | None) -> list[str]:
     if s is None:
         return ["—"] * 5
     step = f"{s['step'] * 1e3:.2f} ms" if s["step"] is not None else (s["status"] or "—")
+    if s["step"] is not None and s.get("floor") is not None:
+        step += f" ({s['floor']:.0%} floor)"
     if s["status"] and s["step"] is not None:
         step += f" ({s['status']})"
     metric = "—"
@@ -87,7 +91,9 @@ def _ratio(a: float | None, b: float | None) -> str:
 def summary_table(cases: list[Any]) -> Table:
     """GRU and LSTM side by side for each configuration (seeds aggregated by the median), with GRU/LSTM ratios.
 
-    Metric columns read ``final / trivial baseline`` and ``✓k/n`` when k of n seeds solved the task; "to target"
+    Step columns read ``median (efficiency floor)``: the share of the step its own GEMMs need at this machine's BLAS
+    speed (``gemm_floor.py``; 100 % = all GEMM). Metric columns read ``final / trivial baseline`` and ``✓k/n`` when
+    k of n seeds solved the task; "to target"
     columns the Kaplan–Meier median steps to the first held-out evaluation under the target and ``(k/n)`` seeds
     that reached it (``survival.py``)."""
     groups: dict[str, dict[str, list[Any]]] = {}
@@ -95,8 +101,8 @@ def summary_table(cases: list[Any]) -> Table:
         side = "lstm" if r.case.cell == "lstm" else f"gru[{r.case.variant}]"
         groups.setdefault(r.case.pair_id, {}).setdefault(side, []).append(r)
     varying = _varying_keys([r.case for r in cases])
-    t = Table(title="GRU vs LSTM (median over seeds; metric: final / baseline; to target: KM median steps "
-                    "(seeds that reached it))", title_justify="left")
+    t = Table(title="GRU vs LSTM (median over seeds; step (share of it its GEMMs need at BLAS speed); metric: "
+                    "final / baseline; to target: KM median steps (seeds that reached it))", title_justify="left")
     for col in ("backend", "task", "T", "H", "GRU variant"):
         t.add_column(col, no_wrap=True)
     for col in ("GRU params", "GRU step", "GRU mem", "GRU metric", "GRU to target", "LSTM params", "LSTM step",
