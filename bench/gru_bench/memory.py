@@ -58,6 +58,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import psutil
 
 from .case import Case
@@ -237,15 +238,11 @@ def measure_window(run_at: Callable[[int], Any], batch: int, reader: PeakReader)
 def fit(windows: Sequence[Window]) -> tuple[float, float]:
     """Least-squares line ``delta = fixed + per_sample · b`` through the windows -> ``(per_sample, fixed)``
     (two windows: the line through both)."""
-    bs = [float(w.batch) for w in windows]
-    ds = [float(w.delta) for w in windows]
-    n = len(bs)
-    mb, md = sum(bs) / n, sum(ds) / n
-    sbb = sum((b - mb) ** 2 for b in bs)
-    if sbb == 0:
+    bs = np.array([float(w.batch) for w in windows])
+    if len(set(bs)) < 2:
         raise ValueError("windows: need at least two different batch sizes")
-    slope = sum((b - mb) * (d - md) for b, d in zip(bs, ds)) / sbb
-    return slope, md - slope * mb
+    slope, fixed = np.polyfit(bs, [float(w.delta) for w in windows], 1)
+    return float(slope), float(fixed)
 
 
 def figures(windows: Sequence[Window], batch: int, method: str, floor: int) -> list[MemoryFigure]:

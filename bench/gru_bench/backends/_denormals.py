@@ -9,7 +9,8 @@ How each backend is told (the ``method`` recorded in the case's provenance under
   switch to keep denormals: "flush" is ``tf-default``; "keep" cannot be honoured, so the case is skipped with that
   reason rather than silently flushed;
 * numpy: setting MXCSR from Python needs compiled code per ISA (and BLAS threads have their own MXCSR), so there is no
-  portable CPU-flag flush; under "flush" the NumPy BPTT zeroes subnormal values after every step of dL/dh, the LSTM's
+  portable CPU-flag flush; under "flush" the NumPy BPTT zeroes every value below tiny·2^24 (subnormals and the tiny
+  normals whose next product would be one; _np_layers.FLUSH_MARGIN) after every step of dL/dh, the LSTM's
   dL/dc and the gate gradients (B, G·H) that feed the step's GEMM and the weight-gradient GEMMs (``software-dh``: a
   compare and a masked copy per block, O(B·G·H) element-wise work per step beside the step's O(B·G·H²) GEMM).
   Forward values are not flushed (they do not decay into the subnormal range).

@@ -38,7 +38,7 @@ def set_flush(on: bool) -> None:
 
 # Zeroing only what is already subnormal is too late: the next multiply or GEMM of a tiny normal value produces
 # subnormal results, which cost the same microcode assists. So the flush zeroes below tiny·2^24 (fp32: 2e-31), leaving
-# ~7 decades of headroom for one step's products; such values are < 1e-28 of any O(1e-3) gradient: no effect on fp32
+# ~7 decades of headroom for one step's products; such values are < 2e-28 of any O(1e-3) gradient: no effect on fp32
 # training, and float64's threshold (4e-301) is far below its conformance tolerance.
 FLUSH_MARGIN = 2.0 ** 24
 
