@@ -45,6 +45,43 @@ def vm_hwm() -> int | None:
     return None
 
 
+class RssSampler:
+    """The peak RSS seen by a thread sampling every ``interval`` s: ``start()`` returns the RSS now, ``stop()`` the
+    peak since (it can miss a peak shorter than ``interval``)."""
+
+    def __init__(self, interval: float, name: str = "gru-bench-rss") -> None:
+        if not interval > 0:
+            raise ValueError(f"interval={interval!r}: expected a positive number of seconds")
+        self.interval, self.name = interval, name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._peak = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> int:
+        self._peak = base = rss()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, name=self.name, daemon=True)
+        self._thread.start()
+        return base
+
+    def _sample(self) -> None:
+        proc = psutil.Process()
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, proc.memory_info().rss)
+
+    def stop(self) -> int:
+        self._peak = max(self._peak, rss())
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._thread = None
+        return self._peak
+
+
 class HostMemory:
     """The process's peak resident memory above its baseline at ``start()`` (call it after setup).
 
@@ -55,40 +92,24 @@ class HostMemory:
     """
 
     def __init__(self, interval: float = 0.005) -> None:
-        if not interval > 0:
-            raise ValueError(f"interval={interval!r}: expected a positive number of seconds")
+        self._sampler = RssSampler(interval)
         self.interval = interval
         self.figures: list[MemoryFigure] = []
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._peak = 0
 
     def start(self) -> "HostMemory":
-        if self._thread is not None:
+        if self._sampler.running:
             raise RuntimeError("HostMemory already started")
         self._hwm_reset = reset_hwm()
-        self.baseline = rss()
         self._maxrss_before = maxrss_bytes()
-        self._peak = self.baseline
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sample, name="gru-bench-rss", daemon=True)
-        self._thread.start()
+        self.baseline = self._sampler.start()
         return self
 
-    def _sample(self) -> None:
-        proc = psutil.Process()
-        while not self._stop.wait(self.interval):
-            self._peak = max(self._peak, proc.memory_info().rss)
-
     def stop(self) -> list[MemoryFigure]:
-        if self._thread is None:
+        if not self._sampler.running:
             raise RuntimeError("HostMemory.stop() before start()")
-        self._peak = max(self._peak, rss())
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
+        peak = self._sampler.stop()
         ms = int(round(self.interval * 1000))
-        figs = [MemoryFigure(name="host_peak_rss_delta", bytes=max(self._peak - self.baseline, 0),
+        figs = [MemoryFigure(name="host_peak_rss_delta", bytes=max(peak - self.baseline, 0),
                              method=f"psutil RSS sampling every {ms} ms, peak − baseline")]
         maxrss = maxrss_bytes()
         exact = maxrss > self._maxrss_before

@@ -53,16 +53,14 @@ import gc
 import json
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import psutil
 
 from .case import Case
-from .host_memory import reset_hwm, rss, vm_hwm
+from .host_memory import RssSampler, reset_hwm, rss, vm_hwm
 from .schema import MemoryFigure
 from .spec import ModelSpec, activation_bytes
 
@@ -154,31 +152,14 @@ class HostSampler(PeakReader):
     floor = RSS_FLOOR
 
     def __init__(self, interval: float = 0.002) -> None:
-        self.interval = interval
+        self._sampler = RssSampler(interval, name="gru-bench-ws")
         self.method = f"psutil RSS sampled every {interval * 1000:.0f} ms"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._peak = 0
-
-    def _sample(self) -> None:
-        proc = psutil.Process()
-        while not self._stop.wait(self.interval):
-            self._peak = max(self._peak, proc.memory_info().rss)
 
     def start(self) -> int:
-        self._peak = base = rss()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sample, name="gru-bench-ws", daemon=True)
-        self._thread.start()
-        return base
+        return self._sampler.start()
 
     def stop(self) -> int:
-        self._peak = max(self._peak, rss())
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._thread = None
-        return self._peak
+        return self._sampler.stop()
 
 
 class DevicePeak(PeakReader):
