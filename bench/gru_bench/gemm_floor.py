@@ -35,11 +35,10 @@ MIN_REPEATS = 5
 
 def step_gemms(spec: ModelSpec, batch: int, length: int) -> Counter:
     """``Counter({(m, k, n): count})`` of one training step's GEMMs (``(m, k) @ (k, n)``)."""
-    G = 3 if spec.cell == "gru" else 4
-    B, L, H = batch, length, spec.hidden_size
+    G, B, L, H = spec.gates, batch, length, spec.hidden_size
     out: Counter = Counter()
     for layer in range(spec.num_layers):
-        I = spec.input_size if layer == 0 else H  # noqa: E741 - the input width, as in spec.py
+        I = spec.layer_input_size(layer)  # noqa: E741 - the input width, as in spec.py
         out[(L * B, I, G * H)] += 1  # input projection, all steps
         out[(B, H, G * H)] += L  # recurrent, per step
         if L > 1:

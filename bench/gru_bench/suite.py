@@ -54,10 +54,10 @@ from .case import Case
 from .errors import InputError
 from . import suite_options
 from .backends.device import Device
+from .backends._denormals import POLICIES as DENORMAL_POLICIES
 from .spec import CELLS, DTYPES, GRU_VARIANTS, INITS, OPTIMIZERS
 from .suite_files import find_suite, portable, read_toml
 
-DENORMALS = ("flush", "keep")  # Case.denormals
 _NONE_WORDS = ("none", "off", "false")
 
 
@@ -173,7 +173,7 @@ class Suite(BaseModel):
     eval_every: Grid(PosInt) = [50]
     eval_batches: Grid(PosInt) = [4]
     stop_at_target: Grid(Annotated[bool, BeforeValidator(_bool)]) = [False]  # end training at the target
-    denormals: Grid(Annotated[Str, AfterValidator(_choice(DENORMALS))]) = ["flush"]  # "flush" | "keep"
+    denormals: Grid(Annotated[Str, AfterValidator(_choice(DENORMAL_POLICIES))]) = ["flush"]  # "flush" | "keep"
     seeds: Grid(NonNegInt) = [0]
     # timing
     warmup: Grid(NonNegInt) = [3]
