@@ -45,6 +45,20 @@ def test_paired_decision_catches_a_10pct_shift_hidden_in_drift():
     assert d.p_value < 0.05
 
 
+def test_paired_decision_ci_is_timing_stats_bootstrap_with_abs_seed_and_unchanged():
+    """ab's interval is ``timing_stats.bootstrap_median_ci`` of the log ratios on ab's own seed: the numbers are
+    those of ab's former copy of the bootstrap (pinned from it, rel 1e-12)."""
+    from gru_bench.timing_stats import bootstrap_median_ci
+
+    rng = np.random.default_rng(0)
+    base = 1e-3 * np.exp(rng.normal(0, 0.3, 12))
+    cand = base * 1.10 * np.exp(rng.normal(0, 0.01, 12))
+    d = ab.paired_decision(base, cand, factor=0.05)
+    assert (d.ci_low, d.ci_high) == pytest.approx((1.0923407487887442, 1.104205291304686), rel=1e-12)
+    lo, hi = bootstrap_median_ci(np.log(cand / base), 0.95, ab.BOOTSTRAP_SEED)
+    assert (d.ci_low, d.ci_high) == pytest.approx((np.exp(lo), np.exp(hi)), rel=1e-12)
+
+
 def test_paired_decision_unchanged_improved_and_factor():
     rng = np.random.default_rng(1)
     base = 1e-3 * np.exp(rng.normal(0, 0.3, 12))

@@ -67,3 +67,11 @@ def test_cpu_lock_takes_torch_cpu_build():
 def test_makefile_installs_from_the_lock():
     makefile = (ROOT / "Makefile").read_text()
     assert "--require-hashes -r $(LOCK)" in makefile and "LOCK    ?= locks/cpu.txt" in makefile
+
+
+def test_scipy_floor_has_what_the_statistics_call():
+    """``scipy.stats.bootstrap(..., rng=)`` is 1.15's (compare, ab, timing_stats; no ``random_state`` fallback) and
+    ``false_discovery_control`` 1.11's: the declared range must not admit a scipy without them."""
+    (scipy,) = [r for r in _requirements([]) if canonicalize_name(r.name) == "scipy"]
+    assert not scipy.specifier.contains("1.14.1"), f"scipy{scipy.specifier} admits 1.14 (no bootstrap rng=)"
+    assert scipy.specifier.contains("1.15.0")

@@ -30,7 +30,7 @@ from .schema import CaseResult
 from .storage import write_outputs as write_files
 
 ALPHA = 0.05
-BOOTSTRAP_SEED = 20261203
+BOOTSTRAP_SEED = 20261203  # ab's own stream (timing_stats.bootstrap_median_ci): its published CIs stay as they were
 DEFAULT_ROUNDS = 8  # ABBA rounds: the figure the A/A-and-slowdown experiment (bench/perf/aa_experiment.py) measured
 DEFAULT_FACTOR = 0.05  # the practical factor: a smaller change never gates (the default gate is train_time:5%)
 AB_METRICS = ("train_time",)  # what ab measures and decides; the rest is compare's
@@ -101,7 +101,9 @@ def paired_decision(baseline: Sequence[float], candidate: Sequence[float], facto
     improved symmetrically; fewer than 6 pairs: inconclusive.
     """
     import numpy as np
-    from scipy.stats import bootstrap, wilcoxon
+    from scipy.stats import wilcoxon
+
+    from .timing_stats import bootstrap_median_ci
 
     a, b = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
     if a.shape != b.shape:
@@ -113,13 +115,10 @@ def paired_decision(baseline: Sequence[float], candidate: Sequence[float], facto
         ratio = float(np.exp(np.median(logr))) if n else None
         return Decision("inconclusive", ratio, None, None, None, n)
     ratio = float(np.exp(np.median(logr)))
+    lo, hi = (float(np.exp(v)) for v in bootstrap_median_ci(logr, 0.95, BOOTSTRAP_SEED))  # no spread: the ratio
     if np.ptp(logr) == 0:
-        lo = hi = ratio
         p = 0.0 if logr[0] != 0 else 1.0
     else:
-        res = bootstrap((logr,), np.median, n_resamples=2000, confidence_level=0.95, method="percentile",
-                        vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED))
-        lo, hi = float(np.exp(res.confidence_interval.low)), float(np.exp(res.confidence_interval.high))
         p = float(wilcoxon(logr).pvalue) if np.any(logr != 0) else 1.0
     if p < alpha and ratio > 1 + factor:
         verdict = "regressed"

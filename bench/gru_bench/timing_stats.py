@@ -11,20 +11,18 @@ BOOTSTRAP_SEED = 20240601
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def _bootstrap_median_ci(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the median (seeded, so the same samples give the same interval)."""
+def bootstrap_median_ci(x: np.ndarray, confidence: float = 0.95, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of ``x`` (1-D), ``BOOTSTRAP_RESAMPLES`` resamples from
+    ``default_rng(seed)``, so the same samples give the same interval; ``(median, median)`` for fewer than two
+    samples or no spread."""
+    x = np.asarray(x, dtype=np.float64)
     if x.size < 2 or np.ptp(x) == 0:
         m = float(np.median(x))
         return m, m
     from scipy.stats import bootstrap
 
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    try:
-        res = bootstrap((x,), np.median, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
-                        method="percentile", vectorized=True, rng=rng)
-    except TypeError:  # scipy < 1.15 names it random_state
-        res = bootstrap((x,), np.median, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
-                        method="percentile", vectorized=True, random_state=rng)
+    res = bootstrap((x,), np.median, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
+                    method="percentile", vectorized=True, rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -37,7 +35,7 @@ def summarize(samples: Sequence[float], flops: float | None = None, peak_gflops:
     if not np.all(np.isfinite(x)) or np.any(x < 0):
         raise ValueError(f"samples={list(samples)!r}: expected finite non-negative seconds")
     q25, med, q75 = np.percentile(x, [25, 50, 75])
-    lo, hi = _bootstrap_median_ci(x)
+    lo, hi = bootstrap_median_ci(x)
     gflops = pct = None
     if flops is not None and med > 0:
         gflops = float(flops) / float(med) / 1e9
@@ -47,4 +45,4 @@ def summarize(samples: Sequence[float], flops: float | None = None, peak_gflops:
                        mean=float(x.mean()), ci_low=lo, ci_high=hi, gflops=gflops, pct_peak=pct)
 
 
-__all__ = ["summarize"]
+__all__ = ["BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "bootstrap_median_ci", "summarize"]
