@@ -5,11 +5,15 @@ _UNITS = (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB"
 
 
 def format_bytes(n: float | None, missing: str = "—") -> str:
-    """``1536`` -> ``1.5 KiB``, ``3 * 2**20`` -> ``3 MiB``: three significant digits in the largest unit that the
-    value reaches (``512 B`` below 1 KiB); ``missing`` for None or NaN."""
+    """``1536`` -> ``1.5 KiB``, ``3 * 2**20`` -> ``3 MiB``: three significant digits in the smallest unit where the
+    rounded value stays under 1000 (``512 B`` below 1 KiB; 1000 KiB is ``0.977 MiB``, never ``1e+03 KiB``);
+    ``missing`` for None or NaN."""
     if n is None or n != n:
         return missing
-    for unit, scale in _UNITS:
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.0f} B"
+    if abs(float(f"{n:.0f}")) < 2**10:
+        return f"{n:.0f} B"
+    for unit, scale in reversed(_UNITS):  # KiB first
+        text = f"{n / scale:.3g}"
+        if abs(float(text)) < 1000:
+            return f"{text} {unit}"
+    return f"{n / _UNITS[0][1]:.0f} {_UNITS[0][0]}"  # 1000 PiB and more: whole PiB
