@@ -384,6 +384,30 @@ def test_calibration_normalises_timings_across_machines():
     assert any("unnormalised" in w for w in cmp.warnings)
 
 
+def test_cpu_channel_is_normalised_across_machines_like_the_wall_channel():
+    """The busy-machine second opinion (process CPU time) gets each record's time scale too: a candidate machine
+    that calibrates 2x faster with CPU samples 2x smaller is unchanged on the CPU channel (ratio 1, rel 1e-12)."""
+    from gru_bench.compare.loading import Entry, cpu_samples
+
+    rng = np.random.default_rng(15)
+    case = make_case()
+    a, c = samples(rng, 0.02), samples(rng, 0.02)
+
+    def with_cpu(values, cpu):
+        r = result(case, values)
+        r.train_time.cpu_samples = list(cpu)
+        return r
+
+    base = record([with_cpu(a, c)], "base", MACHINE_A, gflops=50.0)
+    cand = record([with_cpu(a / 2, c / 2)], "cand", MACHINE_B, gflops=100.0)
+    cand.cases[0].load = Load(busy=True, warning="load 13 on 2 cores")
+    r = rows(compare_records([base], [cand]), "train_time")[0]
+    assert r.change == pytest.approx(1.0, rel=1e-12)
+    assert r.cpu_change == pytest.approx(1.0, rel=1e-12), "CPU samples scaled as the wall samples are"
+    e = Entry([cand.cases[0]], [2.0])
+    assert cpu_samples(e, "train_time") == pytest.approx([2.0 * v for v in c / 2], rel=1e-12)
+
+
 def accuracy_records(base_vals, cand_vals, metric="accuracy", task="copy", cand_seeds=None):
     def mk(vals, seeds):
         return record([result(make_case(task=task, seed=s, steps=100), samples(np.random.default_rng(s), .01),

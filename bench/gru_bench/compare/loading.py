@@ -110,12 +110,13 @@ def finite_samples(side: str, e: Entry, metric: str, files_of: dict[int, str], w
 
 
 def cpu_samples(e: Entry, metric: str) -> list[float]:
-    """The CPU-time samples of ``metric`` over a case's ok runs; [] unless every run has them."""
+    """The scaled CPU-time samples of ``metric`` over a case's ok runs (the record's time scale, as the wall
+    samples of ``finite_samples``); [] unless every run has them."""
     out: list[float] = []
-    for r, _ in e.ok:
+    for r, s in e.ok:
         st = getattr(r, metric)
         if st is None or not getattr(st, "cpu_samples", None):
             return []
-        out += [float(v) for v in st.cpu_samples if np.isfinite(v)]
+        out += [float(v) * s for v in st.cpu_samples if np.isfinite(v)]
     return out
 
