@@ -76,7 +76,7 @@ def test_executor_protocol_and_registry():
 
 
 # ------------------------------------------------------------------------------------------------ journal
-def test_journal_tolerates_a_truncated_last_line(tmp_path):
+def test_journal_tolerates_a_truncated_last_line(tmp_path, capsys):
     path = tmp_path / f"run{JOURNAL_SUFFIX}"
     j = Journal.create(path, {"record": {"x": 1}, "plan": []})
     assert not list(tmp_path.glob("*.tmp"))  # created atomically
@@ -87,6 +87,7 @@ def test_journal_tolerates_a_truncated_last_line(tmp_path):
         f.write('{"type": "result", "result": {"case": ')  # killed mid-write
     header, results = Journal.read(path)
     assert header["record"] == {"x": 1} and results == [r]
+    assert capsys.readouterr().err == "", "an unfinished last line is dropped silently"
     j = Journal(path)
     j.append(r)  # appending first drops the partial line
     j.close()
@@ -111,10 +112,40 @@ def test_journal_gets_the_mode_of_a_new_file_not_mkstemps_0600(tmp_path, exclusi
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def _journal_with_lines(path, *lines: str):
+    """A journal with a header and the given lines after it, each ending in a newline; its result."""
+    Journal.create(path, {"record": {"x": 1}, "plan": []})
+    r = CaseResult(case=case(), case_id=case().case_id, status="skipped", reason="test")
+    entry = json.dumps({"type": "result", "result": json.loads(r.model_dump_json())})
+    with open(path, "a") as f:
+        f.write("".join((entry if line == "OK" else line) + "\n" for line in lines))
+    return r
+
+
+def test_journal_skips_a_complete_bad_last_line_with_a_warning(tmp_path, capsys):
+    """A kill mid-write leaves no newline, so a complete line that is not an entry is corruption: skipped with one
+    warning line naming the file and line, the results before it kept."""
+    path = tmp_path / f"run{JOURNAL_SUFFIX}"
+    r = _journal_with_lines(path, "OK", '{"type": "result", "result": {"case": 1}}')
+    assert Journal.read(path)[1] == [r]
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line.startswith("warning: ") and f"{path}:3: not a case result" in line
+
+
+def test_journal_keeps_the_lines_after_a_corrupt_one(tmp_path, capsys):
+    path = tmp_path / f"run{JOURNAL_SUFFIX}"
+    r = _journal_with_lines(path, "not json", "OK", '{"type": "result"}', "OK")
+    assert Journal.read(path)[1] == [r, r], "every good line, before and after the corrupt ones"
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(lines) == 2 and f"{path}:2: not a JSON line" in lines[0] and f"{path}:4: not a case result" in lines[1]
+    header, finished, timed = Journal.read_all(path)
+    assert finished == [r, r] and timed == {} and len(capsys.readouterr().err.splitlines()) == 2  # warned once
+
+
 def test_journal_rejects_what_is_not_a_journal(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"type": "header", "journal_version": 1}\nnot json\n{"type": "result"}\n')
-    with pytest.raises(InputError, match=r"bad.jsonl:2: not a JSON line"):
+    bad.write_text('not json\n{"type": "header", "journal_version": 1}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:1: not a JSON line"):
         Journal.read(bad)
     bad.write_text('{"type": "result"}\n')
     with pytest.raises(InputError, match="no journal header"):

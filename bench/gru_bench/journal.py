@@ -8,13 +8,15 @@ Files of a run (``RUN`` is the run id, the record's file stem ``<timestamp>_<sui
     OUT/<machine-id>/RUN.journal.jsonl   the journal
 
 The journal is created atomically with its header; a truncated last line (killed mid-write) is dropped on reading
-and on reopening for appending. One process holds a run's journal at a time (an exclusive ``flock``).
+and on reopening for appending; a complete line that is not an entry is skipped with a warning. One process holds
+a run's journal at a time (an exclusive ``flock``).
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,11 @@ def journal_path_for(record_path: Path) -> Path:
 
 def record_path_for(journal_path: Path) -> Path:
     return journal_path.with_name(journal_path.name[: -len(JOURNAL_SUFFIX)] + ".json")
+
+
+def _skip(path: Path, line: int, what: str) -> None:
+    """The one-line warning for a complete journal line that is skipped."""
+    print(f"warning: {path}:{line}: {what}: skipped (corrupt line); its case runs again on resume", file=sys.stderr)
 
 
 class Journal:
@@ -58,9 +65,12 @@ class Journal:
 
     @staticmethod
     def _entries(path: Path) -> tuple[dict[str, Any], list[tuple[str, CaseResult]]]:
-        """The header and the ``(type, result)`` entries, in order. A truncated or unreadable LAST line is dropped
-        (the writer was killed mid-line); anything else that is not a journal is an ``InputError`` naming the file
-        and line."""
+        """The header and the ``(type, result)`` entries, in order.
+
+        Text after the last newline is an unfinished line (the writer was killed mid-write): dropped silently. A
+        complete line after the header that is not a journal entry is corruption (a kill leaves no newline): it is
+        skipped with a one-line warning on stderr naming the file and line, and the lines after it are read (its
+        case runs again on resume). A first line that is not a header is an ``InputError`` naming the file."""
         path = Path(path)
         try:
             lines = path.read_text(encoding="utf-8").split("\n")
@@ -72,12 +82,12 @@ class Journal:
         for i, line in enumerate(complete, start=1):
             if not line.strip():
                 continue
-            last = i == len(complete)
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
-                if last and header is not None:
-                    break
+                if header is not None:
+                    _skip(path, i, "not a JSON line")
+                    continue
                 raise InputError(f"{path}:{i}: not a JSON line: expected a gru-bench run journal") from None
             if header is None:
                 if not isinstance(entry, dict) or entry.get("type") != "header":
@@ -91,9 +101,7 @@ class Journal:
                 kind = entry.get("type", RESULT)
                 out.append((kind if kind == TIMED else RESULT, CaseResult.model_validate(entry["result"])))
             except Exception as e:  # noqa: BLE001 - pydantic or a missing key: one line either way
-                if last:
-                    break
-                raise InputError(f"{path}:{i}: not a case result: {type(e).__name__}") from None
+                _skip(path, i, f"not a case result ({type(e).__name__})")
         if header is None:
             raise InputError(f"{path}: empty journal: expected a header line")
         return header, out
@@ -101,15 +109,22 @@ class Journal:
     @staticmethod
     def read(path: Path) -> tuple[dict[str, Any], list[CaseResult]]:
         """The header and the finished results, in order (``_entries`` says what is dropped or refused)."""
-        header, entries = Journal._entries(path)
-        return header, [r for kind, r in entries if kind == RESULT]
+        header, finished, _ = Journal.read_all(path)
+        return header, finished
 
     @staticmethod
     def read_timed(path: Path) -> dict[str, CaseResult]:
         """The timing-phase results of the cases with no finished result, by case id (the latest of each)."""
-        _, entries = Journal._entries(path)
-        finished = {r.case_id for kind, r in entries if kind == RESULT}
-        return {r.case_id: r for kind, r in entries if kind == TIMED and r.case_id not in finished}
+        return Journal.read_all(path)[2]
+
+    @staticmethod
+    def read_all(path: Path) -> tuple[dict[str, Any], list[CaseResult], dict[str, CaseResult]]:
+        """``read`` and ``read_timed`` in one pass (a skipped line is warned about once)."""
+        header, entries = Journal._entries(path)
+        finished = [r for kind, r in entries if kind == RESULT]
+        done = {r.case_id for r in finished}
+        timed = {r.case_id: r for kind, r in entries if kind == TIMED and r.case_id not in done}
+        return header, finished, timed
 
     def acquire(self) -> "Journal":
         """Open for appending under an exclusive lock (one process per run: a case is never run twice at once),
