@@ -31,6 +31,7 @@ from conftest import error_lines, write_suite
     (["run", "--resume", "nope"], "--resume 'nope': no such run"),
     (["run", "quick", "--resume", "x"], "expected --resume alone"),
     (["run", "--executor", "slurm"], "executor='slurm': expected one of local"),
+    (["run", "--executor", "ray", "--jobs", "2"], "--jobs with --executor ray: expected --executor local"),
     (["report", "missing.json", "-o", "out"], "report input 'missing.json' does not exist"),
     (["compare", "only-one.json"], "Missing argument 'candidate'"),
     (["frobnicate"], "No such command 'frobnicate'"),

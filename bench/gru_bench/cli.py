@@ -90,13 +90,13 @@ def run(
     if stop_at_target is not None:
         overrides["stop_at_target"] = stop_at_target
     ray_opts = {"address": ray_address, "cpus_per_case": ray_cpus_per_case}
+    if jobs is not None and executor != "local":  # before the ray branch: --jobs is never silently dropped
+        raise InputError(f"--jobs with --executor {executor}: expected --executor local (a cluster schedules its own)")
     if executor == "ray":
         ex = get_executor(executor, **ray_opts)
     elif any(v is not None for v in ray_opts.values()):
         flag = "--ray-address" if ray_address is not None else "--ray-cpus-per-case"
         raise InputError(f"{flag} with --executor {executor}: expected --executor ray")
-    elif jobs is not None and executor != "local":
-        raise InputError(f"--jobs with --executor {executor}: expected --executor local (a cluster schedules its own)")
     if resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in overrides] + (["SUITE"] if suite else []) + \
             (["--label"] if label else [])
