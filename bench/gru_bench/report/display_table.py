@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..case import Case
+from ..compare.output import md
 from ..units import format_bytes
 
 MAX_COLUMNS = 12  # per HTML table: a wider one is split into parts that repeat the key columns (fits 1280 px)
@@ -159,17 +160,12 @@ class Table:
         return path
 
     def to_markdown(self, max_rows: int | None = None) -> str:
-        """A GitHub-flavoured Markdown table of the display text (``|``, ``<``, ``>`` and ``&`` escaped)."""
-
-        def esc(s: str) -> str:
-            return (
-                s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
-            )
-
-        head = "| " + " | ".join(esc(c.label) for c in self.shown) + " |"
+        """A GitHub-flavoured Markdown table of the display text, inert (``compare.output.md``: HTML escaped, ``|``,
+        links, images and code backslash-escaped, one line per cell)."""
+        head = "| " + " | ".join(md(c.label) for c in self.shown) + " |"
         rule = "|" + "|".join("---:" if c.kind not in ("text",) else "---" for c in self.shown) + "|"
         rows = self.rows()
         shown = rows if max_rows is None else rows[:max_rows]
-        body = ["| " + " | ".join(esc(t) for t, _, _ in row) + " |" for row in shown]
+        body = ["| " + " | ".join(md(t) for t, _, _ in row) + " |" for row in shown]
         more = [f"\n_{len(rows) - len(shown)} more rows in {self.name}.csv_"] if len(shown) < len(rows) else []
         return "\n".join([head, rule, *body, *more])

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..case import Case
+from ..memory import below_floor
 from ..schema import CaseResult, RunRecord
 
 # Case fields that pick a configuration; a seed group varies only ``seed``; a GRU/LSTM pair varies cell/variant too.
@@ -32,13 +33,12 @@ def run_name(record: RunRecord, index: int) -> str:
 
 
 def _peak(r: CaseResult) -> tuple[float, str | None, str | None]:
-    """The case's peak memory (``CaseResult.peak_memory``), else (a record with none of its preferred figures) the
-    largest measured figure; the analytic estimate and the fixed overhead are not measured peaks."""
+    """The case's peak memory (``CaseResult.peak_memory``): its bytes (NaN when it has none, or when the figure is
+    under its noise floor, ``memory.below_floor``: the terminal table's "—", not a number to compare), name, method."""
     fig = r.peak_memory()
     if fig is None:
-        measured = [m for m in r.memory if m.name not in (ANALYTIC, "fixed_overhead")]
-        fig = max(measured, key=lambda m: m.bytes) if measured else None
-    return (float(fig.bytes), fig.name, fig.method) if fig is not None else (np.nan, None, None)
+        return np.nan, None, None
+    return (np.nan if below_floor(fig) else float(fig.bytes)), fig.name, fig.method
 
 
 def _stat(t, attr: str) -> float:

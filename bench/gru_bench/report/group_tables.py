@@ -66,7 +66,9 @@ def _derive_memory(df: pd.DataFrame) -> None:
 
 
 def _derive_vs_fastest(df: pd.DataFrame) -> None:
-    key = ["run", *[f for f in PAIR_FIELDS if f not in ("run", "backend", "device")], "cell_key"]
+    # the same configuration on every backend/device; options are backend knobs ([options.torch] in a suite), so
+    # keeping them would make every backend its own group (each "fastest", 1.00×)
+    key = ["run", *[f for f in PAIR_FIELDS if f not in ("run", "backend", "device", "options")], "cell_key"]
     df["vs_fastest"] = df["train_s"] / df.groupby(key, dropna=False)["train_s"].transform("min")
 
 

@@ -24,14 +24,15 @@ def lstm_model(lstm: pd.Series) -> tuple[spec.ModelSpec | None, str]:
     m = lstm.get("model")
     if isinstance(m, spec.ModelSpec):
         return m, "recorded model"
-    try:
-        from ..tasks import get_task  # tasks.py is plain NumPy: no framework is imported
+    from ..tasks import get_task  # tasks.py is plain NumPy: no framework is imported
 
-        io = get_task(str(lstm["task"])).model_io(int(lstm["seq_len"]))
-        return spec.ModelSpec("lstm", int(io["input_size"]), int(lstm["hidden"]), int(io["output_size"]),
-                              int(lstm["num_layers"]), head=str(io["head"]), loss=str(io["loss"])), "task definition"
-    except Exception:  # noqa: BLE001 - an unknown task (or one this version defines otherwise) only means "not known"
+    try:
+        task = get_task(str(lstm["task"]))
+    except ValueError:  # get_task's error for a task this version does not define: only "not known"
         return None, ""
+    io = task.model_io(int(lstm["seq_len"]))
+    return spec.ModelSpec("lstm", int(io["input_size"]), int(lstm["hidden"]), int(io["output_size"]),
+                          int(lstm["num_layers"]), head=str(io["head"]), loss=str(io["loss"])), "task definition"
 
 
 def iso_frame(groups: pd.DataFrame) -> pd.DataFrame:

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
+from ..compare.output import md as _esc  # record text as inert Markdown: HTML escaped, links/images/code too
 from .answer import NO_ANSWER
 from .display_table import Table
-
-
-def _esc(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def summary(
