@@ -9,6 +9,7 @@ import time
 from gru_bench.case import Case
 from gru_bench.executors import local
 from gru_bench.executors.local import LocalExecutor, merge_phases
+from gru_bench.schema import Load
 from gru_bench.worker import run_case
 
 TINY = dict(backend="numpy", task="adding", seq_len=10, hidden=6, batch_size=8, warmup=1,
@@ -24,7 +25,6 @@ def _cases() -> list[Case]:
 def test_jobs_runs_timing_alone_then_training_in_parallel_and_merges(monkeypatch):
     calls: list[tuple[str, tuple | None, int | None, float, float]] = []
     lock = threading.Lock()
-    real = local.run_isolated
 
     def spy(case, calibration=None, should_stop=lambda: False, poll_s=0.2, python=None, extra_env=None, phases=None,
             threads=None):
@@ -38,7 +38,6 @@ def test_jobs_runs_timing_alone_then_training_in_parallel_and_merges(monkeypatch
     monkeypatch.setattr(local, "run_isolated", spy)
     got = []
     LocalExecutor(jobs=2).run(_cases(), None, got.append, lambda: False)
-    assert real is not spy
     cases = _cases()
     assert sorted(r.case_id for r in got) == sorted(c.case_id for c in cases), "one result per case"
     timing = [c for c in calls if c[1] != ("accuracy",)]
@@ -67,6 +66,24 @@ def test_merge_keeps_the_worse_status_and_both_sides():
     assert merged.status == "diverged" and merged.reason == "loss nan at step 3"
     assert merged.train_time == timing.train_time, "the figures come from the timing phase"
     assert "w" in merged.warnings and merged.wall_s == timing.wall_s + training.wall_s
+
+
+def test_merge_keeps_the_timing_load_when_the_training_shared_a_busy_machine():
+    """Under --jobs the training runs beside other workers, so its load is busy by design: the merged result keeps
+    the quiet timing phase's load (not busy, no "timings may be noisy"), the training's load goes to the provenance,
+    and the shared-machine warning stays."""
+    case = Case(cell="gru", variant="reset_after", seed=0, **TINY)
+    timing = run_case(case, phases=("timing",)).model_copy(update={"load": Load(before=[0.1] * 3, after=[0.1] * 3),
+                                                                   "warnings": []})
+    noisy = "machine busy: 1-min load 3.00 on 2 cores after the case; timings may be noisy"
+    training = timing.model_copy(update={"load": Load(before=[0.1] * 3, after=[3.0] * 3, busy=True, warning=noisy),
+                                         "warnings": [noisy, "own"]})
+    merged = merge_phases(timing, training, jobs=2)
+    assert merged.load == timing.load and not merged.load.busy
+    assert noisy not in merged.warnings and "own" in merged.warnings
+    assert any("--jobs 2" in w and "shared machine" in w for w in merged.warnings)
+    assert merged.provenance["accuracy_run"]["load"]["busy"] is True
+    assert merged.provenance["accuracy_run"]["load"]["warning"] == noisy
 
 
 def test_one_job_or_one_training_case_runs_cases_whole(monkeypatch):

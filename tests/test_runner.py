@@ -179,6 +179,30 @@ def test_resolve_run_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- the record
+def test_every_timestamp_is_utc_to_the_second_whatever_the_local_zone(tmp_path, monkeypatch):
+    """One clock (``storage.now_iso``): the record's ``created``/``finished``, a result's ``started_at`` (worker and
+    executor) are ISO 8601 in UTC with ``+00:00``, also where the local zone is not UTC."""
+    import re
+
+    from gru_bench import storage
+    from gru_bench.worker import run_case
+
+    utc = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30: a local offset would show
+    time.tzset()
+    try:
+        assert utc.match(storage.now_iso()), storage.now_iso()
+        run = new_run(load_suite(write_suite(tmp_path / "s.toml")), tmp_path / "out", calibrate=False)
+        run.journal.close()
+        assert utc.match(run.record.created) and utc.match(run.assemble(True).finished)
+        assert utc.match(run_case(case(), phases=("timing",)).started_at)
+        died = run_isolated(case(), python="/bin/false")  # no result from the worker: the executor's own stamp
+        assert died.status == "failed" and utc.match(died.started_at)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_run_writes_a_record_that_round_trips_through_load_results(tmp_path, faults):
     suite = load_suite(write_suite(tmp_path / "s.toml", backend=["numpy", "nodevice"], cell="gru", steps=20,
                                    eval_every=10))

@@ -14,7 +14,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -55,7 +55,7 @@ class Run:
 
     def assemble(self, complete: bool) -> RunRecord:
         cases = [self.done[c.case_id] for c in self.plan if c.case_id in self.done]
-        finished = datetime.now(timezone.utc).isoformat(timespec="seconds") if complete else None
+        finished = storage.now_iso() if complete else None
         return self.record.model_copy(update={"cases": cases, "finished": finished})
 
 
@@ -100,7 +100,7 @@ def new_run(suite: Any, out_dir: Path, label: str | None = None, calibrate: bool
             fix_threads(threads)
         cal = calibration.calibrate(seconds=calibration_seconds)
     git = git_info(PACKAGE_DIR)
-    created = datetime.now(timezone.utc).replace(microsecond=0)
+    created = storage.now_utc()
     while True:  # two runs of one suite in the same second: the first to create its journal gets the id
         path = storage.record_path(out_dir, machine, suite.name, created)
         record = RunRecord(run_id=path.stem, suite_name=suite.name, suite=suite.record(), label=label,
@@ -147,8 +147,7 @@ def open_run(ref: str | os.PathLike[str], out_dir: Path) -> Run:
     if jpath.exists():
         journal = Journal(jpath).acquire()  # locked before reading: what it holds cannot change under us
         try:
-            header, finished = Journal.read(jpath)
-            timed = Journal.read_timed(jpath)
+            header, finished, timed = Journal.read_all(jpath)
         except InputError:
             journal.close()
             raise

@@ -15,9 +15,16 @@ from .errors import InputError
 from .machine import slug
 from .schema import RunRecord, record_from_dict
 
+
+def now_utc() -> datetime:
+    """The current time in UTC, to the second: the one clock of records, journals and results."""
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
 def now_iso() -> str:
-    """The current time, ISO 8601 with the UTC offset (the form of ``RunRecord.created``)."""
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+    """The current time in UTC, ISO 8601 to the second with its offset, e.g. ``2025-01-01T12:00:00+00:00`` (the
+    form of ``RunRecord.created``/``finished`` and ``CaseResult.started_at``)."""
+    return now_utc().isoformat()
 
 
 def record_path(out_dir: str | os.PathLike[str], machine_id: str, suite_name: str,

@@ -14,14 +14,16 @@ The case, in order:
    timed training steps and forward passes (``backend.sync`` before and after each, raw samples kept);
    one un-timed backward pass for the subnormal census (``subnormals``; a warning when kept and non-zero); on CPU
    the GEMM floor (``gemm_floor.py``); for the NumPy backend one more step under tracemalloc; the analytic
-   activation estimate beside them; then, after the timed loop, ``working_set``/``fixed_overhead`` from a
-   fresh process at B and one at 2B (memory.py);
+   activation estimate beside them;
 3. accuracy (``steps > 0``): the model rebuilt from the same seed, ``steps`` steps on seeded training batches; every
    ``eval_every`` steps (and at the last) a training-curve point (mean training loss, training wall seconds) and
    the held-out loss and metric on ``eval_batches`` seeded batches from a seed stream distinct from training's (the
    ``heldout`` curve); time-to-target: the step and training seconds of the first evaluation below the task's
    target loss (``stop_at_target`` ends training there); best and final held-out values, the ``solved`` flag;
-4. load sampled again; a busy machine is a warning in the result.
+4. load sampled again; a busy machine is a warning in the result;
+5. when the timed loop finished (even if training then failed): ``working_set``/``fixed_overhead`` from a fresh
+   process at B and one at 2B (memory.py), after the load snapshot (their processes are not other work) and with
+   the timing model and batch released.
 
 Seed streams: ``SeedSequence(case.seed).spawn(3)`` gives the timing batch, the training batches and the held-out
 batches, so the same case sees the same data on every backend and every machine.
@@ -39,7 +41,6 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,7 +53,7 @@ from .backends import Backend, BackendUnavailable, TrainConfig, _denormals, get_
 from .case import Case
 from .schema import Accuracy, CaseResult, Calibration, Curve, MemoryFigure
 from .spec import ModelSpec, flops, init_weights, param_count
-from .storage import atomic_write_text
+from .storage import atomic_write_text, now_iso
 from .tasks import get_task
 from .threads import fix_threads, fixed_threads
 
@@ -61,6 +62,7 @@ from .threads import fix_threads, fixed_threads
 # tf.errors.ResourceExhaustedError.
 OOM_CLASS_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "ResourceExhaustedError"})
 REASON_MAX = 300  # characters of a one-line reason
+BUSY_FALLBACK = "the machine was busy during this case"  # a busy Load without its own warning
 
 
 class Skipped(Exception):
@@ -69,10 +71,6 @@ class Skipped(Exception):
 
 class Diverged(Exception):
     """A training loss was NaN or infinite."""
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def one_line(text: str, limit: int = REASON_MAX) -> str:
@@ -182,6 +180,7 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
     def sync() -> None:
         backend.sync(case.device)
 
+    timed = False
     try:
         model = build()
         out["params_backend"] = int(sum(np.asarray(w).size for w in backend.weights(model).values()))
@@ -189,14 +188,18 @@ def _run(case: Case, calibration: Calibration | None, out: dict[str, Any], phase
         out["implementation"] = out["provenance"].get("implementation")
         if "timing" in phases:
             _timing(case, backend, model, task, spec, L, timing_ss, calibration, sync, out)
-        del model
+            timed = True
+        del model  # the timing model (and its batch, _timing's) are gone before training and the windows
         if case.steps > 0 and "accuracy" in phases:
             _accuracy(case, backend, build(), task, train_ss, eval_ss, sync, out)
     finally:
+        # the "after" snapshot before the working-set windows: their fresh processes are this case's, not other work
         load = sysload.assess_load(load_before, sysload.load_snapshot(), cores)
         out["load"] = load
         if load.busy:
-            out["warnings"].append(getattr(load, "warning", None) or "the machine was busy during this case")
+            out["warnings"].append(getattr(load, "warning", None) or BUSY_FALLBACK)
+        if timed:  # the timed loop finished: its memory figures get the working set beside them
+            out["memory"].extend(_working_set(case, out["memory"], out["warnings"]))
 
 
 def _timing(case: Case, backend: Backend, model: Any, task: Any, spec: ModelSpec, L: int,
@@ -247,8 +250,6 @@ def _timing(case: Case, backend: Backend, model: Any, task: Any, spec: ModelSpec
         finally:
             figure = tm.stop()
         memory.extend(figure if isinstance(figure, list) else [figure])
-
-    memory.extend(_working_set(case, memory, out["warnings"]))
 
 
 def _working_set(case: Case, measured: list[MemoryFigure], warnings: list[str]) -> list[MemoryFigure]:

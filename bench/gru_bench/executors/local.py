@@ -42,7 +42,8 @@ import psutil
 
 from ..case import Case
 from ..schema import CaseResult, Calibration
-from ..worker import case_costs, now_iso, one_line
+from ..storage import now_iso
+from ..worker import BUSY_FALLBACK, case_costs, one_line
 from . import KILLED_FROM_OUTSIDE, OnResult, OnStart, OnTimed, ShouldStop
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -236,19 +237,26 @@ def run_isolated(case: Case, calibration: Calibration | None = None, should_stop
 
 
 def merge_phases(timing: CaseResult, training: CaseResult, jobs: int) -> CaseResult:
-    """One case's result from its timing-phase and training-phase results (``--jobs``): the timing side's figures,
-    the training side's accuracy, the worse status of the two, both sides' warnings and wall time."""
+    """One case's result from its timing-phase and training-phase results (``--jobs``): the timing side's figures
+    and load, the training side's accuracy, the worse status of the two, both sides' warnings and wall time.
+
+    The result's ``load`` is the timing phase's (what "busy machine" means: noisy step times); the training phase's
+    load is kept in ``provenance["accuracy_run"]["load"]`` and its busy warning is left out, since with ``jobs`` > 1
+    the training shares the machine by design (the shared-machine warning says so)."""
     order = ("ok", "skipped", "diverged", "timeout", "oom", "failed")
     worse = max(timing, training, key=lambda r: order.index(r.status) if r.status in order else len(order))
     run_note = {"jobs": jobs, "threads": (training.threads or {}).get("requested", 1),
-                "wall_s": training.wall_s}
+                "wall_s": training.wall_s,
+                "load": training.load.model_dump(mode="json") if training.load is not None else None}
     beside = [f"trained beside up to {jobs - 1} other cases' training (--jobs {jobs}), on one thread: "
               f"its seconds-to-target come from a shared machine"] if jobs > 1 else []
-    warnings = [*timing.warnings, *training.warnings, *beside]
-    load = training.load if training.load is not None and training.load.busy else timing.load
+    busy = training.load is not None and training.load.busy
+    busy_notes = {training.load.warning, BUSY_FALLBACK} if busy else set()  # type: ignore[union-attr]
+    trained = [w for w in training.warnings if w not in busy_notes]
+    warnings = [*timing.warnings, *trained, *beside]
     return timing.model_copy(update={
         "status": worse.status, "reason": worse.reason if worse.status != "ok" else None,
-        "accuracy": training.accuracy, "warnings": list(dict.fromkeys(warnings)), "load": load,
+        "accuracy": training.accuracy, "warnings": list(dict.fromkeys(warnings)), "load": timing.load,
         "provenance": {**timing.provenance, "accuracy_run": run_note},
         "wall_s": (timing.wall_s or 0.0) + (training.wall_s or 0.0)})
 
@@ -332,6 +340,6 @@ class LocalExecutor:
                 for fut in done:
                     case_id = flights.pop(fut)
                     trained = fut.result()
-                    if trained is None:  # cancelled: no result, so a resume runs the whole case again
-                        continue
+                    if trained is None:  # cancelled: no result; its timing went to on_timed (the runner's
+                        continue  # journal), so a resume runs only its training again
                     on_result(merge_phases(timed[case_id], trained, self.jobs))

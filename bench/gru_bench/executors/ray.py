@@ -10,7 +10,8 @@ Resource requests keep timings honest (``case_resources``):
 * a CPU case that times asks for ``cpus_per_case`` CPUs, by default all the CPUs of the largest node, so two timing
   cases never share a machine's cores; a smaller ``cpus_per_case`` packs cases and every such result says so in a
   warning;
-* a case that does not time (``repetitions == 0``) asks for its ``threads`` CPUs only: it may pack.
+* every case a suite makes times (``repetitions`` >= 1 there). A hand-built ``Case(repetitions=0)`` asks for its
+  ``threads`` CPUs only; its worker fails it anyway (``timer`` needs at least one timed call).
 
 Isolation: the task function has ``max_calls=1``, so every case runs in a fresh Ray worker process (framework
 state, thread pools and peak-memory counters never leak); the task tells the driver where and when it started
@@ -39,7 +40,8 @@ from typing import Any, ClassVar, Iterator, Sequence
 from ..case import Case
 from ..errors import InputError
 from ..schema import CaseResult, Calibration
-from ..worker import case_costs, now_iso, one_line
+from ..storage import now_iso
+from ..worker import case_costs, one_line
 from . import OnResult, OnStart, ShouldStop
 
 INSTALL_HINT = "pip install 'gru-bench[ray]'"
@@ -64,7 +66,7 @@ def case_resources(case: Case, cpus_per_case: int) -> dict[str, int]:
     """The Ray resource request of ``case`` (see the module docstring for the rules)."""
     if case.device.startswith("cuda"):
         return {"num_cpus": _threads(case), "num_gpus": 1}
-    if case.repetitions == 0:  # accuracy only: nothing timed, so it may share a node
+    if case.repetitions == 0:  # only a hand-built case (a suite's repetitions are >= 1); its worker fails it
         return {"num_cpus": _threads(case), "num_gpus": 0}
     return {"num_cpus": cpus_per_case, "num_gpus": 0}
 
