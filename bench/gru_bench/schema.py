@@ -46,7 +46,7 @@ class TimingStats(_Model):
 class MemoryFigure(_Model):
     name: str  # e.g. "host_peak_rss_delta", "tracemalloc_peak", "device_peak_allocated", "activation_estimate"
     bytes: int
-    # how it was measured, e.g. "psutil RSS sampling", "resource.getrusage ru_maxrss", "analytic B·T·H·G·bytes"
+    # how it was measured, e.g. "psutil RSS sampling", "resource.getrusage ru_maxrss", "analytic B·T·H·(G+S)·bytes"
     method: str
     floor_bytes: int | None = None  # below this the method measures noise, not the work (None: no known floor)
     seconds: float | None = None  # what measuring this figure cost (wall seconds), where it had a cost of its own

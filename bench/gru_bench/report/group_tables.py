@@ -128,7 +128,7 @@ MEMORY = GroupTable(
     (RUN, TASK, T, H, B, DTYPE, BACKEND, CELL,
      Column("peak_bytes", "measured peak", "bytes", "num"),
      Column("peak_name", "measured as"),
-     Column("activation_bytes", "analytic activations", "bytes", "num", "B·T·H·gates·bytes per layer"),
+     Column("activation_bytes", "analytic activations", "bytes", "num", "least BPTT keeps: B·T·H·(G+S)·bytes a layer"),
      Column("mem_ratio", "measured/analytic", "ratio", "num ratio")),
     sort=("run", "backend_device", "task", "seq_len", "hidden", "cell_key"),
     rows=_ran_ok, derive=_derive_memory,

@@ -252,8 +252,8 @@ def memory(groups: pd.DataFrame) -> Plot | None:
         fig, df,
         "memory",
         "Memory: measured peak vs analytic estimate",
-        "Measured peak (device allocator on GPU, host RSS above baseline on CPU) against B·T·H·gates·bytes; "
-        "dashed: equality.",
+        "Measured memory (the device allocator's peak on GPU; on CPU the per-batch working set, from fresh-process "
+        "windows at B and 2B) against the least BPTT keeps, B·T·H·(G+S)·bytes; dashed: equality.",
         dashed="measured = analytic",
     )
 
