@@ -2,7 +2,7 @@
 
 Each round runs every case's timing phase once per side, each in a fresh worker process; round ``r`` runs the
 baseline first when ``r`` is even and the candidate first when it is odd, so drift hits both sides alike. The
-decision per case uses the per-round ratio ``candidate median / baseline median``: a one-sided Wilcoxon
+decision per case uses the per-round ratio ``candidate median / baseline median``: a two-sided Wilcoxon
 signed-rank test on the log ratios, a bootstrap 95 % CI of the median ratio, and a practical factor (a change
 smaller than ``factor`` never gates). The wall-time channel decides unless the machine was busy, where the
 process-CPU-time channel is consulted as a second opinion: both must agree for a regression.
