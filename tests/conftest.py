@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 import fault_backend
+from gru_bench.backends import _np_layers
 from gru_bench.case import Case
 
 # the smallest case a worker runs in well under a second: adding, T=10, H=8, B=8, one warm-up and three timed steps
@@ -41,3 +43,15 @@ def error_lines(capsys) -> list[str]:
 def faults(monkeypatch):
     """The fault-injecting backends of ``fault_backend.py``, registered for this test."""
     fault_backend.enable(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def restore_denormal_state():
+    """After each test, the process's denormal state as at start-up: a case run in this process under the default
+    "flush" policy leaves torch's FTZ/DAZ set (``torch.set_flush_denormal(True)``) and the NumPy layer's software
+    flush on, and a later in-process ``denormals="keep"`` test would then see no subnormal. Torch is reset only if
+    already imported (never imported here)."""
+    yield
+    _np_layers.set_flush(False)  # the module's default (_FLUSH = [False])
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_flush_denormal(False)
