@@ -53,5 +53,6 @@ def restore_denormal_state():
     already imported (never imported here)."""
     yield
     _np_layers.set_flush(False)  # the module's default (_FLUSH = [False])
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_flush_denormal(False)
+    torch = sys.modules.get("torch")  # None where an import was blocked (sys.modules["torch"] = None)
+    if torch is not None:
+        torch.set_flush_denormal(False)

@@ -87,11 +87,26 @@ def test_defaults_of_the_optional_hooks():
     assert b.available("cuda") == "the minimal backend runs on 'cpu' only, not 'cuda'"
     assert b.available("gpu") == "device='gpu': expected 'cpu', 'cuda' or 'cuda:N'"
     assert type(b).build_info() == {}
-    grads = b.gradients(model, x, y)
-    flat = np.concatenate([g.ravel() for g in grads.values()])
-    assert b.subnormal_census(model, x, y) == {"param_grad": _denormals.subnormal_fraction(flat)}
     assert _denormals.apply(b, "flush") == {"policy": "flush", "method": "none (backend has no set_denormals)",
                                             "applied": False}
+
+
+class KnownGradients(Minimal):
+    """Minimal, with gradients of known values: 3 of their 8 entries subnormal in float32 (tiny = 1.18e-38)."""
+
+    name = "known"
+
+    def gradients(self, model, x, y):
+        sub = np.float32(1e-40)
+        return {"w": np.array([[sub, 1.0, 0.0], [-sub, 1e-30, 2.0]], np.float32),  # (2, 3): 2 subnormal
+                "b": np.array([np.finfo(np.float32).tiny, sub], np.float32)}  # (2,): tiny itself is normal; 1
+
+
+def test_default_census_counts_subnormals_over_all_parameter_gradients():
+    b = KnownGradients()
+    model = b.build(SPEC, init_weights(SPEC, 0, dtype="float32"))
+    x, y = np.zeros((2, 3, 2), np.float32), np.zeros((2, 3), np.float32)
+    assert b.subnormal_census(model, x, y) == {"param_grad": 3 / 8}
 
 
 def test_plugins_subclass_the_base_and_a_class_that_does_not_is_refused(monkeypatch):
@@ -115,12 +130,15 @@ def test_shared_build_checks_name_the_argument():
             b.build(SPEC.to_dict(), w)
 
 
-def test_shared_batch_checks_are_the_same_on_every_backend():
+FRAMEWORK = {"numpy": "numpy", "torch": "torch", "tf": "tensorflow"}  # backend -> the module its extra installs
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tf"])
+def test_shared_batch_checks_are_the_same_on_every_backend(backend):
     """One message per defect, from ``base.check_x_shape``/``check_y``, whichever backend holds the model."""
-    pytest.importorskip("torch")
-    b_np, b_t = get_backend("numpy"), get_backend("torch")
-    w = init_weights(SPEC, 0, dtype="float32")
-    models = [(b, b.build(SPEC, w)) for b in (b_np, b_t)]
+    pytest.importorskip(FRAMEWORK[backend])
+    b = get_backend(backend)
+    models = [(b, b.build(SPEC, init_weights(SPEC, 0, dtype="float32")))]
     x = np.zeros((2, 3, 2), np.float32)
     for bad_x, match in [(np.zeros((2, 3), np.float32), r"x has shape \(2, 3\): expected \(B, T, 2\) with B, T >= 1"),
                          (np.zeros((2, 0, 2), np.float32), r"x has shape \(2, 0, 2\)")]:
@@ -171,16 +189,21 @@ def test_declarations_are_read_without_starting_a_framework():
     assert out.stdout.strip() == "['loop', 'compile'] ('cpu', 'cuda') ('flush',) False False False"
 
 
-def test_the_real_classes_carry_their_declarations():
-    pytest.importorskip("torch")
-    torch_cls = backend_class("torch")
-    assert issubclass(torch_cls, declared("torch")) and torch_cls.options == declared("torch").options
+def test_numpy_is_its_own_declaration_and_builds_name_their_framework():
     assert declared("numpy") is NumpyBackend and NumpyBackend.capabilities.traced_allocations
-    assert not torch_cls.capabilities.traced_allocations and torch_cls.capabilities.device_memory
     assert usable_without_a_framework("numpy", "cpu") and not usable_without_a_framework("numpy", "cuda")
-    builds = framework_builds()
-    assert builds == {**torch_cls.build_info(), **declared("tf").build_info()}
+    builds = framework_builds()  # read from the declarations: no framework imported
+    assert builds == {**declared("torch").build_info(), **declared("tf").build_info()}
     assert all(k.startswith(("torch_", "tensorflow_")) for k in builds)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_the_real_classes_carry_their_declarations(backend):
+    pytest.importorskip(FRAMEWORK[backend])
+    cls = backend_class(backend)
+    assert issubclass(cls, declared(backend)) and cls.options == declared(backend).options
+    assert not cls.capabilities.traced_allocations and cls.capabilities.device_memory
+    assert cls.build_info() == declared(backend).build_info()
 
 
 def test_tracemalloc_figure_follows_the_declared_capability(monkeypatch):

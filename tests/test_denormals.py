@@ -178,7 +178,7 @@ def test_leaves_both_flushes_on_for_the_next_test():
     """Sets what an in-process "flush" case leaves behind (conftest's autouse fixture must undo it after this test);
     the next test checks that it did."""
     _np_layers.set_flush(True)
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:
         sys.modules["torch"].set_flush_denormal(True)
     assert _np_layers._FLUSH[0] is True
 
@@ -187,6 +187,6 @@ def test_a_keep_test_after_a_flush_test_sees_subnormals():
     """Runs after the test above (file order): the NumPy flag is back at its default and, where torch is imported,
     its FTZ is off, so a subnormal float32 product survives (1e-20 · 1e-20 = 1e-40, 1e-4 rel)."""
     assert _np_layers._FLUSH[0] is False
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
+    torch = sys.modules.get("torch")
+    if torch is not None:
         assert float(torch.tensor([1e-20], dtype=torch.float32) * 1e-20) == pytest.approx(1e-40, rel=1e-4)
