@@ -65,22 +65,26 @@ def test_baseline_groups_are_its_configurations_without_seed():
     assert len({c.group_id for c in cases}) == len(by_fields)
 
 
+def test_group_and_pair_ids_are_prefixed_and_never_a_case_id():
+    """``g``/``p`` + 11 hex: the same length as a ``case_id`` (12) and never equal to it."""
+    for c in (Case(**BASE, seed=3), Case(**{**BASE, "denormals": "keep", "stop_at_target": True}, seed=1)):
+        assert c.group_id.startswith("g") and c.pair_id.startswith("p")
+        assert len(c.pair_id) == len(c.group_id) == len(c.case_id) == 12
+        assert len({c.group_id, c.pair_id, c.case_id}) == 3
+
+
+@pytest.mark.xfail(strict=True, reason="bench/ bug: Case._digest_without hashes threads as a top-level field (None), "
+                   "not in options as case_id does (threads-field merge), so group_id changed from compare's old key; "
+                   "and compare/loading.group_key prefixes a second 'g' ('gg…')")
 def test_group_id_is_compares_seed_group_key():
     """``g`` + 11 hex of the dump without seed and timeout (ID_OPTIONAL fields only off their default): the key
-    compare's accuracy rows have always carried, so its JSON output keeps its keys; never equal to a case_id."""
-    import hashlib
+    compare's accuracy rows have always carried, so its JSON output keeps its keys. The literals are what compare's
+    ``group_key`` gave before ``group_id`` existed (computed at a1beda8 and at 8244e0d^: the same)."""
+    from gru_bench.compare.loading import group_key
 
-    from gru_bench.case import ID_OPTIONAL
-
-    for c in (Case(**BASE, seed=3), Case(**{**BASE, "denormals": "keep", "stop_at_target": True}, seed=1)):
-        d = c.model_dump(exclude={"seed", "timeout_s"})
-        for k, default in ID_OPTIONAL.items():
-            if d.get(k) == default:
-                d.pop(k)
-        want = "g" + hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:11]
-        assert c.group_id == want
-        assert c.pair_id.startswith("p") and len(c.pair_id) == len(c.group_id) == len(c.case_id) == 12
-        assert len({c.group_id, c.pair_id, c.case_id}) == 3
+    for c, old in ((Case(**BASE, seed=3), "g960234b89ab"),
+                   (Case(**{**BASE, "denormals": "keep", "stop_at_target": True}, seed=1), "g6b602ff353f")):
+        assert (c.group_id, group_key(c)) == (old, old)
 
 
 def test_labels_are_distinct_where_cases_are():
