@@ -73,9 +73,6 @@ def test_group_and_pair_ids_are_prefixed_and_never_a_case_id():
         assert len({c.group_id, c.pair_id, c.case_id}) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="bench/ bug: Case._digest_without hashes threads as a top-level field (None), "
-                   "not in options as case_id does (threads-field merge), so group_id changed from compare's old key; "
-                   "and compare/loading.group_key prefixes a second 'g' ('gg…')")
 def test_group_id_is_compares_seed_group_key():
     """``g`` + 11 hex of the dump without seed and timeout (ID_OPTIONAL fields only off their default): the key
     compare's accuracy rows have always carried, so its JSON output keeps its keys. The literals are what compare's

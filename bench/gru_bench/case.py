@@ -62,14 +62,17 @@ class Case(BaseModel):
         Fields added after the first release (``ID_OPTIONAL``) count only when they differ from their default, so
         the ids of existing records, resumes and baselines stay the same. ``threads`` is hashed where it was before it
         became a field, as ``options["threads"]`` (and not at all when None)."""
-        d = self.model_dump(exclude={"timeout_s", "threads"})
+        return self._digest(12)
+
+    def _digest(self, length: int, *without: str) -> str:
+        """The sha1 hex (``length`` digits) of the fields ``case_id`` hashes, ``without`` left out too."""
+        d = self.model_dump(exclude={"timeout_s", "threads", *without})
         if self.threads is not None:
             d["options"] = {**d["options"], "threads": self.threads}
         for k, default in ID_OPTIONAL.items():
             if d.get(k) == default:
                 d.pop(k)
-        blob = json.dumps(d, sort_keys=True, default=str)
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
     @property
     def label(self) -> str:
@@ -94,21 +97,13 @@ class Case(BaseModel):
         their seed share it and seeds are pooled under it (compare's accuracy verdicts, the report's medians).
         ``g`` + 11 hex, so it is never mistaken for a ``case_id`` (compare's rows carry either); the value compare's
         ``group_key`` gave."""
-        return "g" + self._digest_without("seed")
+        return "g" + self._digest(11, "seed")
 
     @property
     def pair_id(self) -> str:
         """The GRU-vs-LSTM pair: ``group_id`` without ``cell`` and ``variant`` too. A GRU (either variant) and the
         LSTM at equal H and every other key equal share it; the verdict tables and the terminal table pair on it."""
-        return "p" + self._digest_without("seed", "cell", "variant")
-
-    def _digest_without(self, *fields: str) -> str:
-        # case_id's rule (timeout_s out; ID_OPTIONAL fields only off their default), ``fields`` left out too
-        d = self.model_dump(exclude={"timeout_s", *fields})
-        for k, default in ID_OPTIONAL.items():
-            if d.get(k) == default:
-                d.pop(k)
-        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:11]
+        return "p" + self._digest(11, "seed", "cell", "variant")
 
     @property
     def _main_keys(self) -> str:

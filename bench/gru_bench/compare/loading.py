@@ -37,7 +37,7 @@ def case_key(result: CaseResult) -> str:
 def group_key(case: Case) -> str:
     """The seed group of a case (``Case.group_id``: cases that differ only by their seed; accuracy is compared across
     seeds), prefixed so a group's rows never share a key with the rows of its seed-0 case."""
-    return "g" + case.group_id
+    return case.group_id
 
 
 def group_label(case: Case) -> str:
