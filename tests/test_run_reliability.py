@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 import fault_backend
-from gru_bench import cli, runner
+from gru_bench import cli, storage
 from gru_bench.case import Case
 from gru_bench.cli import main
 from gru_bench.status import ExitStatus
@@ -33,17 +33,14 @@ from gru_bench.suite import load_suite
 from conftest import QUIET, error_lines, write_suite
 from conftest import tiny_case as case
 
-class _FixedClock(datetime):
+def _fixed_now() -> datetime:
     """Every run starts in the same second: the id race of two runs into one --out, every time."""
-
-    @classmethod
-    def now(cls, tz=None):
-        return datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    return datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
 # ---------------------------------------------------------------------------------- 1: run ids are unique
 def test_runs_started_at_once_into_one_out_get_distinct_ids(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "datetime", _FixedClock)
+    monkeypatch.setattr(storage, "now_utc", _fixed_now)
     suite = load_suite(write_suite(tmp_path / "s.toml"))
     out, n = tmp_path / "out", 8
     barrier = threading.Barrier(n)
@@ -73,7 +70,7 @@ def test_runs_started_at_once_into_one_out_get_distinct_ids(tmp_path, monkeypatc
 
 
 def test_a_finished_run_of_the_same_second_keeps_its_record(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "datetime", _FixedClock)
+    monkeypatch.setattr(storage, "now_utc", _fixed_now)
     suite = load_suite(write_suite(tmp_path / "s.toml"))
     first = new_run(suite, tmp_path / "out", calibrate=False)
     first.journal.close()
@@ -86,7 +83,7 @@ def test_a_finished_run_of_the_same_second_keeps_its_record(tmp_path, monkeypatc
 
 # ---------------------------------------------------------------------------------- --resume FOLDER
 def test_resume_takes_the_runs_folder_newest_unfinished_first(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "datetime", _FixedClock)  # same second: the second run's id is one second later
+    monkeypatch.setattr(storage, "now_utc", _fixed_now)  # same second: the second run's id is one second later
     suite = load_suite(write_suite(tmp_path / "s.toml"))
     out = tmp_path / "out"
     older = new_run(suite, out, calibrate=False)
