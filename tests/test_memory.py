@@ -11,8 +11,7 @@ from gru_bench.worker import run_case
 
 MiB = 2 ** 20
 # the 2B/B ratio of the working set (B=32 -> 64, H=128, T=50, fresh-process windows), measured on a 2-core machine,
-# 2-3 runs each: numpy 2.00-2.07, torch 1.81-2.23 (loaded), TF 1.68-1.78 (quiet; in-process windows gave torch
-# 0.87-2.59 and TF nothing above the noise floor)
+# 2-3 runs each: numpy 2.00-2.07, torch 1.81-2.23 (loaded; in-process windows gave torch 0.87-2.59)
 SCALING_TOLERANCE = 0.25
 
 
@@ -80,18 +79,31 @@ def _figures(backend: str, batch: int) -> dict[str, MemoryFigure]:
     return f
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch", "tf"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_case_figures_scale_and_match_analytic(backend):
-    """On every CPU backend: both figures recorded with their method; the working set at batch 64 is 2× that at 32
+    """On numpy and torch: both figures recorded with their method; the working set at batch 64 is 2× that at 32
     (±SCALING_TOLERANCE), and between the analytic estimate (the least BPTT keeps: gate outputs and states) and 4×
     it (backends keep more: input projections, pre-activations, gate gradients; measured at B=64, T=50, H=128:
-    numpy 3.0×, torch 2.7–3.2×, TF 1.6×)."""
-    pytest.importorskip({"numpy": "numpy", "torch": "torch", "tf": "tensorflow"}[backend])
+    numpy 3.0×, torch 2.7–3.2×). TF: see the next test."""
+    pytest.importorskip({"numpy": "numpy", "torch": "torch"}[backend])
     small, big = _figures(backend, 32), _figures(backend, 64)
     ratio = big["working_set"].bytes / small["working_set"].bytes
     assert 2 * (1 - SCALING_TOLERANCE) <= ratio <= 2 * (1 + SCALING_TOLERANCE), ratio
     an = big["activation_estimate"].bytes
     assert an <= big["working_set"].bytes <= 4 * an, big["working_set"].bytes / an
+
+
+def test_tf_working_set_is_above_the_floor_and_the_analytic_estimate():
+    """TF (fresh-process windows, the heap trimmed after the warm-up): above the noise floor and between the
+    analytic estimate and 4× it (measured 1.6–1.8× at B=64, T=50, H=128). Its 2B/B scaling is not asserted at these
+    sizes: a TF window's peak varies by ~3 MiB run to run (118.7–121.5 MiB at B=32), so the 2B/B ratio of its
+    ~6 MiB working set at B=32 ranged 1.2–2.0; at B=64, T=100 the slope is 0.27–0.32 MiB a sample from B=32 to 512
+    (bench/perf/memory_figures.py and memory_window's docstring)."""
+    pytest.importorskip("tensorflow")
+    f = _figures("tf", 64)
+    assert not memory.below_floor(f["working_set"]) and f["working_set"].bytes >= memory.RSS_FLOOR
+    an = f["activation_estimate"].bytes
+    assert an <= f["working_set"].bytes <= 4 * an, f["working_set"].bytes / an
 
 
 def test_numpy_working_set_is_what_its_layout_keeps():
