@@ -1049,6 +1049,7 @@ def test_working_set_below_its_floor_is_missing_in_the_report():
     assert sorted(set(above["peak_bytes"])) == [4 * 2**20, 5 * 2**20]  # exact: the recorded bytes
     (mem,) = [x for x in answer.sentences(above) if x.startswith("Memory")]
     assert mem.startswith("Memory (numpy): GRU needs less") and "(working_set) 0.80," in mem
+    assert mem.endswith("against 0.67 for the least BPTT keeps (gate outputs and states).")  # (3 + 1) / (4 + 2)
 
 
 def _speed_record(ms: dict[tuple[str, str, str], float]) -> RunRecord:

@@ -11,10 +11,13 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..spec import GATES, STATES
 from ..survival import median_steps
 from .frame import CELL_KEYS, PAIR_FIELDS
 
 FLOP_RATIO = 0.75  # GRU/LSTM: 3 gate blocks vs 4 (spec.py)
+# GRU/LSTM of the least BPTT keeps per step (spec.activation_bytes: gate outputs and states): (3 + 1) / (4 + 2)
+KEPT_RATIO = (GATES["gru"] + STATES["gru"]) / (GATES["lstm"] + STATES["lstm"])
 
 
 def _cell(row_cell: str) -> str:
@@ -197,7 +200,7 @@ def speed_sentences(cases: pd.DataFrame) -> list[str]:
 
 def memory_sentences(cases: pd.DataFrame) -> list[str]:
     """Per backend (and device, GRU variant: ``_ratio_groups``): the GRU/LSTM measured peak-memory ratio, naming the
-    figures measured."""
+    figures measured, against ``KEPT_RATIO``."""
     if cases.empty or not cases["peak_bytes"].notna().any():
         return []
     r = _pair_ratios(cases, "peak_bytes")
@@ -212,7 +215,7 @@ def memory_sentences(cases: pd.DataFrame) -> list[str]:
                    else f"{'GRU' if med < 1 else 'LSTM'} needs less")
         where = f"{run}: " if multi_run else ""
         out.append(f"{where}Memory ({head}): {verdict} — GRU/LSTM measured peak ({how}) {med:.2f}, "
-                   f"against {FLOP_RATIO:.2f} for the gate activations.")
+                   f"against {KEPT_RATIO:.2f} for the least BPTT keeps (gate outputs and states).")
     return out
 
 
