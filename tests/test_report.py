@@ -1134,6 +1134,20 @@ def test_backends_vs_fastest_ignores_per_backend_options():
     assert got == pytest.approx({"numpy": 2.0, "torch": 1.0}, rel=1e-12)  # noise-free times: exact
 
 
+def test_backends_vs_fastest_ignores_the_training_budget():
+    """A timing-only backend (steps=0, as the answer suite's [[also]] grid) and a trained one (steps=1500) run the
+    same step: the slower reads its ratio to the faster (numpy read 1.00× beside a faster TF at T=60)."""
+    from gru_bench.report.group_tables import BACKENDS, group_table
+
+    rec = _speed_record({("numpy", "cpu", "reset_after"): 2.0, ("torch", "cpu", "reset_after"): 1.0})
+    rec = rec.model_copy(update={"cases": [
+        r.model_copy(update={"case": r.case.model_copy(update={"steps": 0, "stop_at_target": True})})
+        if r.case.backend == "torch" else r for r in rec.cases]})
+    df = group_table(BACKENDS, groups_frame(cases_frame([rec]))).df
+    got = dict(zip(df["backend"], df["vs_fastest"]))
+    assert got == pytest.approx({"numpy": 2.0, "torch": 1.0}, rel=1e-12)  # noise-free times: exact
+
+
 def test_summary_md_keeps_record_text_inert(tmp_path):
     """A record's label is text in summary.md (a CI job summary): no link, no image, no raw HTML."""
     from gru_bench.storage import save_record
