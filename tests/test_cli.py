@@ -92,6 +92,10 @@ def test_run_ok_exits_0_prints_the_table_and_writes_the_record(capsys, tmp_path)
     gru, lstm = rec.cases
     assert "GRU/LSTM" in captured.out and "reset_after" in captured.out
     assert f"{gru.params / lstm.params:.2f}" in captured.out  # the params ratio, 3H(I+H)+6H+head over 4H(...)
+    # under the table, the report's answer: the GRU/LSTM step-time ratio of this run's two cases
+    ratio = gru.train_time.median / lstm.train_time.median
+    speed = next(line for line in captured.out.splitlines() if line.startswith("• Speed (numpy): "))
+    assert f"GRU/LSTM step time {ratio:.2f}," in speed
 
 
 def test_run_with_a_failed_case_exits_1(capsys, tmp_path, monkeypatch):

@@ -128,8 +128,19 @@ def run(
         # a log file or CI page is not a terminal: give the table room instead of rich's 80 columns
         wide = out if out.is_terminal else Console(width=max(out.width, 200))
         wide.print(summary_table(outcome.record.cases))
+        print_answer(wide, outcome.record)
     err.print(f"record: {outcome.record_path}", highlight=False)
     return run_exit_status(outcome)
+
+
+def print_answer(console: Console, record: Any) -> None:
+    """Under the table, the report's first-screen sentences for this run (``report/answer.py``): which cell reached
+    the target first at each T, which is faster per step and which needs less memory, on each backend."""
+    from .report.answer import sentences
+    from .report.frame import cases_frame
+
+    for line in sentences(cases_frame([record])):
+        console.print(f"• {escape(line)}", highlight=False)
 
 
 def run_exit_status(outcome: Any) -> ExitStatus:
