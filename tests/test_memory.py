@@ -1,10 +1,15 @@
 """The per-batch working set and fixed overhead (memory.py): same method on every backend, scales with the batch."""
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from gru_bench import memory
+from gru_bench.backends.numpy_backend import NumpyBackend
 from gru_bench.case import Case
 from gru_bench.schema import MemoryFigure
 from gru_bench.worker import run_case
@@ -126,6 +131,28 @@ def test_numpy_working_set_is_what_its_layout_keeps():
 
     layout = kept(2 * case.batch_size) - kept(case.batch_size)
     assert measured == pytest.approx(layout, rel=0.05), (measured / 2**20, layout / 2**20)
+
+
+class NoisyHost(NumpyBackend):
+    """A plugin declaring that its windows' host peaks vary by 1 GiB run to run."""
+
+    name = "noisyhost"
+    capabilities = replace(NumpyBackend.capabilities, host_memory_noise=1 << 30)
+
+
+def test_backend_declared_noise_floors_the_host_working_set(monkeypatch):
+    """A backend's declared ``host_memory_noise`` (TF: 3 MiB) raises the floor of its host working set above the
+    reader's page floor: the same NumPy windows read below the floor under a 1 GiB noise, above it as numpy."""
+    monkeypatch.setenv("GRU_BENCH_BACKENDS", "noisyhost=test_memory:NoisyHost")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                    os.environ.get("PYTHONPATH")])))
+    plain = {f.name: f for f in memory.working_set(_case("numpy", 32), threads=1)[0]}["working_set"]
+    noisy = {f.name: f for f in memory.working_set(_case("noisyhost", 32), threads=1)[0]}["working_set"]
+    assert plain.floor_bytes == memory.RSS_FLOOR and not memory.below_floor(plain)
+    assert noisy.floor_bytes == 1 << 30 and memory.below_floor(noisy) and memory.BELOW_FLOOR in noisy.method
+    from gru_bench.backends._tf_decl import TFDeclared
+
+    assert TFDeclared.capabilities.host_memory_noise == 3 << 20
 
 
 def test_old_figure_loads():

@@ -33,9 +33,11 @@ class TFDeclared(Backend):
     """The TensorFlow backend's declarations (abstract: the methods are ``tf_backend.TFBackend``'s)."""
 
     name: ClassVar[str] = "tf"
-    # TensorFlow flushes denormals on its CPU threads and has no switch to keep them (``_denormals.tf_policy``)
+    # TensorFlow flushes denormals on its CPU threads and has no switch to keep them (``_denormals.tf_policy``).
+    # Its working-set windows' host peaks vary by up to ~2.8 MiB run to run (5 windows each: 2.3 MiB at H=24, T=60,
+    # B=32; 2.8 MiB at H=128, T=50, B=32; numpy 0.04, torch 0.4 MiB at H=24): a smaller working set is noise
     capabilities: ClassVar[Capabilities] = Capabilities(devices=("cpu", "cuda"), dtypes=DTYPES, denormals=("flush",),
-                                                        device_memory=True)
+                                                        device_memory=True, host_memory_noise=3 << 20)
     options: ClassVar[tuple[Option, ...]] = OPTIONS
 
     @classmethod

@@ -62,6 +62,9 @@ class Capabilities:
     denormals: tuple[str, ...] = _denormals.POLICIES  # policies ``set_denormals`` can put in force
     device_memory: bool = False  # ``memory`` reports device counters on a non-CPU device
     traced_allocations: bool = False  # it allocates through Python/NumPy, so ``tracemalloc`` sees its memory
+    # how much one working-set window's host peak varies run to run (bytes; the allocators' and runtime's own
+    # noise): a working set below it is noise, whatever the peak reader's page granularity (memory.RSS_FLOOR)
+    host_memory_noise: int = 0
 
 
 @dataclass(frozen=True)
